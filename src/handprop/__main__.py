@@ -1,0 +1,7 @@
+"""``python -m handprop`` is the ``handprop`` command."""
+
+import sys
+
+from handprop.cli import main
+
+sys.exit(main())

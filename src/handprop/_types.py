@@ -1,0 +1,32 @@
+"""Type aliases and dtype helpers shared by the layers, losses and optimizers."""
+
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+Array: TypeAlias = npt.NDArray[Any]
+
+#: The floating dtypes handprop computes in: float64 (the default) and float32.
+FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def float_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
+    """Return ``dtype`` as a numpy dtype, or raise if it is not float32/float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"dtype must be float64 or float32, received {dtype!r}") from error
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float64 or float32, received {resolved.name}")
+    return resolved
+
+
+def check_dtype(owner: str, what: str, array: Array, expected: np.dtype[Any]) -> None:
+    """Raise a TypeError naming ``owner`` if ``array`` is not of dtype ``expected``."""
+    if array.dtype != expected:
+        raise TypeError(
+            f"{owner} computes in {expected.name} but received {what} of dtype "
+            f"{array.dtype.name}; convert it with .astype(np.{expected.name}) "
+            "(handprop never mixes dtypes silently)"
+        )

@@ -1,0 +1,142 @@
+"""The ``handprop`` command: ``warmup`` runs the tutorial, ``gradcheck`` checks every backward.
+
+``main(argv)`` returns the exit code: 0 on success, 1 when a gradient check
+fails, 2 for bad input (one line on stderr, no traceback).
+"""
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+
+from handprop import __version__
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, received {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, received {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, received {text!r}") from None
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, received {text!r}")
+    return value
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    from handprop.warmup import WarmupConfig, run_warmup
+
+    config = WarmupConfig(steps=args.steps, lr=args.lr, seed=args.seed, dtype=args.dtype)
+    last = config.steps - 1
+
+    def print_step(t: int, loss: float) -> None:
+        if not args.quiet and (t % args.print_every == 0 or t == last):
+            sys.stdout.write(f"{t} {float(loss)!r}\n")
+
+    run_warmup(config, on_step=print_step)
+    return 0
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from handprop.gradcheck import format_reports
+    from handprop.selfcheck import builtin_checks
+
+    reports = builtin_checks(seed=args.seed, max_entries=args.max_entries)
+    print(format_reports(reports))
+    failed = [report.subject for report in reports if not report.passed]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"all {len(reports)} gradient checks passed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handprop",
+        description="Neural networks whose backward pass is written by hand.",
+    )
+    parser.add_argument("--version", action="version", version=f"handprop {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    warmup = commands.add_parser(
+        "warmup",
+        help="run the 'Warm-up: numpy' tutorial, printing 't loss' for every step",
+        description=(
+            "Train the tutorial's network (N, D_in, H, D_out = 64, 1000, 100, 10; one hidden "
+            "ReLU layer, no biases) on random data with the sum of squared errors and plain "
+            "SGD. x, y, w1, w2 are drawn in that order from numpy.random.RandomState(SEED), so "
+            "each printed loss matches the tutorial's loop after np.random.seed(SEED)."
+        ),
+    )
+    warmup.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    warmup.add_argument("--steps", type=_non_negative_int, default=500, help="default: 500")
+    warmup.add_argument("--lr", type=_learning_rate, default=1e-6, help="default: 1e-6")
+    warmup.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    warmup.add_argument(
+        "--print-every",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="print every K-th step (and the last); default: 1",
+    )
+    warmup.add_argument("--quiet", action="store_true", help="print nothing")
+    warmup.set_defaults(run=_warmup)
+
+    gradcheck = commands.add_parser(
+        "gradcheck",
+        help="check every built-in backward against central differences",
+        description=(
+            "Compare the hand-written backward of every built-in layer and loss, and of the "
+            "tutorial's network, with central differences in float64. Prints a table; exits "
+            "0 only if every check passes, 1 otherwise."
+        ),
+    )
+    gradcheck.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    gradcheck.add_argument(
+        "--max-entries",
+        type=_positive_int,
+        default=200,
+        metavar="K",
+        help="check at most K random entries of each large tensor; default: 200",
+    )
+    gradcheck.set_defaults(run=_gradcheck)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code instead of exiting."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error (code 2)
+        return exit_.code if isinstance(exit_.code, int) else 0
+    command: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return command(args)
+    except (ValueError, TypeError) as error:
+        print(f"handprop: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `handprop warmup | head`: stop quietly
+        sys.stderr.close()
+        return 0

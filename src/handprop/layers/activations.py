@@ -1,0 +1,139 @@
+"""Element-wise activations, each backward under its forward.
+
+Shape: any; the output and the gradients have the input's shape.
+"""
+
+import math
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.layers.module import Module, require_array, require_cache
+
+
+class ReLU(Module):
+    """``h_relu = max(h, 0)``.
+
+    As in the tutorial (``grad_h[h < 0] = 0``) the gradient is blocked only
+    where ``h < 0``: at exactly ``h == 0`` it passes through. PyTorch blocks
+    it there; the two agree everywhere else.
+    """
+
+    def __init__(self) -> None:
+        self.h: Array | None = None
+
+    def forward(self, h: Array) -> Array:
+        self.h = require_array("ReLU", h)
+        h_relu: Array = np.maximum(h, 0)
+        return h_relu
+
+    def backward(self, grad_h_relu: Array) -> Array:
+        h, grad_h_relu = require_cache("ReLU", self.h, grad_h_relu)
+        grad_h = grad_h_relu.copy()
+        grad_h[h < 0] = 0
+        return grad_h
+
+    def pieces(self) -> Array | None:
+        """Which linear piece each input of the last forward fell on (for gradcheck)."""
+        return None if self.h is None else self.h >= 0
+
+
+class LeakyReLU(Module):
+    """``h`` where ``h >= 0``, else ``negative_slope * h``; at 0 the slope is 1, as for ReLU."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        if not (math.isfinite(negative_slope) and negative_slope >= 0):
+            raise ValueError(
+                f"LeakyReLU negative_slope must be finite and >= 0, received {negative_slope!r}"
+            )
+        self.negative_slope = float(negative_slope)
+        self.h: Array | None = None
+
+    def forward(self, h: Array) -> Array:
+        self.h = require_array("LeakyReLU", h)
+        h_leaky: Array = np.where(h >= 0, h, self.negative_slope * h)
+        return h_leaky
+
+    def backward(self, grad_h_leaky: Array) -> Array:
+        h, grad_h_leaky = require_cache("LeakyReLU", self.h, grad_h_leaky)
+        grad_h = grad_h_leaky.copy()
+        grad_h[h < 0] *= self.negative_slope
+        return grad_h
+
+    def pieces(self) -> Array | None:
+        """Which linear piece each input of the last forward fell on (for gradcheck)."""
+        return None if self.h is None else self.h >= 0
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+class Tanh(Module):
+    """``h_tanh = tanh(h)``; its derivative is ``1 - h_tanh**2``."""
+
+    def __init__(self) -> None:
+        self.h_tanh: Array | None = None
+
+    def forward(self, h: Array) -> Array:
+        self.h_tanh = np.tanh(require_array("Tanh", h))
+        return self.h_tanh
+
+    def backward(self, grad_h_tanh: Array) -> Array:
+        h_tanh, grad_h_tanh = require_cache("Tanh", self.h_tanh, grad_h_tanh)
+        grad_h: Array = grad_h_tanh * (1 - h_tanh * h_tanh)
+        return grad_h
+
+
+class Sigmoid(Module):
+    """``h_sigmoid = 1 / (1 + exp(-h))``, computed without overflow for any ``h``.
+
+    Its derivative is ``h_sigmoid * (1 - h_sigmoid)``.
+    """
+
+    def __init__(self) -> None:
+        self.h_sigmoid: Array | None = None
+
+    def forward(self, h: Array) -> Array:
+        h = require_array("Sigmoid", h)
+        z = np.exp(-np.abs(h))  # in (0, 1]: never overflows
+        self.h_sigmoid = np.where(h >= 0, 1 / (1 + z), z / (1 + z))
+        return self.h_sigmoid
+
+    def backward(self, grad_h_sigmoid: Array) -> Array:
+        h_sigmoid, grad_h_sigmoid = require_cache("Sigmoid", self.h_sigmoid, grad_h_sigmoid)
+        grad_h: Array = grad_h_sigmoid * h_sigmoid * (1 - h_sigmoid)
+        return grad_h
+
+
+class Identity(Module):
+    """Returns its input unchanged; its gradient is the incoming gradient."""
+
+    def __init__(self) -> None:
+        self.h: Array | None = None
+
+    def forward(self, h: Array) -> Array:
+        self.h = require_array("Identity", h)
+        return h
+
+    def backward(self, grad_y: Array) -> Array:
+        _, grad_h = require_cache("Identity", self.h, grad_y)
+        return grad_h
+
+
+#: Activation classes by the names the command line and config files use.
+ACTIVATIONS: dict[str, type[Module]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "identity": Identity,
+}
+
+
+def activation(name: str) -> Module:
+    """A new activation layer called ``name``; a ValueError lists the valid names."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        valid = ", ".join(sorted(ACTIVATIONS))
+        raise ValueError(f"unknown activation {name!r}; valid names: {valid}") from None

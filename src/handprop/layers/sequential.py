@@ -1,0 +1,59 @@
+"""Layers in a row: forward in order, backward in reverse."""
+
+from collections.abc import Iterator
+
+from handprop._types import Array
+from handprop.layers.module import Module
+from handprop.parameter import Parameter
+
+
+class Sequential(Module):
+    """``Sequential(Linear(D_in, H), ReLU(), Linear(H, D_out))`` is the tutorial's network.
+
+    Parameters are named as in ``torch.nn.Sequential``: ``0.weight``, ``2.bias``,
+    ``1.0.weight`` for a nested one.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(
+                    f"Sequential expected Module instances, received {type(layer).__name__} "
+                    f"at position {index}"
+                )
+        self.layers = list(layers)
+
+    def forward(self, x: Array) -> Array:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_y: Array) -> Array:
+        for layer in reversed(self.layers):
+            grad_y = layer.backward(grad_y)
+        return grad_y
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [
+            (f"{index}.{name}", parameter)
+            for index, layer in enumerate(self.layers)
+            for name, parameter in layer.named_parameters()
+        ]
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for layer in self.layers:
+            yield from layer.modules()
+
+    def __getitem__(self, index: int) -> Module:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({index}): {layer!r}" for index, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"

@@ -1,0 +1,144 @@
+"""Losses: ``forward(y_pred, y) -> float`` and ``backward() -> grad_y_pred``.
+
+The reduction is in the name: ``SumSquaredError`` (the tutorial's Euclidean
+error) sums over every element, ``MeanSquaredError`` averages over them, and
+``SoftmaxCrossEntropy`` averages over the batch.
+"""
+
+import numpy as np
+
+from handprop._types import Array, check_dtype
+from handprop.layers.module import require_array
+
+
+class Loss:
+    """Base class: ``forward`` caches what ``backward`` needs, as layers do."""
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def __call__(self, y_pred: Array, y: Array) -> float:
+        return self.forward(y_pred, y)
+
+    def _require_cache(self, cache: Array | None) -> Array:
+        if cache is None:
+            name = type(self).__name__
+            raise RuntimeError(f"{name}.backward was called before {name}.forward")
+        return cache
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _regression_error(owner: str, y_pred: Array, y: Array) -> Array:
+    """``y_pred - y`` after checking that the two are non-empty and alike."""
+    y_pred = require_array(owner, y_pred)
+    y = require_array(f"{owner} target", y)
+    if y_pred.shape != y.shape or y_pred.size == 0:
+        raise ValueError(
+            f"{owner} expected y_pred and y of the same non-empty shape, "
+            f"received {y_pred.shape} and {y.shape}"
+        )
+    check_dtype(owner, "a target", y, y_pred.dtype)
+    error: Array = y_pred - y
+    return error
+
+
+class SumSquaredError(Loss):
+    """``loss = sum((y_pred - y)**2)``, the tutorial's loss; ``grad_y_pred = 2 * (y_pred - y)``.
+
+    Shape: y_pred and y (N, D_out). The loss (and its gradient) grows with N.
+    """
+
+    def __init__(self) -> None:
+        self.error: Array | None = None  # y_pred - y
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        self.error = _regression_error("SumSquaredError", y_pred, y)
+        return float(np.square(self.error).sum())
+
+    def backward(self) -> Array:
+        error = self._require_cache(self.error)
+        grad_y_pred: Array = 2.0 * error
+        return grad_y_pred
+
+
+class MeanSquaredError(Loss):
+    """``loss = mean((y_pred - y)**2)`` over all N * D_out elements, as ``torch.nn.MSELoss()``.
+
+    Shape: y_pred and y (N, D_out).
+    """
+
+    def __init__(self) -> None:
+        self.error: Array | None = None  # y_pred - y
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        self.error = _regression_error("MeanSquaredError", y_pred, y)
+        return float(np.square(self.error).mean())
+
+    def backward(self) -> Array:
+        error = self._require_cache(self.error)
+        grad_y_pred: Array = (2.0 / error.size) * error
+        return grad_y_pred
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax of the scores followed by the negative log-likelihood, averaged over the batch.
+
+    Shape: y_pred (N, C) unnormalised scores; y (N,) integer class labels in [0, C).
+    ``grad_y_pred = (softmax(y_pred) - one_hot(y)) / N``. Computed from
+    ``y_pred - max(y_pred)``, so large scores neither overflow nor warn.
+    """
+
+    def __init__(self) -> None:
+        self.probs: Array | None = None  # softmax(y_pred)
+        self.y: Array | None = None
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        y_pred = require_array("SoftmaxCrossEntropy", y_pred)
+        y = _check_labels(y_pred, y)
+        shifted = y_pred - y_pred.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        self.probs, self.y = np.exp(log_probs), y
+        return float(-log_probs[np.arange(len(y)), y].mean())
+
+    def backward(self) -> Array:
+        probs, y = self._require_cache(self.probs), self._require_cache(self.y)
+        grad_y_pred = probs.copy()
+        grad_y_pred[np.arange(len(y)), y] -= 1
+        grad_y_pred /= len(y)
+        return grad_y_pred
+
+
+def _check_labels(y_pred: Array, y: object) -> Array:
+    if y_pred.ndim != 2 or y_pred.shape[0] == 0 or y_pred.shape[1] == 0:
+        raise ValueError(
+            f"SoftmaxCrossEntropy expected scores of shape (N, C) with N, C >= 1, "
+            f"received {y_pred.shape}"
+        )
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":
+        kind = y.dtype.name if isinstance(y, np.ndarray) else type(y).__name__
+        raise TypeError(
+            f"SoftmaxCrossEntropy expected integer class labels, received {kind}; "
+            "convert with .astype(np.int64)"
+        )
+    n, classes = y_pred.shape
+    if y.shape != (n,):
+        raise ValueError(f"SoftmaxCrossEntropy expected labels of shape ({n},), received {y.shape}")
+    if y.min() < 0 or y.max() >= classes:
+        raise ValueError(
+            f"SoftmaxCrossEntropy expected labels in [0, {classes - 1}], "
+            f"received values from {y.min()} to {y.max()}"
+        )
+    return y
+
+
+#: Loss classes by the names the command line and config files use.
+LOSSES: dict[str, type[Loss]] = {
+    "sse": SumSquaredError,
+    "mse": MeanSquaredError,
+    "cross-entropy": SoftmaxCrossEntropy,
+}

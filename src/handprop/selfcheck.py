@@ -1,0 +1,57 @@
+"""The gradient checks ``handprop gradcheck`` runs: every built-in layer and loss,
+and the tutorial's network."""
+
+import numpy as np
+
+from handprop.gradcheck import GradientReport, check_gradients
+from handprop.layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Tanh
+from handprop.losses import MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+from handprop.warmup import WarmupConfig, make_problem
+
+
+def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list[GradientReport]:
+    """Check each built-in layer and loss on small random inputs, then the warmup network."""
+    rng = np.random.default_rng(seed)
+    n, d_in, d_out = 4, 5, 3
+
+    def x(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape)
+
+    layers = [
+        ("Linear", Linear(d_in, d_out, rng=rng), x(n, d_in)),
+        ("Linear(bias=False)", Linear(d_in, d_out, bias=False, rng=rng), x(n, d_in)),
+        ("ReLU", ReLU(), x(n, d_in)),
+        ("LeakyReLU(0.1)", LeakyReLU(0.1), x(n, d_in)),
+        ("Tanh", Tanh(), x(n, d_in)),
+        ("Sigmoid", Sigmoid(), x(n, d_in)),
+        ("Identity", Identity(), x(n, d_in)),
+        (
+            "Sequential(Linear, Tanh, Linear, Sigmoid)",
+            Sequential(Linear(d_in, 6, rng=rng), Tanh(), Linear(6, d_out, rng=rng), Sigmoid()),
+            x(n, d_in),
+        ),
+    ]
+    reports = [check_gradients(m, inp, rng=rng, name=name) for name, m, inp in layers]
+    reports += [
+        check_gradients(SumSquaredError(), x(n, d_out), x(n, d_out), name="SumSquaredError"),
+        check_gradients(MeanSquaredError(), x(n, d_out), x(n, d_out), name="MeanSquaredError"),
+        check_gradients(
+            SoftmaxCrossEntropy(),
+            x(n, d_out),
+            rng.integers(0, d_out, n),
+            name="SoftmaxCrossEntropy",
+        ),
+    ]
+    problem = make_problem(WarmupConfig(seed=seed))
+    reports.append(
+        check_gradients(
+            problem.model,
+            problem.x,
+            problem.y,
+            loss=SumSquaredError(),
+            max_entries=max_entries,
+            rng=rng,
+            name=f"warmup network + SumSquaredError (seed {seed})",
+        )
+    )
+    return reports
