@@ -8,6 +8,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from handprop import __version__
 
@@ -71,8 +72,15 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="handprop",
         description="Neural networks whose backward pass is written by hand.",
     )

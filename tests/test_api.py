@@ -1,0 +1,97 @@
+"""The public API: names, parameter naming, optimizers holding no copies, lean import."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import handprop as hp
+
+
+def test_sequential_names_parameters_like_torch() -> None:
+    rng = np.random.default_rng(0)
+    model = hp.Sequential(
+        hp.Linear(3, 4, rng=rng),
+        hp.ReLU(),
+        hp.Sequential(hp.Linear(4, 2, bias=False, rng=rng), hp.Tanh()),
+    )
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.0.weight"]
+    assert [p.shape for p in model.parameters()] == [(3, 4), (4,), (4, 2)]
+    assert [type(m).__name__ for m in model.modules()] == [
+        "Sequential", "Linear", "ReLU", "Sequential", "Linear", "Tanh",
+    ]  # fmt: skip
+
+
+def test_initialisers_draw_from_the_generator_they_are_given() -> None:
+    # standard_normal with RandomState(0) is the tutorial's np.random.seed(0); np.random.randn.
+    layer = hp.Linear(5, 3, bias=False, init=hp.init.standard_normal, rng=np.random.RandomState(0))
+    np.testing.assert_array_equal(layer.weight.data, np.random.RandomState(0).randn(5, 3))
+
+    he = hp.Linear(2000, 50, init=hp.init.he_normal, rng=np.random.default_rng(1)).weight.data
+    assert he.std() == pytest.approx(np.sqrt(2 / 2000), rel=0.02)
+    glorot = hp.Linear(300, 100, init=hp.init.glorot_uniform, rng=np.random.default_rng(2))
+    limit = np.sqrt(6 / 400)
+    assert glorot.weight.data.max() <= limit and glorot.weight.data.min() >= -limit
+    assert glorot.weight.data.max() > 0.99 * limit
+
+
+def test_float32_initialisation_rounds_the_float64_draw() -> None:
+    w64 = hp.Linear(4, 3, rng=np.random.default_rng(5)).weight.data
+    w32 = hp.Linear(4, 3, rng=np.random.default_rng(5), dtype="float32").weight.data
+    assert w32.dtype == np.float32
+    np.testing.assert_array_equal(w32, w64.astype(np.float32))
+
+
+def test_optimizers_update_whatever_array_the_parameter_holds_now() -> None:
+    # The model owns the arrays: an optimizer keeps Parameters, never copies of their data.
+    layer = hp.Linear(2, 2, bias=False, rng=np.random.default_rng(0))
+    for optimizer in (
+        hp.SGD(layer.parameters(), lr=0.5, momentum=0.9),
+        hp.Adam(layer.parameters()),
+    ):
+        replacement = np.ones((2, 2))
+        layer.weight.data = replacement
+        layer.weight.grad[...] = 1.0
+        optimizer.step()
+        assert layer.weight.data is replacement
+        assert np.all(replacement < 1.0)
+
+
+def test_sgd_momentum_by_hand() -> None:
+    p = hp.Parameter(np.array([1.0]))
+    sgd = hp.SGD([p], lr=0.5, momentum=0.5)
+    p.grad[...] = 2.0
+    sgd.step()  # v = 2;            w = 1 - 0.5*2 = 0
+    sgd.step()  # v = 0.5*2 + 2 = 3; w = 0 - 0.5*3 = -1.5
+    assert p.data[0] == -1.5
+
+
+def test_train_step_returns_the_loss_before_the_update() -> None:
+    model = hp.Linear(1, 1, bias=False, init=hp.init.zeros)
+    x, y = np.array([[1.0]]), np.array([[2.0]])
+    sgd = hp.SGD(model.parameters(), lr=0.25)
+    assert hp.train_step(model, hp.SumSquaredError(), sgd, x, y) == 4.0  # (0 - 2)**2
+    assert model.weight.data[0, 0] == 1.0  # 0 - 0.25 * 2 * (0 - 2) * 1
+    assert hp.train_step(model, hp.SumSquaredError(), sgd, x, y) == 1.0
+
+
+def test_softmax_cross_entropy_with_huge_scores_neither_overflows_nor_warns() -> None:
+    # Shifted by the max: [0, -2000, -1000]; log(1 + e**-2000 + e**-1000) == 0 in float64,
+    # so loss = 2000 and softmax = [1, 0, 0]; grad = softmax - one_hot(1) = [1, -1, 0].
+    loss_fn = hp.SoftmaxCrossEntropy()
+    assert loss_fn.forward(np.array([[1000.0, -1000.0, 0.0]]), np.array([1])) == 2000.0
+    np.testing.assert_array_equal(loss_fn.backward(), [[1.0, -1.0, 0.0]])
+
+
+def test_import_handprop_stays_lean() -> None:
+    code = (
+        "import sys, handprop, handprop.cli; "
+        "print(','.join(m for m in ('torch', 'sklearn', 'matplotlib', 'tqdm', 'scipy', 'jax') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

@@ -1,0 +1,120 @@
+"""The command line: `handprop warmup` and `handprop gradcheck`, in process and as installed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handprop.cli import main
+from tests.test_warmup_parity import tutorial_loop
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_warmup_prints_the_tutorials_losses(capsys: pytest.CaptureFixture[str]) -> None:
+    expected, _, _ = tutorial_loop(seed=0, steps=5)
+
+    code, out, err = run(["warmup", "--steps", "5"], capsys)
+
+    assert code == 0 and err == ""
+    lines = [line.split() for line in out.splitlines()]
+    assert [int(t) for t, _ in lines] == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose([float(loss) for _, loss in lines], expected, rtol=1e-12)
+
+
+def test_warmup_loss_text_round_trips_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+    expected, _, _ = tutorial_loop(seed=3, steps=2)
+    _, out, _ = run(["warmup", "--steps", "2", "--seed", "3"], capsys)
+    # repr(float) is the shortest text that reads back to the same double.
+    assert out.splitlines()[1] == f"1 {expected[1]!r}"
+
+
+def test_print_every_keeps_the_last_step(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(["warmup", "--steps", "25", "--print-every", "10"], capsys)
+    assert [line.split()[0] for line in out.splitlines()] == ["0", "10", "20", "24"]
+
+
+def test_quiet_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["warmup", "--steps", "3", "--quiet"], capsys) == (0, "", "")
+
+
+def test_float32_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    expected, _, _ = tutorial_loop(seed=0, steps=3)
+    code, out, _ = run(["warmup", "--steps", "3", "--dtype", "float32"], capsys)
+    assert code == 0
+    np.testing.assert_allclose(
+        [float(line.split()[1]) for line in out.splitlines()], expected, rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "mentions"),
+    [
+        (["warmup", "--lr", "nan"], "--lr"),
+        (["warmup", "--lr", "inf"], "--lr"),
+        (["warmup", "--lr", "fast"], "--lr"),
+        (["warmup", "--steps", "-1"], "--steps"),
+        (["warmup", "--print-every", "0"], "--print-every"),
+        (["warmup", "--dtype", "float16"], "--dtype"),
+        (["warmup", "--seed", "-2"], "--seed"),
+        (["train"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_line(
+    argv: list[str], mentions: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert mentions in err
+
+
+def test_help_exits_0_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["warmup", "--help"], capsys)
+    assert code == 0
+    assert "RandomState" in out and "--print-every" in out
+
+
+def test_gradcheck_passes_and_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["gradcheck", "--max-entries", "20"], capsys)
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0].split()[:2] == ["subject", "tensor"]
+    assert any(row.startswith("warmup network") for row in rows)
+    assert "FAIL" not in out
+    assert rows[-1].startswith("all ") and rows[-1].endswith(" gradient checks passed")
+
+
+def test_the_installed_console_script_runs_warmup() -> None:
+    script = Path(sys.executable).parent / "handprop"
+    assert script.exists(), f"{script} is missing: install the package (pip install -e .)"
+    expected, _, _ = tutorial_loop(seed=0, steps=2)
+
+    result = subprocess.run(
+        [script, "warmup", "--steps", "2"], capture_output=True, text=True, check=False, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert [float(line.split()[1]) for line in result.stdout.splitlines()] == expected
+
+
+def test_python_dash_m_reports_bad_input_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "handprop", "warmup", "--lr", "nan"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "handprop warmup: error: argument --lr: must be a finite number >= 0, received 'nan' "
+        "(see handprop warmup --help)"
+    ]

@@ -1,0 +1,63 @@
+"""One training step of a tiny network, worked out by hand.
+
+The learning rate 0.25 and the small integers keep every number exact in
+binary floating point, so the expected values are compared exactly.
+"""
+
+import numpy as np
+
+import handprop as hp
+
+
+def test_one_step_of_a_3_2_1_network_by_hand() -> None:
+    layer1, layer2 = hp.Linear(3, 2), hp.Linear(2, 1)
+    model = hp.Sequential(layer1, hp.ReLU(), layer2)
+    layer1.weight.data[...] = [[1, -1], [0, 1], [2, 0]]
+    layer1.bias.data[...] = [0.5, -0.5]
+    layer2.weight.data[...] = [[3], [2]]
+    layer2.bias.data[...] = [1]
+    x = np.array([[1.0, 2.0, -1.0]])
+    y = np.array([[5.0]])
+
+    loss = hp.train_step(model, hp.SumSquaredError(), hp.SGD(model.parameters(), lr=0.25), x, y)
+
+    # Forward:
+    #   h      = x.w1 + b1 = [1*1 + 2*0 - 1*2, 1*(-1) + 2*1 - 1*0] + [0.5, -0.5] = [-0.5, 0.5]
+    #   h_relu = [0, 0.5]
+    #   y_pred = 0*3 + 0.5*2 + 1 = 2
+    #   loss   = (2 - 5)**2 = 9
+    assert loss == 9.0
+    # Backward:
+    #   grad_y_pred = 2 * (2 - 5) = -6
+    #   grad_w2 = h_relu.T . grad_y_pred = [[0 * -6], [0.5 * -6]] = [[0], [-3]];  grad_b2 = [-6]
+    #   grad_h_relu = grad_y_pred . w2.T = [-6*3, -6*2] = [-18, -12]
+    #   grad_h = [0, -12]   (h[0] = -0.5 < 0 blocks the first)
+    #   grad_w1 = x.T . grad_h = [[0, -12], [0, -24], [0, 12]];  grad_b1 = [0, -12]
+    np.testing.assert_array_equal(layer2.weight.grad, [[0], [-3]])
+    np.testing.assert_array_equal(layer2.bias.grad, [-6])
+    np.testing.assert_array_equal(layer1.weight.grad, [[0, -12], [0, -24], [0, 12]])
+    np.testing.assert_array_equal(layer1.bias.grad, [0, -12])
+    # Update, w -= 0.25 * grad_w:
+    #   w1 = [[1, -1 + 3], [0, 1 + 6], [2, 0 - 3]] = [[1, 2], [0, 7], [2, -3]];  b1 = [0.5, 2.5]
+    #   w2 = [[3], [2 + 0.75]] = [[3], [2.75]];  b2 = [1 + 1.5] = [2.5]
+    np.testing.assert_array_equal(layer1.weight.data, [[1, 2], [0, 7], [2, -3]])
+    np.testing.assert_array_equal(layer1.bias.data, [0.5, 2.5])
+    np.testing.assert_array_equal(layer2.weight.data, [[3], [2.75]])
+    np.testing.assert_array_equal(layer2.bias.data, [2.5])
+
+
+def test_relu_passes_the_gradient_at_exactly_zero() -> None:
+    # The tutorial masks with grad_h[h < 0] = 0, so h == 0 lets the gradient through.
+    relu = hp.ReLU()
+    h = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(relu.forward(h), [[0.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(relu.backward(np.array([[5.0, 6.0, 7.0]])), [[0.0, 6.0, 7.0]])
+
+
+def test_softmax_cross_entropy_by_hand() -> None:
+    # Scores [0, ln 3] give softmax [1/4, 3/4]; label 1: loss = -ln(3/4).
+    # grad = softmax - one_hot = [1/4, -1/4] (a batch of one).
+    loss_fn = hp.SoftmaxCrossEntropy()
+    loss = loss_fn.forward(np.array([[0.0, np.log(3.0)]]), np.array([1]))
+    np.testing.assert_allclose(loss, -np.log(0.75), rtol=1e-15)
+    np.testing.assert_allclose(loss_fn.backward(), [[0.25, -0.25]], rtol=1e-15)
