@@ -8,18 +8,26 @@ import numpy as np
 
 import handprop as hp
 
+X = np.array([[1.0, 2.0, -1.0]])
+Y = np.array([[5.0]])
 
-def test_one_step_of_a_3_2_1_network_by_hand() -> None:
+
+def tiny_network() -> tuple[hp.Sequential, hp.Linear, hp.Linear]:
     layer1, layer2 = hp.Linear(3, 2), hp.Linear(2, 1)
-    model = hp.Sequential(layer1, hp.ReLU(), layer2)
     layer1.weight.data[...] = [[1, -1], [0, 1], [2, 0]]
     layer1.bias.data[...] = [0.5, -0.5]
     layer2.weight.data[...] = [[3], [2]]
     layer2.bias.data[...] = [1]
-    x = np.array([[1.0, 2.0, -1.0]])
-    y = np.array([[5.0]])
+    return hp.Sequential(layer1, hp.ReLU(), layer2), layer1, layer2
 
-    loss = hp.train_step(model, hp.SumSquaredError(), hp.SGD(model.parameters(), lr=0.25), x, y)
+
+def test_one_step_of_a_3_2_1_network_by_hand() -> None:
+    model, layer1, layer2 = tiny_network()
+    loss_fn, optimizer = hp.SumSquaredError(), hp.SGD(model.parameters(), lr=0.25)
+
+    loss = loss_fn.forward(model.forward(X), Y)
+    model.zero_grad()
+    model.backward(loss_fn.backward())
 
     # Forward:
     #   h      = x.w1 + b1 = [1*1 + 2*0 - 1*2, 1*(-1) + 2*1 - 1*0] + [0.5, -0.5] = [-0.5, 0.5]
@@ -37,6 +45,7 @@ def test_one_step_of_a_3_2_1_network_by_hand() -> None:
     np.testing.assert_array_equal(layer2.bias.grad, [-6])
     np.testing.assert_array_equal(layer1.weight.grad, [[0, -12], [0, -24], [0, 12]])
     np.testing.assert_array_equal(layer1.bias.grad, [0, -12])
+    optimizer.step()
     # Update, w -= 0.25 * grad_w:
     #   w1 = [[1, -1 + 3], [0, 1 + 6], [2, 0 - 3]] = [[1, 2], [0, 7], [2, -3]];  b1 = [0.5, 2.5]
     #   w2 = [[3], [2 + 0.75]] = [[3], [2.75]];  b2 = [1 + 1.5] = [2.5]
@@ -44,6 +53,20 @@ def test_one_step_of_a_3_2_1_network_by_hand() -> None:
     np.testing.assert_array_equal(layer1.bias.data, [0.5, 2.5])
     np.testing.assert_array_equal(layer2.weight.data, [[3], [2.75]])
     np.testing.assert_array_equal(layer2.bias.data, [2.5])
+
+
+def test_train_step_folds_the_same_update_into_backward() -> None:
+    # With plain SGD, train_step adds -lr * grad straight into the weights; every
+    # number here is exact in binary, so the result is the same to the last bit.
+    model, layer1, layer2 = tiny_network()
+    loss = hp.train_step(model, hp.SumSquaredError(), hp.SGD(model.parameters(), lr=0.25), X, Y)
+    assert loss == 9.0
+    np.testing.assert_array_equal(layer1.weight.data, [[1, 2], [0, 7], [2, -3]])
+    np.testing.assert_array_equal(layer1.bias.data, [0.5, 2.5])
+    np.testing.assert_array_equal(layer2.weight.data, [[3], [2.75]])
+    np.testing.assert_array_equal(layer2.bias.data, [2.5])
+    # The gradients went into the weights, not into .grad.
+    assert all(not np.any(p.grad) for p in model.parameters())
 
 
 def test_relu_passes_the_gradient_at_exactly_zero() -> None:

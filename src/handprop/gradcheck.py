@@ -86,7 +86,7 @@ class _Scalar:
         """Run f once and backward once; the gradients by tensor name."""
         if isinstance(self.subject, Loss):
             self.subject.forward(self.x, self._target())
-            return {"input": self.subject.backward()}
+            return {"input": self.subject.backward().copy()}
         self.subject.zero_grad()
         y_pred = self.subject.forward(self.x)
         if self.loss is not None:
@@ -95,7 +95,7 @@ class _Scalar:
         else:
             assert self.projection is not None
             grad_y_pred = self.projection
-        grads = {"input": self.subject.backward(grad_y_pred)}
+        grads = {"input": self.subject.backward(grad_y_pred).copy()}
         grads.update((name, p.grad.copy()) for name, p in self.subject.named_parameters())
         return grads
 

@@ -8,7 +8,7 @@ error) sums over every element, ``MeanSquaredError`` averages over them, and
 import numpy as np
 
 from handprop._types import Array, check_dtype
-from handprop.layers.module import require_array
+from handprop.layers.module import require_array, reuse
 
 
 class Loss:
@@ -33,56 +33,59 @@ class Loss:
         return f"{type(self).__name__}()"
 
 
-def _regression_error(owner: str, y_pred: Array, y: Array) -> Array:
-    """``y_pred - y`` after checking that the two are non-empty and alike."""
-    y_pred = require_array(owner, y_pred)
-    y = require_array(f"{owner} target", y)
-    if y_pred.shape != y.shape or y_pred.size == 0:
-        raise ValueError(
-            f"{owner} expected y_pred and y of the same non-empty shape, "
-            f"received {y_pred.shape} and {y.shape}"
-        )
-    check_dtype(owner, "a target", y, y_pred.dtype)
-    error: Array = y_pred - y
-    return error
+class _SquaredError(Loss):
+    """Shared by the two squared-error losses: ``error = y_pred - y`` and its square, in buffers."""
+
+    def __init__(self) -> None:
+        self.error: Array | None = None  # y_pred - y
+        self.squared: Array | None = None  # work buffers
+        self.grad_y_pred: Array | None = None
+
+    def _sum_of_squares(self, y_pred: Array, y: Array) -> float:
+        owner = type(self).__name__
+        y_pred = require_array(owner, y_pred)
+        y = require_array(f"{owner} target", y)
+        if y_pred.shape != y.shape or y_pred.size == 0:
+            raise ValueError(
+                f"{owner} expected y_pred and y of the same non-empty shape, "
+                f"received {y_pred.shape} and {y.shape}"
+            )
+        check_dtype(owner, "a target", y, y_pred.dtype)
+        self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
+        self.squared = np.square(self.error, out=reuse(self.squared, y.shape, y.dtype))
+        return float(self.squared.sum())
+
+    def _scaled_error(self, scale: float) -> Array:
+        error = self._require_cache(self.error)
+        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
+        return np.multiply(error, scale, out=self.grad_y_pred)
 
 
-class SumSquaredError(Loss):
+class SumSquaredError(_SquaredError):
     """``loss = sum((y_pred - y)**2)``, the tutorial's loss; ``grad_y_pred = 2 * (y_pred - y)``.
 
     Shape: y_pred and y (N, D_out). The loss (and its gradient) grows with N.
     """
 
-    def __init__(self) -> None:
-        self.error: Array | None = None  # y_pred - y
-
     def forward(self, y_pred: Array, y: Array) -> float:
-        self.error = _regression_error("SumSquaredError", y_pred, y)
-        return float(np.square(self.error).sum())
+        return self._sum_of_squares(y_pred, y)  # loss = np.square(y_pred - y).sum()
 
     def backward(self) -> Array:
-        error = self._require_cache(self.error)
-        grad_y_pred: Array = 2.0 * error
-        return grad_y_pred
+        return self._scaled_error(2.0)  # grad_y_pred = 2.0 * (y_pred - y)
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_SquaredError):
     """``loss = mean((y_pred - y)**2)`` over all N * D_out elements, as ``torch.nn.MSELoss()``.
 
-    Shape: y_pred and y (N, D_out).
+    Shape: y_pred and y (N, D_out). ``grad_y_pred = 2 * (y_pred - y) / (N * D_out)``.
     """
 
-    def __init__(self) -> None:
-        self.error: Array | None = None  # y_pred - y
-
     def forward(self, y_pred: Array, y: Array) -> float:
-        self.error = _regression_error("MeanSquaredError", y_pred, y)
-        return float(np.square(self.error).mean())
+        return self._sum_of_squares(y_pred, y) / y.size
 
     def backward(self) -> Array:
         error = self._require_cache(self.error)
-        grad_y_pred: Array = (2.0 / error.size) * error
-        return grad_y_pred
+        return self._scaled_error(2.0 / error.size)
 
 
 class SoftmaxCrossEntropy(Loss):

@@ -41,9 +41,18 @@ class Optimizer:
                     f"received {type(parameter).__name__} at position {index}"
                 )
         self.lr = _finite(name, "lr", lr, 0.0)
+        self.distinct = len({id(p) for p in self.params}) == len(self.params)
 
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define step")
+
+    def fold_factor(self) -> float | None:
+        """``f`` when this step is just ``data += f * grad`` for every parameter, else None.
+
+        ``train_step`` then folds the update into the gradient products instead
+        of storing gradients and calling ``step``.
+        """
+        return None
 
     def zero_grad(self) -> None:
         for parameter in self.params:
@@ -75,18 +84,30 @@ class SGD(Optimizer):
         self.velocities: list[Array] = (
             [np.zeros_like(p.data) for p in self.params] if self.momentum else []
         )
+        self.scratch = [np.empty_like(p.data) for p in self.params]  # g + momentum * v, lr * g
+        self.decayed = [np.empty_like(p.data) for p in self.params] if self.weight_decay else []
 
     def step(self) -> None:
         for index, parameter in enumerate(self.params):
-            grad = parameter.grad
-            if self.weight_decay:
-                grad = grad + self.weight_decay * parameter.data
+            grad, scratch = parameter.grad, self.scratch[index]
+            if self.weight_decay:  # g = grad + weight_decay * w
+                decayed = np.multiply(self.weight_decay, parameter.data, out=self.decayed[index])
+                grad = np.add(grad, decayed, out=decayed)
             if self.momentum:
                 velocity = self.velocities[index]
                 velocity *= self.momentum
-                velocity += grad
-                grad = grad + self.momentum * velocity if self.nesterov else velocity
-            parameter.data -= self.lr * grad
+                velocity += grad  # v = momentum * v + g
+                if self.nesterov:  # g + momentum * v
+                    grad = np.add(
+                        grad, np.multiply(self.momentum, velocity, out=scratch), out=scratch
+                    )
+                else:
+                    grad = velocity
+            parameter.data -= np.multiply(self.lr, grad, out=scratch)  # w -= lr * g
+
+    def fold_factor(self) -> float | None:
+        plain = self.momentum == 0 and self.weight_decay == 0 and self.distinct
+        return -self.lr if plain else None
 
 
 class Adam(Optimizer):
@@ -120,21 +141,26 @@ class Adam(Optimizer):
         self.t = 0
         self.m = [np.zeros_like(p.data) for p in self.params]
         self.v = [np.zeros_like(p.data) for p in self.params]
+        self.scratch = [(np.empty_like(p.data), np.empty_like(p.data)) for p in self.params]
 
     def step(self) -> None:
         self.t += 1
         beta1, beta2 = self.betas
         step_size = self.lr / (1 - beta1**self.t)
         sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
-        for parameter, m, v in zip(self.params, self.m, self.v, strict=True):
+        for parameter, m, v, (g, s) in zip(self.params, self.m, self.v, self.scratch, strict=True):
             grad = parameter.grad
             if self.weight_decay and self.decoupled:
                 parameter.data *= 1 - self.lr * self.weight_decay
-            elif self.weight_decay:
-                grad = grad + self.weight_decay * parameter.data
+            elif self.weight_decay:  # g = grad + weight_decay * w
+                grad = np.add(grad, np.multiply(self.weight_decay, parameter.data, out=g), out=g)
             m *= beta1
-            m += (1 - beta1) * grad
+            m += np.multiply(1 - beta1, grad, out=s)  # m = b1*m + (1-b1)*g
             v *= beta2
-            v += (1 - beta2) * grad * grad
-            denom = np.sqrt(v) / sqrt_bias_correction2 + self.eps
-            parameter.data -= step_size * (m / denom)
+            v += np.multiply(
+                np.multiply(1 - beta2, grad, out=s), grad, out=s
+            )  # v = b2*v + (1-b2)*g*g
+            denom = np.sqrt(v, out=s)
+            denom /= sqrt_bias_correction2
+            denom += self.eps  # sqrt(v) / sqrt(1-b2**t) + eps
+            parameter.data -= np.multiply(step_size, np.divide(m, denom, out=s), out=s)

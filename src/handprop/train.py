@@ -6,14 +6,34 @@ from handprop.losses import Loss
 from handprop.optim import Optimizer
 
 
-def train_step(model: Module, loss_fn: Loss, optimizer: Optimizer, x: Array, y: Array) -> float:
+def train_step(
+    model: Module, loss_fn: Loss, optimizer: Optimizer, x: Array, y: Array, *, fold: bool = True
+) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
 
     Shape: x (N, D_in); y as ``loss_fn`` expects, e.g. (N, D_out).
+
+    The first layer's input gradient is never computed. With plain SGD (no
+    momentum, no weight decay) and ``fold=True`` the update is folded into the
+    weight-gradient products, ``w += -lr * (x.T @ grad_h)`` in one BLAS call
+    (one rounding where gradient-then-update has two), and ``.grad`` is left
+    zero. ``fold=False`` stores the gradients and then calls
+    ``optimizer.step()``: the tutorial's arithmetic, to the last bit.
     """
     y_pred = model.forward(x)
     loss = loss_fn.forward(y_pred, y)
     model.zero_grad()
-    model.backward(loss_fn.backward())
-    optimizer.step()
+    grad_y_pred = loss_fn.backward()
+    factor = optimizer.fold_factor() if fold else None
+    if factor is None:
+        model.backward_parameters(grad_y_pred)
+        optimizer.step()
+        return loss
+    for parameter in optimizer.params:
+        parameter.fold = factor
+    try:
+        model.backward_parameters(grad_y_pred)
+    finally:
+        for parameter in optimizer.params:
+            parameter.fold = None
     return loss

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from handprop._types import Array
-from handprop.layers.module import Module, require_array, require_cache
+from handprop.layers.module import Module, require_array, require_cache, reuse
 
 
 class ReLU(Module):
@@ -21,17 +21,24 @@ class ReLU(Module):
 
     def __init__(self) -> None:
         self.h: Array | None = None
+        self.h_relu: Array | None = None  # work buffers
+        self.grad_h: Array | None = None
+        self.h_negative: Array | None = None
 
     def forward(self, h: Array) -> Array:
         self.h = require_array("ReLU", h)
-        h_relu: Array = np.maximum(h, 0)
-        return h_relu
+        self.h_relu = reuse(self.h_relu, h.shape, h.dtype)
+        np.maximum(h, 0, out=self.h_relu)  # h_relu = np.maximum(h, 0)
+        return self.h_relu
 
     def backward(self, grad_h_relu: Array) -> Array:
         h, grad_h_relu = require_cache("ReLU", self.h, grad_h_relu)
-        grad_h = grad_h_relu.copy()
-        grad_h[h < 0] = 0
-        return grad_h
+        self.grad_h = reuse(self.grad_h, h.shape, h.dtype)
+        self.h_negative = reuse(self.h_negative, h.shape, np.dtype(bool))
+        np.copyto(self.grad_h, grad_h_relu)  # grad_h = grad_h_relu.copy()
+        np.less(h, 0, out=self.h_negative)
+        np.copyto(self.grad_h, 0, where=self.h_negative)  # grad_h[h < 0] = 0
+        return self.grad_h
 
     def pieces(self) -> Array | None:
         """Which linear piece each input of the last forward fell on (for gradcheck)."""
@@ -73,15 +80,20 @@ class Tanh(Module):
 
     def __init__(self) -> None:
         self.h_tanh: Array | None = None
+        self.grad_h: Array | None = None  # work buffer
 
     def forward(self, h: Array) -> Array:
-        self.h_tanh = np.tanh(require_array("Tanh", h))
+        h = require_array("Tanh", h)
+        self.h_tanh = np.tanh(h, out=reuse(self.h_tanh, h.shape, h.dtype))
         return self.h_tanh
 
     def backward(self, grad_h_tanh: Array) -> Array:
         h_tanh, grad_h_tanh = require_cache("Tanh", self.h_tanh, grad_h_tanh)
-        grad_h: Array = grad_h_tanh * (1 - h_tanh * h_tanh)
-        return grad_h
+        self.grad_h = reuse(self.grad_h, h_tanh.shape, h_tanh.dtype)
+        np.multiply(h_tanh, h_tanh, out=self.grad_h)
+        np.subtract(1, self.grad_h, out=self.grad_h)
+        self.grad_h *= grad_h_tanh  # grad_h = grad_h_tanh * (1 - h_tanh**2)
+        return self.grad_h
 
 
 class Sigmoid(Module):

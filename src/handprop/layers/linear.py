@@ -7,7 +7,7 @@ import numpy.typing as npt
 
 from handprop._types import Array, check_dtype, float_dtype
 from handprop.init import Initializer, RandomSource, he_normal
-from handprop.layers.module import Module, require_array, require_cache
+from handprop.layers.module import Module, require_array, require_cache, reuse
 from handprop.parameter import Parameter
 
 
@@ -27,7 +27,8 @@ class Linear(Module):
     ``init`` draws the weight from ``rng`` (default: He normal; the tutorial
     uses ``handprop.init.standard_normal``). ``rng=None`` means a fresh,
     unseeded ``numpy.random.default_rng()``. The input is cached by reference
-    for backward, as the tutorial keeps ``x``.
+    for backward, as the tutorial keeps ``x``; ``h`` and ``grad_x`` are work
+    buffers (see ``Module``).
     """
 
     def __init__(
@@ -47,6 +48,8 @@ class Linear(Module):
         self.weight = Parameter(init((self.in_features, self.out_features), rng, dtype))
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
         self.x: Array | None = None  # the cache: the last forward's input
+        self.h: Array | None = None  # work buffers for the output and the input gradient
+        self.grad_x: Array | None = None
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -60,19 +63,33 @@ class Linear(Module):
             )
         check_dtype("Linear", "input", x, self.dtype)
         self.x = x
-        h: Array = x.dot(self.weight.data)
+        self.h = reuse(self.h, (x.shape[0], self.out_features), self.dtype)
+        np.matmul(x, self.weight.data, out=self.h)  # h = x.dot(w1)
         if self.bias is not None:
-            h += self.bias.data
-        return h
+            self.h += self.bias.data
+        return self.h
 
     def backward(self, grad_h: Array) -> Array:
-        out_shape = (-1 if self.x is None else self.x.shape[0], self.out_features)
-        x, grad_h = require_cache("Linear", self.x, grad_h, out_shape)
-        self.weight.grad += x.T.dot(grad_h)  # grad_w1 = x.T.dot(grad_h)
+        x, grad_h = self._cached_input(grad_h)
+        self.grad_x = reuse(self.grad_x, x.shape, self.dtype)
+        np.matmul(
+            grad_h, self.weight.data.T, out=self.grad_x
+        )  # grad_h_relu = grad_y_pred.dot(w2.T)
+        self._add_parameter_grads(x, grad_h)  # after grad_x: a folded SGD step moves w here
+        return self.grad_x
+
+    def backward_parameters(self, grad_h: Array) -> None:
+        x, grad_h = self._cached_input(grad_h)
+        self._add_parameter_grads(x, grad_h)
+
+    def _add_parameter_grads(self, x: Array, grad_h: Array) -> None:
+        self.weight.add_grad_product(x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
-            self.bias.grad += grad_h.sum(axis=0)
-        grad_x: Array = grad_h.dot(self.weight.data.T)  # as grad_h_relu = grad_y_pred.dot(w2.T)
-        return grad_x
+            self.bias.add_grad(grad_h.sum(axis=0))
+
+    def _cached_input(self, grad_h: Array) -> tuple[Array, Array]:
+        out_shape = (-1 if self.x is None else self.x.shape[0], self.out_features)
+        return require_cache("Linear", self.x, grad_h, out_shape)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         named = [("weight", self.weight)]

@@ -1,6 +1,7 @@
 """The base class of every layer: forward beside backward, parameters, zero_grad."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,11 @@ class Module:
     named cache (overwritten on every call). ``backward(grad_y)`` reads that
     cache, *adds* the gradients of the loss into its parameters' ``.grad`` and
     returns the gradient for its input. Calling the module calls ``forward``.
+
+    The arrays that forward and backward return are the layer's own work
+    buffers, reused while the batch shape stays the same (a training step then
+    allocates nothing): each is valid until the layer's next forward or
+    backward. Copy one (``y.copy()``) to keep it longer.
     """
 
     def forward(self, x: Array) -> Array:
@@ -22,6 +28,15 @@ class Module:
 
     def backward(self, grad_y: Array) -> Array:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def backward_parameters(self, grad_y: Array) -> None:
+        """Like ``backward``, but only the parameters' gradients are needed.
+
+        The first layer of a network never needs the gradient for its input
+        (the tutorial computes five matrix products, not six); layers that can
+        skip it override this.
+        """
+        self.backward(grad_y)
 
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
@@ -76,3 +91,10 @@ def require_cache(
             f"{cache.dtype.name} (like the forward output), received {grad.shape} {grad.dtype.name}"
         )
     return cache, grad
+
+
+def reuse(buffer: Array | None, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+    """``buffer`` if it already has this shape and dtype, else a new uninitialised array."""
+    if buffer is not None and buffer.shape == shape and buffer.dtype == dtype:
+        return buffer
+    return np.empty(shape, dtype=dtype)

@@ -33,6 +33,13 @@ class Sequential(Module):
             grad_y = layer.backward(grad_y)
         return grad_y
 
+    def backward_parameters(self, grad_y: Array) -> None:
+        if not self.layers:
+            return
+        for layer in reversed(self.layers[1:]):
+            grad_y = layer.backward(grad_y)
+        self.layers[0].backward_parameters(grad_y)
+
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [
             (f"{index}.{name}", parameter)

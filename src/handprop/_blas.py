@@ -1,0 +1,103 @@
+"""``gemm`` from numpy's own BLAS: ``out = alpha * a @ b + beta * out``, with no temporary.
+
+numpy's matmul has no ``alpha`` and ``beta``; these let a backward pass add a
+weight gradient into ``.grad`` (beta = 1) or fold the plain-SGD update into
+the weights (alpha = -lr, beta = 1, out = the weights). The library is the one
+numpy itself loaded (its wheel's OpenBLAS), found by path and opened again
+with ctypes, so every product of a step runs on one BLAS and one thread pool.
+Where it cannot be found (another numpy build), the same arithmetic runs in
+numpy with temporaries.
+"""
+
+import ctypes
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handprop._types import Array
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Symbol prefixes of cblas gemm in numpy's wheels: numpy 2 (scipy-openblas, 64-bit
+# integers), numpy 1.26 (openblas64_), then a plain 32-bit-integer cblas.
+_SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64))
+_PLAIN = ("cblas_", "", ctypes.c_int32)
+
+
+@functools.cache
+def _kernel(dtype: np.dtype[Any]) -> Callable[..., None] | None:
+    """The cblas ``dgemm``/``sgemm`` of numpy's BLAS, or None if it cannot be found."""
+    letter = {np.dtype(np.float64): "d", np.dtype(np.float32): "s"}.get(dtype)
+    if letter is None:
+        return None
+    scalar = ctypes.c_double if letter == "d" else ctypes.c_float
+    for path in _numpy_blas_libraries():
+        library = ctypes.CDLL(str(path))
+        for prefix, suffix, integer in (*_SYMBOLS, _PLAIN):
+            function = getattr(library, f"{prefix}{letter}gemm{suffix}", None)
+            if function is not None:
+                p = ctypes.c_void_p
+                function.argtypes = [integer] * 6 + [
+                    scalar,
+                    p,
+                    integer,
+                    p,
+                    integer,
+                    scalar,
+                    p,
+                    integer,
+                ]
+                function.restype = None
+                return function  # type: ignore[no-any-return]
+    return None
+
+
+def _numpy_blas_libraries() -> list[Path]:
+    package = Path(np.__file__).parent
+    folders = [package.parent / "numpy.libs", package / ".dylibs"]
+    return sorted(p for f in folders if f.is_dir() for p in f.iterdir() if "blas" in p.name)
+
+
+def _layout(m: Array) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) for a row-major BLAS, or None if m needs a copy."""
+    if m.flags.c_contiguous:
+        return _NO_TRANS, max(1, m.shape[1])
+    if m.flags.f_contiguous:  # the transpose of a C-contiguous matrix
+        return _TRANS, max(1, m.shape[0])
+    return None
+
+
+def gemm(a: Array, b: Array, out: Array, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """``out = alpha * (a @ b) + beta * out``, in place.
+
+    Shape: a (M, K), b (K, N), out (M, N). a and b may be C-contiguous arrays
+    or transposes of them (``x.T``); out must be C-contiguous. All one dtype.
+    """
+    kernel = _kernel(out.dtype) if a.dtype == b.dtype == out.dtype else None
+    layout_a, layout_b = _layout(a), _layout(b)
+    if (
+        kernel is None
+        or layout_a is None
+        or layout_b is None
+        or not out.flags.c_contiguous
+        or (0 in a.shape or 0 in b.shape)
+    ):
+        _gemm_numpy(a, b, out, alpha, beta)
+        return
+    (m, k), n = a.shape, b.shape[1]
+    kernel(
+        _ROW_MAJOR, layout_a[0], layout_b[0], m, n, k,
+        alpha, a.ctypes.data, layout_a[1], b.ctypes.data, layout_b[1],
+        beta, out.ctypes.data, max(1, n),
+    )  # fmt: skip
+
+
+def _gemm_numpy(a: Array, b: Array, out: Array, alpha: float, beta: float) -> None:
+    product = np.matmul(a, b)
+    if beta == 0:
+        np.multiply(product, alpha, out=out)
+    else:
+        out *= beta
+        out += alpha * product
