@@ -46,6 +46,9 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define step")
 
+    def reset_state(self) -> None:
+        """Forget accumulated state (momentum, moments), as after construction."""
+
     def fold_factor(self) -> float | None:
         """``f`` when this step is just ``data += f * grad`` for every parameter, else None.
 
@@ -105,6 +108,10 @@ class SGD(Optimizer):
                     grad = velocity
             parameter.data -= np.multiply(self.lr, grad, out=scratch)  # w -= lr * g
 
+    def reset_state(self) -> None:
+        for velocity in self.velocities:
+            velocity.fill(0)
+
     def fold_factor(self) -> float | None:
         plain = self.momentum == 0 and self.weight_decay == 0 and self.distinct
         return -self.lr if plain else None
@@ -142,6 +149,11 @@ class Adam(Optimizer):
         self.m = [np.zeros_like(p.data) for p in self.params]
         self.v = [np.zeros_like(p.data) for p in self.params]
         self.scratch = [(np.empty_like(p.data), np.empty_like(p.data)) for p in self.params]
+
+    def reset_state(self) -> None:
+        self.t = 0
+        for moment in (*self.m, *self.v):
+            moment.fill(0)
 
     def step(self) -> None:
         self.t += 1

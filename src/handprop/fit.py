@@ -1,0 +1,298 @@
+"""The training loop: epochs of shuffled mini-batches, with validation, early stopping,
+learning-rate schedules, gradient clipping and divergence handling.
+
+``fit`` prints nothing: callbacks observe (a progress bar, a log file, checkpoints).
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.layers.module import Module
+from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.metrics import accuracy, r2_score
+from handprop.optim import Optimizer
+from handprop.schedules import Schedule
+from handprop.train import train_step
+
+METRICS: dict[str, Callable[[Array, Array], float]] = {"accuracy": accuracy, "r2": r2_score}
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """What one epoch achieved: losses and metric on the training and validation sets."""
+
+    epoch: int  # from 1
+    train_loss: float
+    train_metric: float
+    val_loss: float | None
+    val_metric: float | None
+    lr: float
+
+
+@dataclass
+class TrainingState:
+    """Everything ``fit`` needs to continue where it stopped (saved in checkpoints)."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # mini-batch steps completed
+    logs: list[EpochLog] = field(default_factory=list)
+    lr_scale: float = 1.0  # halved by each divergence rollback
+    rollbacks: int = 0
+    best_epoch: int | None = None
+    best_metric: float = -math.inf
+    best_parameters: list[Array] | None = None
+    base_lr: float | None = None  # the optimizer's rate when training first started
+
+
+@dataclass
+class History:
+    """The per-epoch logs, and why training ended."""
+
+    metric: str
+    logs: list[EpochLog]
+    stop_reason: Literal["completed", "early stopping", "diverged"]
+    best_epoch: int | None
+    message: str = ""
+
+
+class Callback:
+    """Observes training; override what you need. Called after each step and each epoch."""
+
+    def on_step_end(self, step: int, loss: float) -> None:
+        """After every mini-batch step (``step`` counts from 1 over the whole run)."""
+
+    def on_epoch_end(self, log: EpochLog, state: TrainingState) -> None:
+        """After every epoch, once the epoch's metrics are known."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN or infinite; ``fit`` catches it and reports it."""
+
+
+def evaluate(
+    model: Module, loss_fn: Loss, x: Array, y: Array, metric: str, batch_size: int = 4096
+) -> tuple[float, float]:
+    """(loss, metric) of ``model`` on (x, y); the loss over the whole set, as ``loss_fn`` reduces.
+
+    Shape: x (N, D_in); y (N, D_out) or (N,) labels.
+    """
+    predictions = predict(model, x, batch_size)
+    return loss_fn.forward(predictions, y), METRICS[metric](predictions, y)
+
+
+def predict(model: Module, x: Array, batch_size: int = 4096) -> Array:
+    """``model(x)`` in batches, as one new array (N, D_out) that the model does not reuse."""
+    parts = [
+        model.forward(x[start : start + batch_size]).copy()
+        for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.empty((0, 0), dtype=x.dtype)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How ``fit`` trains, besides the epochs and the batch size."""
+
+    patience: int | None = None  # early stopping on the validation metric; restores the best
+    schedule: Schedule | None = None
+    clip_norm: float | None = None  # rescale gradients whose global L2 norm exceeds this
+    on_divergence: Literal["stop", "rollback"] = "stop"
+    max_rollbacks: int = 3  # "rollback": restore the epoch's start, halve the rate, go on
+
+
+def fit(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    data: tuple[Array, Array],
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    rng: np.random.Generator | None = None,
+    validation: tuple[Array, Array] | None = None,
+    callbacks: Sequence[Callback] = (),
+    options: FitOptions | None = None,
+    state: TrainingState | None = None,
+) -> History:
+    """Train for ``epochs`` epochs of shuffled mini-batches and return the History.
+
+    Shape: data = (x (N, D_in), y (N, D_out) or (N,) labels); validation alike.
+    The metric is accuracy for SoftmaxCrossEntropy, R² otherwise. ``rng``
+    shuffles (default: seeded with 0). Pass the ``state`` of an interrupted run
+    (with its rng and optimizer restored) to continue it exactly.
+    """
+    options = options or FitOptions()
+    _check_fit_arguments(epochs, batch_size, validation, options)
+    trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks))
+    state = state or TrainingState()
+    if state.base_lr is None:
+        state.base_lr = optimizer.lr
+    rng = rng or np.random.default_rng(0)
+    return trainer.run(data, validation, epochs, batch_size, rng, state)
+
+
+def _check_fit_arguments(
+    epochs: int, batch_size: int, validation: tuple[Array, Array] | None, options: FitOptions
+) -> None:
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(
+            f"fit needs epochs >= 0 and batch_size >= 1, received {epochs}, {batch_size}"
+        )
+    if options.patience is not None and (options.patience < 1 or validation is None):
+        raise ValueError("early stopping needs patience >= 1 and validation data to watch")
+    if options.clip_norm is not None and not (
+        math.isfinite(options.clip_norm) and options.clip_norm > 0
+    ):
+        raise ValueError(f"clip_norm must be a finite number > 0, received {options.clip_norm!r}")
+
+
+class _Trainer:
+    def __init__(
+        self,
+        model: Module,
+        loss_fn: Loss,
+        optimizer: Optimizer,
+        options: FitOptions,
+        callbacks: list[Callback],
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.options, self.callbacks = options, callbacks
+        self.metric = "accuracy" if isinstance(loss_fn, SoftmaxCrossEntropy) else "r2"
+        self.params = model.parameters()
+
+    def run(
+        self,
+        data: tuple[Array, Array],
+        validation: tuple[Array, Array] | None,
+        epochs: int,
+        batch_size: int,
+        rng: np.random.Generator,
+        state: TrainingState,
+    ) -> History:
+        while state.epoch < epochs:
+            self._set_learning_rate(state)
+            snapshot, step = [p.data.copy() for p in self.params], state.step
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    self._epoch(data, batch_size, rng, state)
+            except TrainingDiverged as error:
+                self._restore(snapshot)
+                if (
+                    self.options.on_divergence == "rollback"
+                    and state.rollbacks < self.options.max_rollbacks
+                ):
+                    state.rollbacks += 1
+                    state.lr_scale /= 2
+                    self.optimizer.reset_state()
+                    continue
+                return self._history(state, "diverged", f"{error}; {self._kept(state)}")
+            log = self._log(data, validation, state)
+            for callback in self.callbacks:
+                callback.on_epoch_end(log, state)
+            if self._should_stop(log, state):
+                self._restore(state.best_parameters)
+                return self._history(state, "early stopping")
+        if self.options.patience is not None:
+            self._restore(state.best_parameters)
+        return self._history(state, "completed")
+
+    def _set_learning_rate(self, state: TrainingState) -> None:
+        schedule = self.options.schedule
+        factor = 1.0 if schedule is None else schedule.factor(state.epoch)
+        assert state.base_lr is not None
+        self.optimizer.lr = state.base_lr * state.lr_scale * factor
+
+    def _epoch(
+        self,
+        data: tuple[Array, Array],
+        batch_size: int,
+        rng: np.random.Generator,
+        state: TrainingState,
+    ) -> None:
+        order = rng.permutation(len(data[0]))
+        x, y = data[0][order], data[1][order]
+        for start in range(0, len(x), batch_size):
+            loss = self._step(x[start : start + batch_size], y[start : start + batch_size])
+            state.step += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(self._divergence(state, loss, batch_size))
+            for callback in self.callbacks:
+                callback.on_step_end(state.step, loss)
+        if not all(np.isfinite(p.data).all() for p in self.params):
+            raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
+
+    def _step(self, x: Array, y: Array) -> float:
+        clip_norm = self.options.clip_norm
+        if clip_norm is None:
+            return train_step(self.model, self.loss_fn, self.optimizer, x, y)
+        loss = self.loss_fn.forward(self.model.forward(x), y)
+        self.model.zero_grad()
+        self.model.backward_parameters(self.loss_fn.backward())
+        norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in self.optimizer.params))
+        if norm > clip_norm:
+            for parameter in self.optimizer.params:
+                parameter.grad *= clip_norm / norm
+        self.optimizer.step()
+        return loss
+
+    def _divergence(
+        self, state: TrainingState, loss: float, batch_size: int, what: str = "the loss"
+    ) -> str:
+        lr = self.optimizer.lr
+        advice = f"try a smaller learning rate, e.g. {lr / 10:g}"
+        if type(self.loss_fn).__name__ == "SumSquaredError":
+            advice += (
+                f"; SumSquaredError sums over the batch, so its gradient grows with the batch "
+                f"size ({batch_size}): a mean loss (MeanSquaredError, --loss mse) does not"
+            )
+        return (
+            f"training diverged in epoch {state.epoch + 1} at step {state.step}: {what} became "
+            f"{loss} with learning rate {lr:g}; {advice}"
+        )
+
+    def _kept(self, state: TrainingState) -> str:
+        return f"kept the weights from the start of epoch {state.epoch + 1}, the last finite ones"
+
+    def _log(
+        self,
+        data: tuple[Array, Array],
+        validation: tuple[Array, Array] | None,
+        state: TrainingState,
+    ) -> EpochLog:
+        train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
+        val_loss = val_metric = None
+        if validation is not None:
+            val_loss, val_metric = evaluate(self.model, self.loss_fn, *validation, self.metric)
+        state.epoch += 1
+        log = EpochLog(
+            state.epoch, train_loss, train_metric, val_loss, val_metric, self.optimizer.lr
+        )
+        state.logs.append(log)
+        return log
+
+    def _should_stop(self, log: EpochLog, state: TrainingState) -> bool:
+        if self.options.patience is None or log.val_metric is None:
+            return False
+        if log.val_metric > state.best_metric:
+            state.best_metric, state.best_epoch = log.val_metric, log.epoch
+            state.best_parameters = [p.data.copy() for p in self.params]
+        assert state.best_epoch is not None
+        return log.epoch - state.best_epoch >= self.options.patience
+
+    def _restore(self, saved: list[Array] | None) -> None:
+        if saved is not None:
+            for parameter, array in zip(self.params, saved, strict=True):
+                parameter.data[...] = array
+
+    def _history(
+        self,
+        state: TrainingState,
+        reason: Literal["completed", "early stopping", "diverged"],
+        message: str = "",
+    ) -> History:
+        return History(self.metric, list(state.logs), reason, state.best_epoch, message)

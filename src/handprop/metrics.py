@@ -1,0 +1,34 @@
+"""Metrics: how good the predictions are, higher is better for each one's primary score.
+
+Shape: y_pred (N, D_out) predictions or class scores; y (N, D_out) targets or
+(N,) integer labels.
+"""
+
+import numpy as np
+
+from handprop._types import Array
+
+
+def accuracy(y_pred: Array, y: Array) -> float:
+    """The fraction of rows whose highest score is the true label."""
+    return float(np.mean(np.argmax(y_pred, axis=1) == y))
+
+
+def r2_score(y_pred: Array, y: Array) -> float:
+    """Coefficient of determination, averaged over outputs (scikit-learn's default).
+
+    1 is perfect, 0 is the mean's score; a constant output column counts 1 if
+    predicted exactly, else 0, as scikit-learn does.
+    """
+    residual = np.square(y - y_pred).sum(axis=0)
+    total = np.square(y - y.mean(axis=0)).sum(axis=0)
+    constant = total == 0
+    scores = np.where(
+        constant, np.where(residual == 0, 1.0, 0.0), 1 - residual / np.where(constant, 1, total)
+    )
+    return float(scores.mean())
+
+
+def mean_squared_error(y_pred: Array, y: Array) -> float:
+    """The mean over all N * D_out elements of (y_pred - y)**2."""
+    return float(np.mean(np.square(y_pred - y)))
