@@ -1,5 +1,6 @@
 """The command line: `handprop warmup` and `handprop gradcheck`, in process and as installed."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,35 @@ def test_python_dash_m_reports_bad_input_without_a_traceback() -> None:
         "handprop warmup: error: argument --lr: must be a finite number >= 0, received 'nan' "
         "(see handprop warmup --help)"
     ]
+
+
+def test_warmup_log_has_one_json_line_per_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected, _, _ = tutorial_loop(seed=0, steps=4)
+    log = tmp_path / "warmup.jsonl"
+
+    assert run(["warmup", "--steps", "4", "--quiet", "--log", str(log)], capsys) == (0, "", "")
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert [r["loss"] for r in records] == expected
+
+
+def test_warmup_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "loss.png"
+    assert run(["warmup", "--steps", "50", "--quiet", "--plot", str(plot)], capsys)[0] == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 10_000
+
+
+def test_warmup_plot_into_a_missing_folder_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    code, _, err = run(
+        ["warmup", "--steps", "2", "--quiet", "--plot", str(tmp_path / "no" / "loss.png")], capsys
+    )
+    assert code == 2
+    assert err.startswith("handprop: error: cannot write the plot")

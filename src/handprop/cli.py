@@ -8,6 +8,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from handprop import __version__
@@ -49,12 +50,29 @@ def _warmup(args: argparse.Namespace) -> int:
 
     config = WarmupConfig(steps=args.steps, lr=args.lr, seed=args.seed, dtype=args.dtype)
     last = config.steps - 1
+    log = None if args.log is None else args.log.open("w", encoding="utf-8")
 
-    def print_step(t: int, loss: float) -> None:
+    def on_step(t: int, loss: float) -> None:
         if not args.quiet and (t % args.print_every == 0 or t == last):
             sys.stdout.write(f"{t} {float(loss)!r}\n")
+        if log is not None:
+            log.write(f'{{"step": {t}, "loss": {float(loss)!r}}}\n')
 
-    run_warmup(config, on_step=print_step)
+    try:
+        run = run_warmup(config, on_step=on_step)
+    finally:
+        if log is not None:
+            log.close()
+    if args.plot is not None:
+        from handprop.plot import plot_losses
+
+        title = (
+            f"handprop warmup: {config.steps} steps of SGD, lr {config.lr:g}, seed {config.seed}"
+        )
+        plot_losses(
+            args.plot, {"training loss": run.losses}, xlabel="step",
+            ylabel="sum of squared errors", title=title,
+        )  # fmt: skip
     return 0
 
 
@@ -109,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every K-th step (and the last); default: 1",
     )
     warmup.add_argument("--quiet", action="store_true", help="print nothing")
+    warmup.add_argument(
+        "--log", type=Path, metavar="FILE", help='write one JSON line per step: {"step", "loss"}'
+    )
+    warmup.add_argument(
+        "--plot", type=Path, metavar="PNG", help="draw the loss curve (needs matplotlib)"
+    )
     warmup.set_defaults(run=_warmup)
 
     gradcheck = commands.add_parser(

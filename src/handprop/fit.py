@@ -182,6 +182,7 @@ class _Trainer:
                     self._epoch(data, batch_size, rng, state)
             except TrainingDiverged as error:
                 self._restore(snapshot)
+                state.step = step
                 if (
                     self.options.on_divergence == "rollback"
                     and state.rollbacks < self.options.max_rollbacks

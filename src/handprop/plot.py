@@ -1,0 +1,42 @@
+"""Loss curves with matplotlib (an optional extra, imported only when a plot is asked for)."""
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def plot_losses(
+    path: Path, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str
+) -> None:
+    """Draw each curve against 1..n (or 0..n-1 for steps) and save the figure to ``path``.
+
+    The y axis is logarithmic when the values are positive and span more than two decades.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError(
+            "--plot needs matplotlib: pip install 'handprop[plot]' (or pip install matplotlib)"
+        ) from None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    start = 0 if xlabel == "step" else 1
+    values = [v for curve in curves.values() for v in curve]
+    for label, curve in curves.items():
+        axes.plot(range(start, start + len(curve)), curve, label=label, linewidth=1.6)
+    if values and min(values) > 0 and max(values) / min(values) > 100:
+        axes.set_yscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+    if len(curves) > 1:
+        axes.legend()
+    figure.tight_layout()
+    try:
+        figure.savefig(path)
+    except OSError as error:
+        raise ValueError(f"cannot write the plot {path}: {error}") from None
+    finally:
+        plt.close(figure)
