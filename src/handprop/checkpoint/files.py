@@ -1,0 +1,186 @@
+"""Safetensors bytes on disk: atomic writes, and reads that check the header before decoding."""
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.checkpoint.errors import ModelFileError, _one_line
+
+PathLike: TypeAlias = str | os.PathLike[str]
+
+#: Larger safetensors headers are refused before they are read.
+MAX_HEADER_BYTES = 100_000_000
+
+_DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
+#: What a file may start with instead of safetensors, and what to do about it.
+_LOOKALIKES = {
+    b"\x80": "a pickle; handprop never unpickles, which can run code: save with safetensors",
+    b"PK\x03\x04": "a torch.save archive; save with safetensors.torch.save_file(state_dict, path)",
+}
+
+
+def _serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
+    import safetensors.numpy
+
+    return safetensors.numpy.save(tensors, metadata=metadata)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as error:
+        raise ModelFileError(f"cannot write {path}: {_reason(error)}") from error
+    try:
+        try:
+            _write_all(descriptor, data)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.chmod(temporary, _mode(path))
+        os.replace(temporary, path)
+    except BaseException as error:  # even KeyboardInterrupt: leave no temporary file behind
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise ModelFileError(f"cannot write {path}: {_reason(error)}") from error
+        raise
+    _fsync_directory(path.parent)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def _mode(path: Path) -> int:
+    """The permissions of the file being replaced, or rw-r--r-- for a new one."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o644
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable. Best effort: some platforms cannot open a folder."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _reason(error: OSError) -> str:
+    if error.errno is not None and error.strerror:
+        return f"[Errno {error.errno}] {error.strerror}"
+    return _one_line(str(error) or type(error).__name__)
+
+
+def _read_file(path: PathLike) -> tuple[dict[str, Any], bytes]:
+    """The parsed header and the whole content of ``path``, after checking the header is sane."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            prefix = file.read(8)
+            header = _parse_header(path, file.read(_header_length(path, prefix, size)))
+            file.seek(0)
+            return header, file.read()
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {_reason(error)}") from error
+
+
+def _header_length(path: PathLike, prefix: bytes, size: int) -> int:
+    hint = _lookalike(prefix)
+    if len(prefix) < 8:
+        raise ModelFileError(
+            f"{path} is not a safetensors file: {size} bytes is too short for the "
+            f"8-byte header length{hint}"
+        )
+    length = int.from_bytes(prefix, "little")
+    if length > MAX_HEADER_BYTES:
+        problem = (
+            f"its header length reads {length} bytes, more than the {MAX_HEADER_BYTES} accepted"
+        )
+    elif length > size - 8:
+        problem = f"its header length reads {length} bytes, but only {size - 8} follow"
+    else:
+        return length
+    raise ModelFileError(f"{path} is not a safetensors file, or is truncated: {problem}{hint}")
+
+
+def _lookalike(prefix: bytes) -> str:
+    """What a file that starts with ``prefix`` seems to be instead of safetensors, if known."""
+    for magic, what in _LOOKALIKES.items():
+        if prefix.startswith(magic):
+            return f" (it looks like {what})"
+    return ""
+
+
+def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ModelFileError(
+            f"{path} is not a safetensors file: its header is not JSON ({_one_line(str(error))})"
+        ) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(
+            f"{path} is not a safetensors file: its header is a JSON {type(header).__name__}, "
+            "expected an object"
+        )
+    return header
+
+
+def _check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
+    """Check the tensors' dtypes and extent before decoding them; return their dtype's name."""
+    dtypes: dict[str, str] = {}  # dtype -> the first tensor that has it
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise ModelFileError(
+                f"{path}: header entry {name!r} is not a tensor description (an object with "
+                "dtype, shape and data_offsets)"
+            )
+        found = entry.get("dtype")
+        if not isinstance(found, str) or found not in _DTYPES:
+            raise ModelFileError(
+                f"{path}: tensor {name!r} has dtype {found!r:.40}; handprop reads F32 "
+                "(float32) and F64 (float64) tensors"
+            )
+        dtypes.setdefault(found, name)
+        offsets = entry.get("data_offsets")
+        if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int):
+            end = max(end, offsets[1])
+    if len(dtypes) > 1:
+        mixed = ", ".join(f"{name!r} is {dtype}" for dtype, name in dtypes.items())
+        raise ModelFileError(f"{path} mixes dtypes ({mixed}); handprop models use one dtype")
+    available = len(data) - 8 - int.from_bytes(data[:8], "little")
+    if end > available:
+        raise ModelFileError(
+            f"{path} is truncated: its tensors need {end} bytes after the header, "
+            f"{available} follow"
+        )
+    return _DTYPES[next(iter(dtypes))].name if dtypes else "float64"
+
+
+def _deserialize(path: PathLike, data: bytes) -> dict[str, Array]:
+    import safetensors.numpy
+
+    try:
+        return safetensors.numpy.load(data)
+    except Exception as error:  # SafetensorError, or whatever a malformed header provokes
+        reason = _one_line(str(error))
+        raise ModelFileError(f"{path} is not a valid safetensors file: {reason}") from error

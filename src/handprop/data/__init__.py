@@ -1,0 +1,28 @@
+"""The data layer: load a data set, split it, standardise it, cut it into mini-batches.
+
+Shape: x (N, D_in) float64; y (N, D_out) float64 regression targets, or (N,)
+int64 class indices into ``Dataset.classes``.
+
+Sources: a ``.csv`` file (header row, read with the stdlib ``csv``), a ``.npy``
+file (one 2-D array, targets picked by column), a ``.npz`` file (arrays ``x``
+and ``y``), or a bundled name: ``digits``, ``iris``, ``diabetes`` (scikit-learn's
+copies: ``pip install 'handprop[datasets]'``) and ``warmup`` (the tutorial's
+data). Array files are read with ``allow_pickle=False``: nothing is unpickled.
+Every problem a user can fix raises ``DataError`` with a one-line message.
+"""
+
+from handprop.data.dataset import TASKS, DataError, Dataset
+from handprop.data.load import load_dataset
+from handprop.data.named import DATASET_TASKS
+from handprop.data.transform import Standardizer, batches, train_validation_split
+
+__all__ = [
+    "DATASET_TASKS",
+    "TASKS",
+    "DataError",
+    "Dataset",
+    "Standardizer",
+    "batches",
+    "load_dataset",
+    "train_validation_split",
+]

@@ -1,0 +1,107 @@
+"""Reading ``.npy`` and ``.npz`` files with ``allow_pickle=False``: nothing is unpickled."""
+
+import zipfile
+import zlib
+from typing import Any
+
+import numpy as np
+
+from handprop.data.dataset import DataError
+from handprop.data.raw import _cannot_read, _Raw, _row_index
+
+_NPY_SIGNATURE = (b"\x93NUMPY",)
+_ZIP_SIGNATURE = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _check_signature(path: str, signatures: tuple[bytes, ...], kind: str) -> None:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError as error:
+        raise DataError(_cannot_read(path, error)) from None
+    if not start.startswith(signatures):
+        raise DataError(f"{path} is not a valid {kind} file (it lacks the {kind} signature)")
+
+
+def _array_error(path: str, kind: str, error: Exception) -> DataError:
+    if "pickle" in str(error):  # numpy refused an object array: loading it would unpickle
+        return DataError(
+            f"{path} holds Python objects (an object array, stored as pickle data), which "
+            "handprop did not unpickle: unpickling can run any code; save numeric arrays instead"
+        )
+    return DataError(f"{path} is not a valid {kind} file: {error}")
+
+
+def _load_npy(path: str, target: str | None, task: str) -> _Raw:
+    _check_signature(path, _NPY_SIGNATURE, ".npy")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise _array_error(path, ".npy", error) from None
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise DataError(
+            f"{path} must hold one 2-D array (N, features + targets) with at least 2 columns, "
+            f"received shape {array.shape}; or save x and y with np.savez(path, x=x, y=y)"
+        )
+    targets = _npy_target_columns(path, target, array.shape[1])
+    features = [j for j in range(array.shape[1]) if j not in targets]
+    if not features:
+        raise DataError(f"{path}: every column is a target; at least one feature column is needed")
+    feature_names, target_names = tuple(map(str, features)), tuple(map(str, targets))
+    return _Raw(
+        array[:, features], array[:, targets], feature_names, target_names, path, _row_index
+    )
+
+
+def _npy_target_columns(path: str, target: str | None, width: int) -> list[int]:
+    if target is None:
+        return [width - 1]
+    try:
+        columns = [int(text) for text in target.split(",")]
+    except ValueError:
+        raise DataError(
+            f"target for a .npy file is one 0-based column index or several separated by "
+            f"commas, such as '3' or '3,4'; received {target!r}"
+        ) from None
+    for column in columns:
+        if not -width <= column < width:
+            raise DataError(
+                f"{path} has no column {column}: its {width} columns are 0 to {width - 1}"
+            )
+    columns = [column % width for column in columns]
+    if len(set(columns)) != len(columns):
+        raise DataError(f"target names a column twice: {target!r}")
+    return columns
+
+
+def _load_npz(path: str, target: str | None, task: str) -> _Raw:
+    if target is not None:
+        raise DataError(f"{path}: a .npz file's targets are its array 'y'; leave target unset")
+    _check_signature(path, _ZIP_SIGNATURE, ".npz")
+    try:
+        # Our own handle: np.load leaks the one it opens when the archive is broken.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            names = list(archive.files)
+            arrays = {name: archive[name] for name in ("x", "y") if name in names}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise _array_error(path, ".npz", error) from None
+    missing = [name for name in ("x", "y") if name not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks the array(s) {', '.join(missing)}: it holds {names or 'nothing'}; "
+            "save the data with np.savez(path, x=x, y=y)"
+        )
+    return _npz_raw(path, arrays["x"], arrays["y"])
+
+
+def _npz_raw(path: str, x: Any, y: Any) -> _Raw:
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{path}: x and y must be arrays saved with np.savez(path, x=x, y=y)")
+    if x.ndim != 2 or y.ndim not in (1, 2) or 0 in x.shape[1:] + y.shape[1:]:
+        raise DataError(
+            f"{path}: x must be 2-D (N, D_in) and y 1-D (N,) or 2-D (N, D_out), with D_in, D_out "
+            f">= 1; received {x.shape} and {y.shape} (one feature: x.reshape(-1, 1))"
+        )
+    target_names = ("y",) if y.ndim == 1 else tuple(f"y{j}" for j in range(y.shape[1]))
+    feature_names = tuple(f"x{j}" for j in range(x.shape[1]))
+    return _Raw(x, y if y.ndim == 2 else y[:, None], feature_names, target_names, path, _row_index)

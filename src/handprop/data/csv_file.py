@@ -1,0 +1,109 @@
+"""Reading a ``.csv`` file: a header row of column names, then one sample a row."""
+
+import csv
+from collections import Counter
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.data.dataset import DataError
+from handprop.data.raw import _cannot_read, _check_one_target, _Raw
+
+
+def _load_csv(path: str, target: str | None, task: str) -> _Raw:
+    header, rows = _read_csv(path)
+    targets = _csv_target_columns(path, header, target)
+    features = [j for j in range(len(header)) if j not in targets]
+    if not features:
+        raise DataError(f"{path}: every column is a target; at least one feature column is needed")
+    target_names = tuple(header[j] for j in targets)
+    x = _csv_numbers(path, header, rows, features, "")
+    if task == "classification":
+        _check_one_target(path, target_names)
+        y = _csv_labels(rows, targets[0])
+    else:
+        y = _csv_numbers(path, header, rows, targets, ' (class labels need task="classification")')
+    lines = [line for line, _ in rows]
+    feature_names = tuple(header[j] for j in features)
+    return _Raw(x, y, feature_names, target_names, path, lambda row: f"line {lines[row]}")
+
+
+def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header's column names and the (line number, cells) of every non-blank row."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            rows = [(reader.line_num, row) for row in reader if row]
+    except OSError as error:
+        raise DataError(_cannot_read(path, error)) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; save it as a UTF-8 CSV file") from None
+    except csv.Error as error:
+        raise DataError(f"{path} is not a valid CSV file: {error}") from None
+    if not rows:
+        raise DataError(f"{path} is empty; expected a header row of column names, then the data")
+    header = [name.strip() for name in rows[0][1]]
+    _check_csv_shape(path, header, rows[1:])
+    return header, rows[1:]
+
+
+def _check_csv_shape(path: str, header: list[str], rows: list[tuple[int, list[str]]]) -> None:
+    repeated = sorted(name for name, count in Counter(header).items() if count > 1)
+    if repeated:
+        raise DataError(f'{path}: the header names column "{repeated[0]}" twice; rename one')
+    if not rows:
+        raise DataError(f"{path} has a header row but no data rows")
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(
+                f"{path} line {line} has {len(row)} cells, but the header has {len(header)} "
+                "columns; every row needs one cell per column"
+            )
+
+
+def _csv_target_columns(path: str, header: list[str], target: str | None) -> list[int]:
+    if target is None:
+        return [len(header) - 1]
+    names = [name.strip() for name in target.split(",")]
+    for name in names:
+        if name not in header:
+            columns = ", ".join(f'"{column}"' for column in header)
+            raise DataError(f'{path} has no column "{name}"; its columns are {columns}')
+    if len(set(names)) != len(names):
+        raise DataError(f"target names a column twice: {target!r}")
+    return [header.index(name) for name in names]
+
+
+def _csv_numbers(
+    path: str, header: list[str], rows: list[tuple[int, list[str]]], columns: list[int], hint: str
+) -> Array:
+    """The cells of ``columns`` as floats (N, len(columns)); an empty cell reads as NaN."""
+    numbers = np.empty((len(rows), len(columns)))
+    for i, (line, row) in enumerate(rows):
+        for k, j in enumerate(columns):
+            value = _number(row[j])
+            if value is None:
+                raise DataError(
+                    f'{path} line {line}, column "{header[j]}": {row[j]!r} is not a number{hint}'
+                )
+            numbers[i, k] = value
+    return numbers
+
+
+def _number(cell: str) -> float | None:
+    text = cell.strip()
+    if not text:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _csv_labels(rows: list[tuple[int, list[str]]], column: int) -> Array:
+    """Class labels (N, 1): floats if every cell is a number, else text ("" when empty)."""
+    cells = [row[column].strip() for _, row in rows]
+    numbers = [_number(cell) for cell in cells]
+    if all(number is not None for number in numbers):
+        return np.array(numbers, dtype=np.float64)[:, None]
+    return np.array(cells, dtype=str)[:, None]

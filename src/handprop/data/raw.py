@@ -1,0 +1,35 @@
+"""What a loader read, before the checks that every source shares; the loaders' helpers."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from handprop._types import Array
+from handprop.data.dataset import DataError
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """What a loader read, before the checks that every source shares."""
+
+    x: Array  # (N, D_in), any numeric dtype
+    y: Array  # (N, D_out), numeric, or text labels for classification
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    source: str
+    locate: Callable[[int], str]  # row index -> where the row is, e.g. "line 7"
+
+
+def _row_index(row: int) -> str:
+    return f"row index {row}"
+
+
+def _cannot_read(path: str, error: OSError) -> str:
+    return f"cannot read {path}: {error.strerror or error}"
+
+
+def _check_one_target(source: str, target_names: tuple[str, ...]) -> None:
+    if len(target_names) != 1:
+        raise DataError(
+            f"{source}: classification needs exactly one target column, received "
+            f"{len(target_names)} ({', '.join(target_names)})"
+        )
