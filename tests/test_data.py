@@ -119,7 +119,7 @@ def test_csv_malformed_files_are_refused(tmp_path: Path, text: str, message: str
 def test_csv_nan_is_refused_with_count_and_first_place(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", "a,b,y\n1,2,3\n4,nan,6\n7,8,\n9,inf,1\n")
     message = r"data.csv: 3 of 4 rows hold NaN, infinity or an empty cell, the first at line 3, "
-    message += r'column "b"; fix them, or drop them with drop_nonfinite=True'
+    message += r'column "b"; fix them, or drop them \(--drop-nonfinite\)'
     with pytest.raises(DataError, match=message):
         load_dataset(path)
 

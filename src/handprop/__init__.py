@@ -5,6 +5,7 @@ numpy" tutorial, checked by finite differences and against PyTorch.
 """
 
 from handprop import init
+from handprop.fit import History, fit
 from handprop.gradcheck import GradientReport, TensorCheck, check_gradients
 from handprop.layers import (
     Identity,
@@ -16,6 +17,7 @@ from handprop.layers import (
     Sigmoid,
     Tanh,
     activation,
+    mlp,
 )
 from handprop.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
 from handprop.optim import SGD, Adam, Optimizer
@@ -28,6 +30,7 @@ __all__ = [
     "SGD",
     "Adam",
     "GradientReport",
+    "History",
     "Identity",
     "LeakyReLU",
     "Linear",
@@ -46,6 +49,8 @@ __all__ = [
     "__version__",
     "activation",
     "check_gradients",
+    "fit",
     "init",
+    "mlp",
     "train_step",
 ]

@@ -5,44 +5,15 @@ fails, 2 for bad input (one line on stderr, no traceback).
 """
 
 import argparse
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from handprop import __version__
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, received {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, received {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, received {text!r}") from None
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, received {text!r}")
-    return value
+from handprop.arguments import non_negative_float, non_negative_int, positive_int
+from handprop.commands import TrainingFailed
+from handprop.commands.parsers import add_evaluate, add_predict, add_train
 
 
 def _warmup(args: argparse.Namespace) -> int:
@@ -115,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
             "each printed loss matches the tutorial's loop after np.random.seed(SEED)."
         ),
     )
-    warmup.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
-    warmup.add_argument("--steps", type=_non_negative_int, default=500, help="default: 500")
-    warmup.add_argument("--lr", type=_learning_rate, default=1e-6, help="default: 1e-6")
+    warmup.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    warmup.add_argument("--steps", type=non_negative_int, default=500, help="default: 500")
+    warmup.add_argument("--lr", type=non_negative_float, default=1e-6, help="default: 1e-6")
     warmup.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     warmup.add_argument(
         "--print-every",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="print every K-th step (and the last); default: 1",
@@ -144,15 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
             "0 only if every check passes, 1 otherwise."
         ),
     )
-    gradcheck.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    gradcheck.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     gradcheck.add_argument(
         "--max-entries",
-        type=_positive_int,
+        type=positive_int,
         default=200,
         metavar="K",
         help="check at most K random entries of each large tensor; default: 200",
     )
     gradcheck.set_defaults(run=_gradcheck)
+    add_train(commands)
+    add_evaluate(commands)
+    add_predict(commands)
     return parser
 
 
@@ -166,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.run
     try:
         return command(args)
+    except TrainingFailed as error:
+        print(f"handprop: {error}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as error:
         print(f"handprop: error: {error}", file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ class TrainingState:
     rollbacks: int = 0
     best_epoch: int | None = None
     best_metric: float = -math.inf
+    best_loss: float = math.inf  # breaks ties between epochs with the same metric
     best_parameters: list[Array] | None = None
     base_lr: float | None = None  # the optimizer's rate when training first started
 
@@ -193,9 +194,12 @@ class _Trainer:
                     continue
                 return self._history(state, "diverged", f"{error}; {self._kept(state)}")
             log = self._log(data, validation, state)
-            for callback in self.callbacks:
+            self._track_best(log, state)
+            for callback in self.callbacks:  # after _track_best: a checkpoint sees the best so far
                 callback.on_epoch_end(log, state)
-            if self._should_stop(log, state):
+            if state.best_epoch is not None and log.epoch - state.best_epoch >= (
+                self.options.patience or math.inf
+            ):
                 self._restore(state.best_parameters)
                 return self._history(state, "early stopping")
         if self.options.patience is not None:
@@ -276,14 +280,16 @@ class _Trainer:
         state.logs.append(log)
         return log
 
-    def _should_stop(self, log: EpochLog, state: TrainingState) -> bool:
+    def _track_best(self, log: EpochLog, state: TrainingState) -> None:
         if self.options.patience is None or log.val_metric is None:
-            return False
-        if log.val_metric > state.best_metric:
-            state.best_metric, state.best_epoch = log.val_metric, log.epoch
+            return
+        assert log.val_loss is not None
+        tie = log.val_metric == state.best_metric and log.val_loss < state.best_loss
+        if log.val_metric > state.best_metric or tie:
+            state.best_metric, state.best_loss, state.best_epoch = (
+                log.val_metric, log.val_loss, log.epoch,
+            )  # fmt: skip
             state.best_parameters = [p.data.copy() for p in self.params]
-        assert state.best_epoch is not None
-        return log.epoch - state.best_epoch >= self.options.patience
 
     def _restore(self, saved: list[Array] | None) -> None:
         if saved is not None:

@@ -21,7 +21,7 @@ that cannot be read or written raises ModelFileError, with a one-line reason.
 
 from handprop.checkpoint.architecture import LAYER_FIELDS, TensorSpec, build_model, model_config
 from handprop.checkpoint.errors import ModelFileError
-from handprop.checkpoint.files import MAX_HEADER_BYTES, PathLike
+from handprop.checkpoint.files import MAX_HEADER_BYTES, PathLike, write_atomically
 from handprop.checkpoint.model_file import FORMAT, load_model, save_model
 from handprop.checkpoint.optimizer_state import (
     OptimizerState,
@@ -47,4 +47,5 @@ __all__ = [
     "restore_optimizer",
     "save_checkpoint",
     "save_model",
+    "write_atomically",
 ]

@@ -32,8 +32,12 @@ def _serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
     return safetensors.numpy.save(tensors, metadata=metadata)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``."""
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``.
+
+    Whatever fails, the file already at ``path`` stays as it was; an OSError
+    becomes a ModelFileError (a ValueError) that names the path and the reason.
+    """
     try:
         descriptor, temporary = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent

@@ -23,7 +23,7 @@ from handprop.checkpoint.files import (
     _deserialize,
     _read_file,
     _serialize,
-    _write_atomically,
+    write_atomically,
 )
 from handprop.layers.activations import activation as activation_layer
 from handprop.layers.sequential import Sequential
@@ -44,7 +44,7 @@ def save_model(
     file already at ``path`` is left as it was and ModelFileError says why.
     """
     info = _handprop_metadata(model, metadata, {})
-    _write_atomically(Path(path), _serialize(_model_tensors(model), info))
+    write_atomically(Path(path), _serialize(_model_tensors(model), info))
 
 
 def _handprop_metadata(

@@ -8,7 +8,7 @@ from typing import Any
 
 from handprop._types import Array
 from handprop.checkpoint.errors import ModelFileError
-from handprop.checkpoint.files import PathLike, _serialize, _write_atomically
+from handprop.checkpoint.files import PathLike, _serialize, write_atomically
 from handprop.checkpoint.model_file import (
     _check_tensors,
     _file_shape,
@@ -50,7 +50,7 @@ def save_checkpoint(
     tensors = _model_tensors(model)
     tensors.update({name: _to_file(array) for name, array in _slot_arrays(slots).items()})
     info = _handprop_metadata(model, metadata, {"optimizer": config})
-    _write_atomically(Path(path), _serialize(tensors, info))
+    write_atomically(Path(path), _serialize(tensors, info))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Every problem a user can fix raises ``DataError`` with a one-line message.
 """
 
 from handprop.data.dataset import TASKS, DataError, Dataset
-from handprop.data.load import load_dataset
+from handprop.data.load import load_dataset, load_features
 from handprop.data.named import DATASET_TASKS
 from handprop.data.transform import Standardizer, batches, train_validation_split
 
@@ -24,5 +24,6 @@ __all__ = [
     "Standardizer",
     "batches",
     "load_dataset",
+    "load_features",
     "train_validation_split",
 ]

@@ -77,21 +77,50 @@ def _npy_target_columns(path: str, target: str | None, width: int) -> list[int]:
 def _load_npz(path: str, target: str | None, task: str) -> _Raw:
     if target is not None:
         raise DataError(f"{path}: a .npz file's targets are its array 'y'; leave target unset")
+    arrays = _npz_arrays(path, ("x", "y"))
+    return _npz_raw(path, arrays["x"], arrays["y"])
+
+
+def _npz_arrays(path: str, wanted: tuple[str, ...]) -> dict[str, Any]:
     _check_signature(path, _ZIP_SIGNATURE, ".npz")
     try:
         # Our own handle: np.load leaks the one it opens when the archive is broken.
         with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             names = list(archive.files)
-            arrays = {name: archive[name] for name in ("x", "y") if name in names}
+            arrays = {name: archive[name] for name in wanted if name in names}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
         raise _array_error(path, ".npz", error) from None
-    missing = [name for name in ("x", "y") if name not in arrays]
+    missing = [name for name in wanted if name not in arrays]
     if missing:
         raise DataError(
             f"{path} lacks the array(s) {', '.join(missing)}: it holds {names or 'nothing'}; "
             "save the data with np.savez(path, x=x, y=y)"
         )
-    return _npz_raw(path, arrays["x"], arrays["y"])
+    return arrays
+
+
+def _load_npz_features(path: str) -> _Raw:
+    x = _npz_arrays(path, ("x",))["x"]
+    return _features_raw(path, x, "its array x")
+
+
+def _load_npy_features(path: str) -> _Raw:
+    _check_signature(path, _NPY_SIGNATURE, ".npy")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise _array_error(path, ".npy", error) from None
+    return _features_raw(path, x, "its array")
+
+
+def _features_raw(path: str, x: Any, what: str) -> _Raw:
+    if x.ndim != 2 or x.dtype.kind not in "iuf":
+        raise DataError(
+            f"{path}: {what} must be a numeric 2-D array (N, features), "
+            f"received shape {x.shape} of {x.dtype}"
+        )
+    names = tuple(str(j) for j in range(x.shape[1]))
+    return _Raw(x, np.empty((len(x), 0)), names, (), path, _row_index)
 
 
 def _npz_raw(path: str, x: Any, y: Any) -> _Raw:

@@ -2,6 +2,7 @@
 
 import csv
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,6 +27,21 @@ def _load_csv(path: str, target: str | None, task: str) -> _Raw:
     lines = [line for line, _ in rows]
     feature_names = tuple(header[j] for j in features)
     return _Raw(x, y, feature_names, target_names, path, lambda row: f"line {lines[row]}")
+
+
+def _load_csv_features(path: str, names: Sequence[str] | None) -> _Raw:
+    """The columns called ``names`` (default: all); other columns, such as targets, are ignored."""
+    header, rows = _read_csv(path)
+    wanted = list(header) if names is None else list(names)
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise DataError(
+            f"{path} lacks the feature column(s) {', '.join(map(repr, missing[:8]))}; "
+            f"it has {', '.join(map(repr, header[:20]))}"
+        )
+    x = _csv_numbers(path, header, rows, [header.index(name) for name in wanted], "")
+    lines = [line for line, _ in rows]
+    return _Raw(x, np.empty((len(rows), 0)), tuple(wanted), (), path, lambda r: f"line {lines[r]}")
 
 
 def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:

@@ -1,14 +1,14 @@
 """``load_dataset``: pick the loader for a source, then the checks that every source shares."""
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
-from handprop.data.arrays import _load_npy, _load_npz
-from handprop.data.csv_file import _load_csv
+from handprop.data.arrays import _load_npy, _load_npy_features, _load_npz, _load_npz_features
+from handprop.data.csv_file import _load_csv, _load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.named import _BUNDLED
 from handprop.data.raw import _check_one_target, _Raw
@@ -51,6 +51,29 @@ def load_dataset(
     else:
         raise DataError(_unknown_source(source))
     return _finish(raw, task, drop_nonfinite)
+
+
+def load_features(source: str, feature_names: Sequence[str] | None = None) -> Array:
+    """The features alone, for prediction, as float64 (N, D_in).
+
+    A ``.csv`` file's columns called ``feature_names`` (default: all; other
+    columns, such as targets, are ignored), every column of a ``.npy`` file,
+    the array ``x`` of a ``.npz`` file, or the features of a bundled data set.
+    Rows holding NaN, infinity or an empty cell are refused.
+    """
+    extension = os.path.splitext(source)[1].lower()
+    if extension == ".csv":
+        raw = _load_csv_features(source, feature_names)
+    elif extension == ".npy":
+        raw = _load_npy_features(source)
+    elif extension == ".npz":
+        raw = _load_npz_features(source)
+    elif source in _BUNDLED:
+        raw = _BUNDLED[source]()
+    else:
+        raise DataError(_unknown_source(source))
+    _finite_rows(raw, drop_nonfinite=False)
+    return np.ascontiguousarray(raw.x, dtype=np.float64)
 
 
 def _unknown_source(source: str) -> str:
@@ -106,7 +129,7 @@ def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
         name = (raw.feature_names + raw.target_names)[column]
         raise DataError(
             f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f'{raw.locate(row)}, column "{name}"; fix them, or drop them with drop_nonfinite=True'
+            f'{raw.locate(row)}, column "{name}"; fix them, or drop them (--drop-nonfinite)'
         )
     if count == n:
         raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")

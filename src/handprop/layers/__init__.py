@@ -10,6 +10,7 @@ from handprop.layers.activations import (
     activation,
 )
 from handprop.layers.linear import Linear
+from handprop.layers.mlp import mlp
 from handprop.layers.module import Module
 from handprop.layers.sequential import Sequential
 
@@ -24,4 +25,5 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "activation",
+    "mlp",
 ]

@@ -1,0 +1,168 @@
+"""The command-line options of ``train``, ``evaluate`` and ``predict``, and what runs them."""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from handprop.arguments import non_negative_float, non_negative_int, positive_int, widths
+from handprop.layers import ACTIVATIONS
+from handprop.losses import LOSSES
+
+_DATA_HELP = (
+    "a .csv file (header row), a .npy/.npz file (arrays x and y in a .npz), or a bundled data "
+    "set: digits, iris, diabetes (need scikit-learn), warmup"
+)
+
+
+def add_train(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a network on a data set and save it",
+        description=(
+            "Train a fully-connected network on tabular data. The inputs (and regression targets) "
+            "are standardised with statistics of the training part, which are saved with the "
+            "model. A seeded validation part drives early stopping. Progress goes to stderr "
+            "(a bar on a terminal), a summary to stdout."
+        ),
+    )
+    train.add_argument("--data", help=_DATA_HELP)
+    train.add_argument("--target", help="target column(s): NAME[,NAME...] (CSV) or indices (.npy)")
+    train.add_argument(
+        "--task",
+        choices=["regression", "classification"],
+        help="default: classification for digits and iris, else regression",
+    )
+    train.add_argument("--hidden", type=widths, help="hidden widths, e.g. 100,50; default: 100")
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS), help="default: relu")
+    train.add_argument(
+        "--no-bias",
+        dest="bias",
+        action="store_const",
+        const=False,
+        help="Linear layers without biases, as in the tutorial",
+    )
+    train.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        help="default: cross-entropy for classification, mse for regression",
+    )
+    train.add_argument("--optimizer", choices=["adam", "sgd"], help="default: adam")
+    train.add_argument(
+        "--lr", type=non_negative_float, help="learning rate; default: 0.001 (adam), 0.01 (sgd)"
+    )
+    train.add_argument("--momentum", type=non_negative_float, help="SGD momentum; default: 0.9")
+    train.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        help="L2 penalty added to the gradient (w * decay); default: 0",
+    )
+    train.add_argument("--batch-size", type=positive_int, help="default: 32")
+    train.add_argument("--epochs", type=non_negative_int, help="default: 200")
+    train.add_argument("--seed", type=non_negative_int, help="default: 0")
+    train.add_argument(
+        "--validation-fraction",
+        type=non_negative_float,
+        help="share held out for validation; default: 0.1",
+    )
+    train.add_argument(
+        "--patience",
+        type=non_negative_int,
+        help="stop after this many epochs without a better validation metric and "
+        "keep the best weights; 0 turns it off; default: 20",
+    )
+    train.add_argument("--schedule", choices=["none", "step", "cosine"], help="default: none")
+    train.add_argument("--step-size", type=positive_int, help="--schedule step: epochs per step")
+    train.add_argument("--gamma", type=non_negative_float, help="--schedule step: rate factor")
+    train.add_argument(
+        "--clip-norm", type=non_negative_float, help="rescale gradients whose L2 norm exceeds this"
+    )
+    train.add_argument(
+        "--on-divergence",
+        choices=["stop", "rollback"],
+        help="on a NaN/inf loss: stop with the last finite weights (default), or "
+        "restore the epoch's start, halve the rate and go on (at most 3 times)",
+    )
+    train.add_argument(
+        "--drop-nonfinite",
+        action="store_const",
+        const=True,
+        help="drop rows with NaN, inf or empty cells instead of refusing the data",
+    )
+    train.add_argument("--no-standardize", dest="standardize", action="store_const", const=False)
+    train.add_argument("--dtype", choices=["float64", "float32"], help="default: float64")
+    train.add_argument("--out", help="where to save the model (.safetensors)")
+    train.add_argument("--checkpoint", help="where to write checkpoints (.safetensors)")
+    train.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        metavar="K",
+        help="write a checkpoint every K epochs",
+    )
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="continue the run saved in CHECKPOINT, bit for bit, up to --epochs",
+    )
+    train.add_argument("--log", help="write one JSON line per epoch to this file")
+    train.add_argument("--plot", help="draw the loss curves to this .png (needs matplotlib)")
+    train.add_argument("--quiet", action="store_const", const=True, help="print nothing")
+    train.set_defaults(run=_run_train)  # fmt: skip
+
+
+def add_evaluate(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="print a saved model's metrics on a data set",
+        description="Accuracy and loss (classification), or R², MSE and loss (regression).",
+    )
+    evaluate.add_argument("model", type=Path, help="a model file written by handprop train")
+    evaluate.add_argument("--data", required=True, help=_DATA_HELP)
+    evaluate.add_argument("--target", help="target column(s); default: the model's")
+    evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+def add_predict(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="write a saved model's predictions for a data set",
+        description=(
+            "Predict for every row: class labels (classification) or targets in their original "
+            "units (regression). A CSV needs the model's feature columns (others are ignored); "
+            "a .npy holds the features only; a .npz its array x."
+        ),
+    )
+    predict.add_argument("model", type=Path, help="a model file written by handprop train")
+    predict.add_argument("--data", required=True, help=_DATA_HELP)
+    predict.add_argument("--output", type=Path, required=True, help="a .csv or .npy file")
+    predict.add_argument("--proba", action="store_true", help="class probabilities instead")
+    predict.set_defaults(run=_run_predict)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from handprop.checkpoint import load_model
+    from handprop.commands.config import config_from_args, resumed_config
+    from handprop.commands.train import train
+
+    if args.resume is None:
+        config = config_from_args(args)
+    else:
+        _, info = load_model(args.resume)
+        if not isinstance(info.get("config"), dict):
+            raise ValueError(f"{args.resume} was not written by handprop train --checkpoint")
+        config = resumed_config(info["config"], args)
+    return train(config, args.resume, sys.stdout)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from handprop.commands.use import evaluate, open_model
+
+    return evaluate(open_model(args.model), args.data, args.target, args.json, sys.stdout)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from handprop.commands.use import open_model, predict_file
+
+    return predict_file(open_model(args.model), args.data, args.output, args.proba)

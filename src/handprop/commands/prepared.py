@@ -1,0 +1,101 @@
+"""The data of a training job, split and standardised, and what a model file records about it."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.commands.config import TrainConfig
+from handprop.data import Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.layers import Linear, Sequential
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Training and validation arrays in the model's dtype; standardisers fitted on training."""
+
+    dataset: Dataset
+    train_x: Array
+    train_y: Array
+    validation: tuple[Array, Array] | None
+    x_scaler: Standardizer | None
+    y_scaler: Standardizer | None
+
+    @property
+    def d_out(self) -> int:
+        classes = self.dataset.classes
+        return len(classes) if classes is not None else self.train_y.shape[1]
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.dataset.classes is not None else "r2"
+
+    def metadata(self, config: TrainConfig) -> dict[str, Any]:
+        """What ``evaluate`` and ``predict`` need to use the model on new data."""
+        data = self.dataset
+        return {
+            "task": config.task,
+            "loss": config.loss,
+            "feature_names": list(data.feature_names),
+            "target_names": list(data.target_names),
+            "classes": None if data.classes is None else [_plain(c) for c in data.classes],
+            "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
+            "y_scaler": None if self.y_scaler is None else self.y_scaler.to_json(),
+            "config": config.to_json(),
+        }
+
+    def check_width(self, model: Sequential, source: str) -> None:
+        check_input_width(model, self.train_x.shape[1], source, self.dataset.source)
+
+
+def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
+    """Load ``config.data``, split off the validation part, standardise with training statistics.
+
+    ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
+    """
+    dataset = load_dataset(
+        config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite
+    )
+    training, validation = train_validation_split(
+        dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
+    )
+    x_scaler = y_scaler = None
+    if saved is not None:
+        x_scaler = _scaler(saved.get("x_scaler"))
+        y_scaler = _scaler(saved.get("y_scaler"))
+    elif config.standardize:
+        x_scaler = Standardizer.fit(training.x)
+        y_scaler = Standardizer.fit(training.y) if dataset.classes is None else None
+    train = _arrays(training, x_scaler, y_scaler, config.dtype)
+    val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
+    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler)
+
+
+def check_input_width(model: Sequential, width: int, model_source: str, data_source: str) -> None:
+    """A ValueError unless the model's first layer takes ``width`` features."""
+    first = model[0] if len(model) else None
+    if isinstance(first, Linear) and first.in_features != width:
+        raise ValueError(
+            f"{model_source} expects {first.in_features} input features, but {data_source} "
+            f"has {width}; use the data (and --target) the model was trained with"
+        )
+
+
+def _arrays(
+    data: Dataset, x_scaler: Standardizer | None, y_scaler: Standardizer | None, dtype: str
+) -> tuple[Array, Array]:
+    x = data.x if x_scaler is None else x_scaler.transform(data.x)
+    if data.classes is not None:
+        return np.ascontiguousarray(x, dtype=dtype), data.y
+    y = data.y if y_scaler is None else y_scaler.transform(data.y)
+    return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
+
+
+def _scaler(saved: object) -> Standardizer | None:
+    return None if saved is None else Standardizer.from_json(saved)  # type: ignore[arg-type]
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python numbers, for JSON."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,191 @@
+"""``handprop train``: load data, standardise it, fit a network, save it, log and plot it."""
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from handprop.callbacks import JsonlLog, ProgressBar, epoch_record
+from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoint, save_model
+from handprop.commands import TrainingFailed
+from handprop.commands.config import TrainConfig
+from handprop.commands.prepared import Prepared, prepare
+from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
+from handprop.layers import Sequential, mlp
+from handprop.losses import LOSSES
+from handprop.optim import SGD, Adam, Optimizer
+from handprop.schedules import CosineSchedule, Schedule, StepSchedule
+
+
+def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
+    """Run one training job; returns the exit code (1 if training diverged)."""
+    checkpoint = load_checkpoint(resume) if resume is not None else None
+    prepared = prepare(config, None if checkpoint is None else checkpoint[1])
+    if checkpoint is None:
+        model = _network(config, prepared)
+        optimizer = _optimizer(config, model)
+        state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
+    else:
+        model, info, optimizer_state = checkpoint
+        prepared.check_width(model, str(resume))
+        optimizer = build_optimizer(model.parameters(), optimizer_state)
+        state, rng = _restored_state(info)
+    job = _Job(config, prepared, model, optimizer, rng)
+    history = job.run(state)
+    return job.finish(history, out)
+
+
+class _Job:
+    def __init__(
+        self,
+        config: TrainConfig,
+        prepared: Prepared,
+        model: Sequential,
+        optimizer: Optimizer,
+        rng: np.random.Generator,
+    ) -> None:
+        self.config, self.prepared, self.model, self.optimizer, self.rng = (
+            config, prepared, model, optimizer, rng,
+        )  # fmt: skip
+        self.loss_fn = LOSSES[config.loss]()
+
+    def run(self, state: TrainingState) -> History:
+        config, prepared = self.config, self.prepared
+        callbacks: list[Callback] = []
+        steps_per_epoch = -(-len(prepared.train_x) // config.batch_size)
+        bar = ProgressBar(
+            steps_per_epoch * max(0, config.epochs - state.epoch), config.epochs,
+            prepared.metric, enabled=not config.quiet,
+        )  # fmt: skip
+        callbacks.append(bar)
+        if config.checkpoint_every is not None and config.checkpoint is not None:
+            callbacks.append(_Checkpointer(config.checkpoint_every, self._save_checkpoint))
+        log = None if config.log is None else JsonlLog(Path(config.log), prepared.metric)
+        try:
+            if log is not None:
+                for past in state.logs:  # a resumed run's log starts with the epochs before
+                    log.write(epoch_record(past, prepared.metric))
+                callbacks.append(log)
+            return fit(
+                self.model, self.loss_fn, self.optimizer, (prepared.train_x, prepared.train_y),
+                epochs=config.epochs, batch_size=config.batch_size, rng=self.rng,
+                validation=prepared.validation, callbacks=callbacks,
+                options=_fit_options(config), state=state,
+            )  # fmt: skip
+        finally:
+            bar.close()
+            if log is not None:
+                log.file.close()
+
+    def finish(self, history: History, out: TextIO) -> int:
+        config = self.config
+        if config.out is not None:
+            save_model(config.out, self.model, metadata=self.prepared.metadata(config))
+        if config.plot is not None:
+            _plot(Path(config.plot), history, config)
+        if not config.quiet:
+            out.write(_summary(history, config))
+        if history.stop_reason == "diverged":
+            raise TrainingFailed(history.message)
+        return 0
+
+    def _save_checkpoint(self, state: TrainingState) -> None:
+        assert self.config.checkpoint is not None
+        metadata = {
+            **self.prepared.metadata(self.config),
+            "state": _state_json(state),
+            "rng": self.rng.bit_generator.state,
+        }
+        save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
+
+
+class _Checkpointer(Callback):
+    def __init__(self, every: int, save: Callable[[TrainingState], None]) -> None:
+        self.every, self.save = every, save
+
+    def on_epoch_end(self, log: EpochLog, state: TrainingState) -> None:
+        if log.epoch % self.every == 0:
+            self.save(state)
+
+
+def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
+    return mlp(
+        prepared.train_x.shape[1], config.hidden, prepared.d_out, activation=config.activation,
+        bias=config.bias, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype,
+    )  # fmt: skip
+
+
+def _optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    if config.optimizer == "sgd":
+        return SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
+    return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _fit_options(config: TrainConfig) -> FitOptions:
+    schedule: Schedule | None = None
+    if config.schedule == "step":
+        schedule = StepSchedule(config.step_size, config.gamma)
+    elif config.schedule == "cosine":
+        schedule = CosineSchedule(config.epochs)
+    return FitOptions(
+        patience=config.patience, schedule=schedule, clip_norm=config.clip_norm,
+        on_divergence="rollback" if config.on_divergence == "rollback" else "stop",
+    )  # fmt: skip
+
+
+def _state_json(state: TrainingState) -> dict[str, Any]:
+    fields = asdict(state)
+    fields["logs"] = [asdict(log) for log in state.logs]
+    fields["best_parameters"] = None  # not kept: see the note on resuming with --patience
+    fields["best_metric"] = None if state.best_epoch is None else state.best_metric
+    fields["best_loss"] = None if state.best_epoch is None else state.best_loss
+    return fields
+
+
+def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
+    saved = dict(info["state"])
+    saved["logs"] = [EpochLog(**log) for log in saved["logs"]]
+    if saved["best_metric"] is None:
+        saved["best_metric"], saved["best_loss"] = -np.inf, np.inf
+    rng = np.random.default_rng()
+    rng.bit_generator.state = info["rng"]
+    return TrainingState(**saved), rng
+
+
+def _summary(history: History, config: TrainConfig) -> str:
+    if not history.logs:
+        return "no epoch completed\n"
+    last = history.logs[-1]
+    lines = [f"epoch {last.epoch}/{config.epochs}: {history.stop_reason}"]
+    if history.best_epoch is not None:
+        best = history.logs[history.best_epoch - 1]
+        lines[0] += f", best epoch {history.best_epoch} kept"
+        last = best
+    lines.append(
+        f"train:      loss {last.train_loss:.6g}, {history.metric} {last.train_metric:.4f}"
+    )
+    if last.val_loss is not None and last.val_metric is not None:
+        lines.append(
+            f"validation: loss {last.val_loss:.6g}, {history.metric} {last.val_metric:.4f}"
+        )
+    lines.append(
+        f"saved {config.out}" if config.out else "not saved (pass --out model.safetensors)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(path: Path, history: History, config: TrainConfig) -> None:
+    from handprop.plot import plot_losses
+
+    curves = {"training loss": [log.train_loss for log in history.logs]}
+    if any(log.val_loss is not None for log in history.logs):
+        curves["validation loss"] = [log.val_loss or np.nan for log in history.logs]
+    plot_losses(
+        path, curves, xlabel="epoch", ylabel=f"loss ({config.loss})",
+        title=f"handprop train --data {config.data}: {config.optimizer}, lr {config.lr:g}",
+    )  # fmt: skip
