@@ -64,7 +64,7 @@ def test_float32_runs(capsys: pytest.CaptureFixture[str]) -> None:
         (["warmup", "--print-every", "0"], "--print-every"),
         (["warmup", "--dtype", "float16"], "--dtype"),
         (["warmup", "--seed", "-2"], "--seed"),
-        (["train"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
 )

@@ -7,8 +7,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from handprop._types import Array
 from handprop.callbacks import JsonlLog, ProgressBar, epoch_record
-from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoint, save_model
+from handprop.checkpoint import (
+    build_model,
+    build_optimizer,
+    load_checkpoint,
+    load_model,
+    model_config,
+    save_checkpoint,
+    save_model,
+)
 from handprop.commands import TrainingFailed
 from handprop.commands.config import TrainConfig
 from handprop.commands.prepared import Prepared, prepare
@@ -21,17 +30,18 @@ from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     """Run one training job; returns the exit code (1 if training diverged)."""
-    checkpoint = load_checkpoint(resume) if resume is not None else None
-    prepared = prepare(config, None if checkpoint is None else checkpoint[1])
-    if checkpoint is None:
+    if resume is None:
+        prepared = prepare(config, None)
         model = _network(config, prepared)
         optimizer = _optimizer(config, model)
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
     else:
-        model, info, optimizer_state = checkpoint
+        model, info, optimizer_state = load_checkpoint(resume)
+        prepared = prepare(config, info)
         prepared.check_width(model, str(resume))
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
+        state.best_parameters = _load_best(resume, state)
     job = _Job(config, prepared, model, optimizer, rng)
     history = job.run(state)
     return job.finish(history, out)
@@ -98,6 +108,11 @@ class _Job:
             "state": _state_json(state),
             "rng": self.rng.bit_generator.state,
         }
+        if state.best_parameters is not None:  # early stopping's best weights, beside it
+            best = build_model(model_config(self.model))
+            for parameter, array in zip(best.parameters(), state.best_parameters, strict=True):
+                parameter.data[...] = array
+            save_model(_best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
 
 
@@ -141,10 +156,26 @@ def _fit_options(config: TrainConfig) -> FitOptions:
 def _state_json(state: TrainingState) -> dict[str, Any]:
     fields = asdict(state)
     fields["logs"] = [asdict(log) for log in state.logs]
-    fields["best_parameters"] = None  # not kept: see the note on resuming with --patience
+    fields["best_parameters"] = None  # saved beside the checkpoint, see _best_path
     fields["best_metric"] = None if state.best_epoch is None else state.best_metric
     fields["best_loss"] = None if state.best_epoch is None else state.best_loss
     return fields
+
+
+def _best_path(checkpoint: str | Path) -> Path:
+    path = Path(checkpoint)
+    return path.with_name(path.name + ".best")
+
+
+def _load_best(checkpoint: Path, state: TrainingState) -> list[Array] | None:
+    """Early stopping's best weights so far, saved beside the checkpoint."""
+    if state.best_epoch is None:
+        return None
+    path = _best_path(checkpoint)
+    if not path.exists():
+        raise ValueError(f"{path} is missing: it holds the best weights that {checkpoint} needs")
+    best, _ = load_model(path)
+    return [p.data.copy() for p in best.parameters()]
 
 
 def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
