@@ -5,6 +5,10 @@ from types import ModuleType
 
 import pytest
 
+# scikit-learn's estimator checks include array-API checks that skip unless SciPy's
+# array-API support is switched on before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 
 @pytest.fixture(scope="session")
 def torch() -> ModuleType:

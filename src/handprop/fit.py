@@ -181,6 +181,10 @@ class _Trainer:
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
                     self._epoch(data, batch_size, rng, state)
+                    scores = self._scores(data, validation)
+                if not math.isfinite(scores[0]):  # finite steps, but the weights grew too far
+                    what = "the training loss"
+                    raise TrainingDiverged(self._divergence(state, scores[0], batch_size, what))
             except TrainingDiverged as error:
                 self._restore(snapshot)
                 state.step = step
@@ -193,7 +197,7 @@ class _Trainer:
                     self.optimizer.reset_state()
                     continue
                 return self._history(state, "diverged", f"{error}; {self._kept(state)}")
-            log = self._log(data, validation, state)
+            log = self._log(scores, state)
             self._track_best(log, state)
             for callback in self.callbacks:  # after _track_best: a checkpoint sees the best so far
                 callback.on_epoch_end(log, state)
@@ -263,20 +267,23 @@ class _Trainer:
     def _kept(self, state: TrainingState) -> str:
         return f"kept the weights from the start of epoch {state.epoch + 1}, the last finite ones"
 
-    def _log(
-        self,
-        data: tuple[Array, Array],
-        validation: tuple[Array, Array] | None,
-        state: TrainingState,
-    ) -> EpochLog:
+    def _scores(
+        self, data: tuple[Array, Array], validation: tuple[Array, Array] | None
+    ) -> tuple[float, float, float | None, float | None]:
         train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
-        val_loss = val_metric = None
-        if validation is not None:
-            val_loss, val_metric = evaluate(self.model, self.loss_fn, *validation, self.metric)
-        state.epoch += 1
-        log = EpochLog(
-            state.epoch, train_loss, train_metric, val_loss, val_metric, self.optimizer.lr
+        if validation is None:
+            return train_loss, train_metric, None, None
+        return (
+            train_loss,
+            train_metric,
+            *evaluate(self.model, self.loss_fn, *validation, self.metric),
         )
+
+    def _log(
+        self, scores: tuple[float, float, float | None, float | None], state: TrainingState
+    ) -> EpochLog:
+        state.epoch += 1
+        log = EpochLog(state.epoch, *scores, self.optimizer.lr)
         state.logs.append(log)
         return log
 

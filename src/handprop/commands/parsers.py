@@ -150,7 +150,7 @@ def _run_train(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     else:
         _, info = load_model(args.resume)
-        if not isinstance(info.get("config"), dict):
+        if not isinstance(info.get("config"), dict) or "data" not in info["config"]:
             raise ValueError(f"{args.resume} was not written by handprop train --checkpoint")
         config = resumed_config(info["config"], args)
     return train(config, args.resume, sys.stdout)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from handprop.init import INITIALIZERS, RandomSource
+from handprop.init import INITIALIZERS, Initializer, RandomSource
 from handprop.layers.activations import activation as make_activation
 from handprop.layers.linear import Linear
 from handprop.layers.module import Module
@@ -22,14 +22,17 @@ def mlp(
     bias: bool = True,
     rng: RandomSource | None = None,
     dtype: npt.DTypeLike = np.float64,
+    init: Initializer | None = None,
 ) -> Sequential:
     """``Linear(d_in, hidden[0]), act, ..., Linear(hidden[-1], d_out)``.
 
-    Weights are He normal after ReLU-like activations and Glorot uniform after
-    tanh, sigmoid or identity. Shape: x (N, d_in) -> y (N, d_out).
+    Weights come from ``init``; by default He normal after ReLU-like
+    activations and Glorot uniform after tanh, sigmoid or identity.
+    Shape: x (N, d_in) -> y (N, d_out).
     """
     make_activation(activation)  # the error for an unknown name comes first
-    init = INITIALIZERS["he_normal" if "relu" in activation else "glorot_uniform"]
+    if init is None:
+        init = INITIALIZERS["he_normal" if "relu" in activation else "glorot_uniform"]
     rng = np.random.default_rng() if rng is None else rng
     widths = [d_in, *hidden, d_out]
     layers: list[Module] = []

@@ -1,0 +1,151 @@
+"""HandpropClassifier: a fully-connected network on softmax cross-entropy, as a scikit-learn
+classifier. Labels of any kind are mapped to 0..C-1 through the sorted ``classes_``.
+"""
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import (
+    check_classification_targets,
+    unique_labels,
+)
+from sklearn.utils.validation import validate_data
+
+from handprop._types import Array
+from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.sklearn._base import HandpropEstimator
+from handprop.sklearn._training import Training
+
+
+class HandpropClassifier(ClassifierMixin, HandpropEstimator):
+    """``mlp(D_in, hidden_layer_sizes, C)`` trained by ``handprop.fit`` on softmax cross-entropy.
+
+    Shape: X (N, D_in); y (N,) labels; ``predict`` returns (N,) labels from
+    ``classes_``, ``predict_proba`` (N, C) in the network's dtype. X is not
+    standardised here: put a ``StandardScaler`` before it in a Pipeline.
+
+    The hyperparameters are HandpropRegressor's, with ``loss="cross_entropy"``
+    (the only one) and early stopping on the validation accuracy. The first
+    ``partial_fit`` needs ``classes=``, every label there will ever be.
+    Fitted: as HandpropRegressor, with ``classes_`` instead of ``n_outputs_``.
+    """
+
+    _task = "classification"
+    _metric = "accuracy"
+    _losses: ClassVar[dict[str, type[Loss]]] = {"cross_entropy": SoftmaxCrossEntropy}
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        bias: bool = True,
+        init: str = "glorot_uniform",
+        loss: str = "cross_entropy",
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int | str = "auto",
+        max_epochs: int = 200,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        dtype: str | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.bias = bias
+        self.init = init
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.dtype = dtype
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def fit(self, X: Any, y: Any) -> Self:
+        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one."""
+        return self._train(X, y, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> Self:
+        """One epoch over (X, y), going on from the network, optimizer and rng kept so far.
+
+        ``classes``: every label, required on the first call (the network's width).
+        """
+        if classes is None and not self.__sklearn_is_fitted__():
+            raise ValueError(
+                "the first partial_fit needs classes=, every label there will be "
+                "(e.g. classes=np.unique(y_all)): the network has one output per class"
+            )
+        return self._train(X, y, incremental=True, classes=classes)
+
+    def predict(self, X: Any) -> Array:
+        """The most probable label of each row, (N,)."""
+        scores = self._outputs(X)
+        labels: Array = self.classes_[np.argmax(scores, axis=1)]
+        return labels
+
+    def predict_proba(self, X: Any) -> Array:
+        """Softmax of the network's scores, (N, C), columns in the order of ``classes_``."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict_log_proba(self, X: Any) -> Array:
+        """Log of ``predict_proba``, computed from the scores without overflow, (N, C)."""
+        scores = self._outputs(X)
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        log_probs: Array = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return log_probs
+
+    def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
+        x, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")
+        check_classification_targets(y)
+        return x, y
+
+    def _encode_targets(
+        self, y: Array, classes: Any, training: Training | None
+    ) -> tuple[Array, int]:
+        if training is None:
+            self.classes_ = unique_labels(y if classes is None else classes)
+        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(
+                f"classes={classes!r} differs from classes_={self.classes_!r} of the "
+                "network being trained; fit with warm_start=False to train a new one"
+            )
+        index = np.minimum(np.searchsorted(self.classes_, y), len(self.classes_) - 1)
+        unknown = self.classes_[index] != y
+        if unknown.any():
+            raise ValueError(
+                f"y holds labels that are not in classes_={self.classes_!r}: "
+                f"{np.unique(y[unknown])[:5]!r}; give every label in the first call"
+            )
+        return index.astype(np.int64), len(self.classes_)
+
+    def _restore_outputs(self, info: dict[str, Any], d_out: int) -> None:
+        classes = info.get("classes")
+        if not isinstance(classes, list) or len(classes) != d_out:
+            raise ValueError(
+                f"a classification file needs 'classes', a list of the network's {d_out} "
+                f"labels; received {classes!r:.80}"
+            )
+        self.classes_ = np.asarray(classes)
