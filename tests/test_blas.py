@@ -81,14 +81,17 @@ def test_tied_weights_are_not_folded() -> None:
 
 
 def test_folded_and_unfolded_steps_agree() -> None:
-    def trained(fold: bool) -> list[np.ndarray]:
+    def trained(fold: bool, exact: bool = False) -> list[np.ndarray]:
         rng = np.random.default_rng(3)
         model = hp.Sequential(hp.Linear(6, 8, rng=rng), hp.ReLU(), hp.Linear(8, 2, rng=rng))
         x, y = rng.standard_normal((16, 6)), rng.standard_normal((16, 2))
         sgd = hp.SGD(model.parameters(), lr=0.01)
         for _ in range(20):
-            hp.train_step(model, hp.MeanSquaredError(), sgd, x, y, fold=fold)
+            hp.train_step(model, hp.MeanSquaredError(), sgd, x, y, fold=fold, exact=exact)
         return [p.data.copy() for p in model.parameters()]
 
-    for folded, unfolded in zip(trained(True), trained(False), strict=True):
-        np.testing.assert_allclose(folded, unfolded, rtol=1e-12, atol=1e-15)
+    unfolded = trained(False)
+    for folded, reference in zip(trained(True), unfolded, strict=True):
+        np.testing.assert_allclose(folded, reference, rtol=1e-12, atol=1e-15)
+    for exact, reference in zip(trained(True, exact=True), unfolded, strict=True):
+        np.testing.assert_array_equal(exact, reference)  # rounded as gradient-then-update

@@ -1,4 +1,4 @@
-"""Type aliases and dtype helpers shared by the layers, losses and optimizers."""
+"""Type aliases, dtype helpers and work buffers shared by the layers, losses and optimizers."""
 
 from typing import Any, TypeAlias
 
@@ -30,3 +30,10 @@ def check_dtype(owner: str, what: str, array: Array, expected: np.dtype[Any]) ->
             f"{array.dtype.name}; convert it with .astype(np.{expected.name}) "
             "(handprop never mixes dtypes silently)"
         )
+
+
+def reuse(buffer: Array | None, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+    """``buffer`` if it already has this shape and dtype, else a new uninitialised array."""
+    if buffer is not None and buffer.shape == shape and buffer.dtype == dtype:
+        return buffer
+    return np.empty(shape, dtype=dtype)

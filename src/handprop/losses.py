@@ -7,8 +7,8 @@ error) sums over every element, ``MeanSquaredError`` averages over them, and
 
 import numpy as np
 
-from handprop._types import Array, check_dtype
-from handprop.layers.module import require_array, reuse
+from handprop._types import Array, check_dtype, reuse
+from handprop.layers.module import require_array
 
 
 class Loss:

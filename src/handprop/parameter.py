@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 
 from handprop._blas import gemm
-from handprop._types import Array
+from handprop._types import Array, reuse
 
 
 class Parameter:
@@ -20,7 +20,9 @@ class Parameter:
     instead of adding (reading ``grad`` in between gives zeros). And while
     ``fold`` is set (``train_step`` sets it to ``-lr`` for plain SGD), every
     contribution goes straight into the weights, ``data += fold * contribution``,
-    and ``grad`` stays zero.
+    and ``grad`` stays zero. A product is then added by one gemm (beta = 1),
+    which rounds once; with ``fold_exact`` it is rounded to ``fold * (a @ b)``
+    first and then added, exactly as gradient-then-update rounds.
     """
 
     def __init__(self, data: Array) -> None:
@@ -28,6 +30,8 @@ class Parameter:
         self._grad = np.zeros_like(data)
         self._grad_is_zero = False  # True after zero_grad, until a contribution lands
         self.fold: float | None = None
+        self.fold_exact = False
+        self._scratch: Array | None = None  # fold * (a @ b), for the exact fold
 
     @property
     def grad(self) -> Array:
@@ -63,7 +67,11 @@ class Parameter:
 
     def add_grad_product(self, a: Array, b: Array) -> None:
         """``grad += a @ b`` (e.g. ``x.T @ grad_h``) without a temporary: BLAS gemm, beta = 1."""
-        if self.fold is not None:
+        if self.fold is not None and self.fold_exact:
+            self._scratch = reuse(self._scratch, self.data.shape, self.data.dtype)
+            gemm(a, b, out=self._scratch, alpha=self.fold, beta=0.0)
+            self.data += self._scratch
+        elif self.fold is not None:
             gemm(a, b, out=self.data, alpha=self.fold, beta=1.0)
         elif self._grad_is_zero:
             np.matmul(a, b, out=self._grad)

@@ -7,7 +7,14 @@ from handprop.optim import Optimizer
 
 
 def train_step(
-    model: Module, loss_fn: Loss, optimizer: Optimizer, x: Array, y: Array, *, fold: bool = True
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    x: Array,
+    y: Array,
+    *,
+    fold: bool = True,
+    exact: bool = False,
 ) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
 
@@ -17,8 +24,10 @@ def train_step(
     momentum, no weight decay) and ``fold=True`` the update is folded into the
     weight-gradient products, ``w += -lr * (x.T @ grad_h)`` in one BLAS call
     (one rounding where gradient-then-update has two), and ``.grad`` is left
-    zero. ``fold=False`` stores the gradients and then calls
-    ``optimizer.step()``: the tutorial's arithmetic, to the last bit.
+    zero. ``exact=True`` rounds the folded update as gradient-then-update does
+    (``w += round(-lr * (x.T @ grad_h))``, one more pass over the weights): the
+    tutorial's arithmetic to the last bit. ``fold=False`` stores the gradients
+    and then calls ``optimizer.step()``.
     """
     y_pred = model.forward(x)
     loss = loss_fn.forward(y_pred, y)
@@ -30,7 +39,7 @@ def train_step(
         optimizer.step()
         return loss
     for parameter in optimizer.params:
-        parameter.fold = factor
+        parameter.fold, parameter.fold_exact = factor, exact
     try:
         model.backward_parameters(grad_y_pred)
     finally:

@@ -75,8 +75,8 @@ def run_warmup(
     loss_fn = SumSquaredError()
     optimizer = SGD(run.model.parameters(), lr=config.lr)
     for t in range(config.steps):
-        # fold=False: gradient, then update, as the tutorial computes them (bit for bit).
-        loss = train_step(run.model, loss_fn, optimizer, run.x, run.y, fold=False)
+        # exact: the update rounds as the tutorial's gradient-then-update does (bit for bit).
+        loss = train_step(run.model, loss_fn, optimizer, run.x, run.y, exact=True)
         run.losses.append(loss)
         if on_step is not None:
             on_step(t, loss)

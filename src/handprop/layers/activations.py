@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from handprop._types import Array
-from handprop.layers.module import Module, require_array, require_cache, reuse
+from handprop._types import Array, reuse
+from handprop.layers.module import Module, require_array, require_cache
 
 
 class ReLU(Module):

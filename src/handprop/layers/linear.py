@@ -5,9 +5,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, check_dtype, float_dtype
+from handprop._types import Array, check_dtype, float_dtype, reuse
 from handprop.init import Initializer, RandomSource, he_normal
-from handprop.layers.module import Module, require_array, require_cache, reuse
+from handprop.layers.module import Module, require_array, require_cache
 from handprop.parameter import Parameter
 
 

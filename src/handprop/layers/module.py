@@ -1,7 +1,6 @@
 """The base class of every layer: forward beside backward, parameters, zero_grad."""
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
@@ -91,10 +90,3 @@ def require_cache(
             f"{cache.dtype.name} (like the forward output), received {grad.shape} {grad.dtype.name}"
         )
     return cache, grad
-
-
-def reuse(buffer: Array | None, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
-    """``buffer`` if it already has this shape and dtype, else a new uninitialised array."""
-    if buffer is not None and buffer.shape == shape and buffer.dtype == dtype:
-        return buffer
-    return np.empty(shape, dtype=dtype)
