@@ -95,3 +95,15 @@ def test_folded_and_unfolded_steps_agree() -> None:
         np.testing.assert_allclose(folded, reference, rtol=1e-12, atol=1e-15)
     for exact, reference in zip(trained(True, exact=True), unfolded, strict=True):
         np.testing.assert_array_equal(exact, reference)  # rounded as gradient-then-update
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_blas_add_rounds_as_numpy_add(dtype: str) -> None:
+    rng = np.random.default_rng(4)
+    x, y = (
+        rng.standard_normal((300, 70)).astype(dtype),
+        rng.standard_normal((300, 70)).astype(dtype),
+    )
+    expected = y + x
+    _blas.add(x, y)
+    np.testing.assert_array_equal(y, expected)

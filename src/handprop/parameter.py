@@ -4,6 +4,7 @@ from typing import Any
 
 import numpy as np
 
+from handprop._blas import add as blas_add
 from handprop._blas import gemm
 from handprop._types import Array, reuse
 
@@ -70,7 +71,7 @@ class Parameter:
         if self.fold is not None and self.fold_exact:
             self._scratch = reuse(self._scratch, self.data.shape, self.data.dtype)
             gemm(a, b, out=self._scratch, alpha=self.fold, beta=0.0)
-            self.data += self._scratch
+            blas_add(self._scratch, self.data)  # data += scratch, in BLAS
         elif self.fold is not None:
             gemm(a, b, out=self.data, alpha=self.fold, beta=1.0)
         elif self._grad_is_zero:
