@@ -1,0 +1,92 @@
+"""The tutorial's loop body, verbatim, run as the tutorial runs it.
+
+The tutorial's loop is module-level code: ``h``, ``grad_w1`` and the rest stay alive
+until the next step reassigns them. That matters: the same lines inside a function free
+every temporary at return, glibc then gives the top of its heap back to the kernel, and
+each step takes ~400 page faults (float64, tutorial size) that the script never takes. So
+the body is compiled once and executed in a namespace that persists between steps, like
+the script's globals. The deep net runs the same lines repeated per Linear/ReLU pair.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from benchmarks.contender import Contender
+from benchmarks.problem import Array, Problem
+
+TUTORIAL_BODY = """
+# Forward pass: compute predicted y
+h = x.dot(w1)
+h_relu = np.maximum(h, 0)
+y_pred = h_relu.dot(w2)
+
+# Compute and print loss
+loss = np.square(y_pred - y).sum()
+
+# Backprop to compute gradients of w1 and w2 with respect to loss
+grad_y_pred = 2.0 * (y_pred - y)
+grad_w2 = h_relu.T.dot(grad_y_pred)
+grad_h_relu = grad_y_pred.dot(w2.T)
+grad_h = grad_h_relu.copy()
+grad_h[h < 0] = 0
+grad_w1 = x.T.dot(grad_h)
+
+# Update weights
+w1 -= learning_rate * grad_w1
+w2 -= learning_rate * grad_w2
+"""
+
+DEEP_BODY = """
+h_relus, hs = [x], []
+for w in ws[:-1]:
+    h = h_relus[-1].dot(w)
+    hs.append(h)
+    h_relus.append(np.maximum(h, 0))
+y_pred = h_relus[-1].dot(ws[-1])
+
+loss = np.square(y_pred - y).sum()
+
+grad_y_pred = 2.0 * (y_pred - y)
+grad_ws = [None] * len(ws)
+for index in reversed(range(len(ws))):
+    grad_ws[index] = h_relus[index].T.dot(grad_y_pred)
+    if index > 0:
+        grad_h_relu = grad_y_pred.dot(ws[index].T)
+        grad_h = grad_h_relu.copy()
+        grad_h[hs[index - 1] < 0] = 0
+        grad_y_pred = grad_h  # the gradient flowing into the layer below
+
+for w, grad_w in zip(ws, grad_ws):
+    w -= learning_rate * grad_w
+"""
+
+
+class TutorialLoop:
+    """The body over x, y and the weights ``ws`` (updated in place), one step per call.
+
+    Two weights run the tutorial's own lines, unless ``per_layer`` asks for the general form.
+    """
+
+    def __init__(
+        self, x: Array, y: Array, ws: list[Array], learning_rate: float, per_layer: bool = False
+    ) -> None:
+        self.ws = ws
+        self.namespace: dict[str, Any] = {"np": np, "x": x, "y": y, "ws": ws}
+        self.namespace["learning_rate"] = learning_rate
+        if len(ws) == 2 and not per_layer:
+            self.namespace["w1"], self.namespace["w2"] = ws
+            self.code = compile(TUTORIAL_BODY, "<tutorial loop body>", "exec")
+        else:
+            self.code = compile(DEEP_BODY, "<tutorial loop body, per layer>", "exec")
+
+    def step(self) -> float:
+        exec(self.code, self.namespace)
+        return float(self.namespace["loss"])
+
+
+def make_tutorial(problem: Problem) -> Contender:
+    ws = [w.copy() for w in problem.weights]
+    loop = TutorialLoop(problem.x.copy(), problem.y.copy(), ws, problem.lr)
+    note = "" if len(ws) == 2 else "the tutorial's lines repeated per layer"
+    return Contender(loop.step, lambda: [w.copy() for w in ws], True, note)
