@@ -1,7 +1,7 @@
 """Each contender in a process of its own, on the same data.
 
 Why: a process remembers what ran in it. glibc's malloc raises its mmap and trim
-thresholds after large frees, so the tutorial loop took 1.2 ms per step with 358 page
+thresholds after large frees, so a function-form tutorial step took 1.2 ms with 358 page
 faults alone, and 0.46 ms with none after handprop had run in the same process; thread
 pools (OpenBLAS, OpenMP, XLA) and JIT caches linger too. So the parent draws the problem
 once, saves it (and the reference update) as .npy files, and runs
