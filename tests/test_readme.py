@@ -29,8 +29,8 @@ def test_the_library_example_trains_and_passes_its_gradient_check() -> None:
 
 def test_the_handprop_side_of_the_table_prints_the_tutorials_losses() -> None:
     blocks = python_blocks()
-    tutorial, handprop_side = blocks[1], blocks[2]
-    assert "np.random.seed(0)" in tutorial
+    (tutorial,) = [block for block in blocks if "np.random.seed(0)" in block]
+    (handprop_side,) = [block for block in blocks if "RandomState(0)" in block]
     ours = [line.split() for line in run_block(handprop_side).splitlines()]
     theirs = [line.split() for line in run_block(tutorial).splitlines()]
     assert [t for t, _ in ours] == [t for t, _ in theirs] == [str(t) for t in range(500)]
@@ -39,3 +39,14 @@ def test_the_handprop_side_of_the_table_prints_the_tutorials_losses() -> None:
     np.testing.assert_allclose(
         [float(loss) for _, loss in ours], [float(loss) for _, loss in theirs], rtol=1e-9
     )
+
+
+def test_the_scikit_learn_example_builds_a_working_pipeline() -> None:
+    (block,) = [block for block in python_blocks() if "handprop.sklearn" in block]
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    x = np.random.default_rng(0).standard_normal((40, 3))
+    labels = (x[:, 0] > 0).astype(int)
+    classifier = namespace["classifier"]
+    classifier.set_params(handpropclassifier__max_epochs=30)  # type: ignore[attr-defined]
+    assert classifier.fit(x, labels).score(x, labels) > 0.9  # type: ignore[attr-defined]
