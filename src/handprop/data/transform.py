@@ -21,7 +21,12 @@ def train_validation_split(
         raise DataError(f"the validation fraction must be in [0, 1), received {fraction!r}")
     if fraction == 0:
         return dataset, None
-    n = len(dataset)
+    training, validation = split_indices(len(dataset), fraction, rng)
+    return dataset.take(training), dataset.take(validation)
+
+
+def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
+    """(training rows, validation rows): ``round(fraction * n)`` random rows held out."""
     n_validation = round(fraction * n)
     if not 1 <= n_validation <= n - 1:
         raise DataError(
@@ -29,7 +34,7 @@ def train_validation_split(
             f"for training and {n_validation} for validation; each side needs at least 1"
         )
     order = rng.permutation(n)
-    return dataset.take(order[n_validation:]), dataset.take(order[:n_validation])
+    return order[n_validation:], order[:n_validation]
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ import numpy as np
 
 from handprop._types import Array, float_dtype
 from handprop.data import Standardizer
+from handprop.data.transform import split_indices
 from handprop.fit import Callback, EpochLog, TrainingState
 from handprop.layers import Linear, Module, Sequential
 from handprop.losses import Loss
@@ -144,15 +145,7 @@ def validation_split(
     x: Array, y: Array, fraction: float, rng: np.random.Generator
 ) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """(training, validation): ``round(fraction * N)`` random rows held out for early stopping."""
-    n = len(x)
-    n_validation = round(fraction * n)
-    if not 1 <= n_validation <= n - 1:
-        raise ValueError(
-            f"early stopping holds out validation_fraction={fraction} of {n} samples, "
-            f"{n_validation}; each side needs at least 1: give more samples or another fraction"
-        )
-    order = rng.permutation(n)
-    kept, held = order[n_validation:], order[:n_validation]
+    kept, held = split_indices(len(x), fraction, rng)
     return (x[kept], y[kept]), (x[held], y[held])
 
 
