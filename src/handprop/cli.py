@@ -1,7 +1,8 @@
-"""The ``handprop`` command: ``warmup`` runs the tutorial, ``gradcheck`` checks every backward.
+"""The ``handprop`` command: ``warmup`` runs the tutorial, ``gradcheck`` checks every backward,
+``train``/``evaluate``/``predict`` work with data sets and model files (commands/).
 
 ``main(argv)`` returns the exit code: 0 on success, 1 when a gradient check
-fails, 2 for bad input (one line on stderr, no traceback).
+fails or training diverges, 2 for bad input (one line on stderr, no traceback).
 """
 
 import argparse
