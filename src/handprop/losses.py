@@ -103,7 +103,8 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, y_pred: Array, y: Array) -> float:
         y_pred = require_array("SoftmaxCrossEntropy", y_pred)
         y = _check_labels(y_pred, y)
-        shifted = y_pred - y_pred.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):  # scores spanning beyond float64: -inf, exp gives 0
+            shifted = y_pred - y_pred.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         self.probs, self.y = np.exp(log_probs), y
         return float(-log_probs[np.arange(len(y)), y].mean())

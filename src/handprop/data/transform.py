@@ -57,7 +57,12 @@ class Standardizer:
                 f"shape {a.shape}"
             )
         constant = a.max(axis=0) == a.min(axis=0)
-        scale = np.where(constant, 1.0, a.std(axis=0))
+        # In units of each column's largest magnitude, so that squaring neither
+        # underflows (values near 1e-300) nor overflows (near 1e200).
+        unit = np.abs(a).max(axis=0)
+        unit[unit == 0] = 1.0
+        std = (a / unit).std(axis=0) * unit
+        scale = np.where(constant | (std == 0), 1.0, std)
         return cls(a.mean(axis=0).astype(np.float64), scale.astype(np.float64))
 
     def transform(self, a: Array) -> Array:
