@@ -107,3 +107,20 @@ def test_blas_add_rounds_as_numpy_add(dtype: str) -> None:
     expected = y + x
     _blas.add(x, y)
     np.testing.assert_array_equal(y, expected)
+
+
+def test_weights_shared_by_two_layers_are_never_folded() -> None:
+    # A tied weight would be read by the earlier layer after the later one's folded update.
+    def trained(fold: bool) -> np.ndarray:
+        rng = np.random.default_rng(6)
+        model = hp.Sequential(
+            hp.Linear(4, 5, rng=rng), hp.Tanh(), hp.Linear(5, 5, rng=rng), hp.Tanh(),
+            hp.Linear(5, 5, rng=rng),
+        )  # fmt: skip
+        model[4].weight = model[2].weight  # type: ignore[attr-defined]
+        sgd = hp.SGD(list(dict.fromkeys(model.parameters())), lr=0.5)
+        x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 5))
+        hp.train_step(model, hp.MeanSquaredError(), sgd, x, y, fold=fold)
+        return model[0].weight.data  # type: ignore[attr-defined,no-any-return]
+
+    np.testing.assert_array_equal(trained(True), trained(False))

@@ -333,3 +333,22 @@ def test_a_failed_train_leaves_the_old_model_alone(
     before = model.read_bytes()
     assert_clean_failure(train_args(regression_csv, model, "--target", "nope"), capsys, "nope")
     assert model.read_bytes() == before
+
+
+def test_an_unwritable_log_path_is_a_clean_error(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "missing" / "log.jsonl"
+    assert_clean_failure(train_args(regression_csv, tmp_path / "m", "--log", log), capsys, str(log))
+    assert_clean_failure(["warmup", "--steps", 1, "--log", log], capsys, str(log))
+
+
+def test_resuming_a_run_that_stopped_early_stops_again(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, again, checkpoint = tmp_path / "a.st", tmp_path / "b.st", tmp_path / "c.st"
+    args = ["--patience", 1, "--lr", "0.05", "--checkpoint", checkpoint, "--checkpoint-every", 1]
+    assert run(train_args(regression_csv, first, "--epochs", 200, *args), capsys)[0] == 0
+    assert run(["train", "--resume", checkpoint, "--out", again, "--quiet"], capsys)[0] == 0
+    for a, b in zip(saved_arrays(first), saved_arrays(again), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -150,3 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `handprop warmup | head`: stop quietly
         sys.stderr.close()
         return 0
+    except OSError as error:  # e.g. a --log or --plot path in a folder that does not exist
+        print(f"handprop: error: {error.strerror or error}: {error.filename}", file=sys.stderr)
+        return 2

@@ -176,6 +176,9 @@ class _Trainer:
         state: TrainingState,
     ) -> History:
         while state.epoch < epochs:
+            if self._patience_exhausted(state):  # a resumed run that had already stopped
+                self._restore(state.best_parameters)
+                return self._history(state, "early stopping")
             self._set_learning_rate(state)
             snapshot, step = [p.data.copy() for p in self.params], state.step
             try:
@@ -201,9 +204,7 @@ class _Trainer:
             self._track_best(log, state)
             for callback in self.callbacks:  # after _track_best: a checkpoint sees the best so far
                 callback.on_epoch_end(log, state)
-            if state.best_epoch is not None and log.epoch - state.best_epoch >= (
-                self.options.patience or math.inf
-            ):
+            if self._patience_exhausted(state):
                 self._restore(state.best_parameters)
                 return self._history(state, "early stopping")
         if self.options.patience is not None:
@@ -286,6 +287,11 @@ class _Trainer:
         log = EpochLog(state.epoch, *scores, self.optimizer.lr)
         state.logs.append(log)
         return log
+
+    def _patience_exhausted(self, state: TrainingState) -> bool:
+        patience = self.options.patience
+        best = state.best_epoch
+        return patience is not None and best is not None and state.epoch - best >= patience
 
     def _track_best(self, log: EpochLog, state: TrainingState) -> None:
         if self.options.patience is None or log.val_metric is None:

@@ -34,6 +34,8 @@ def train_step(
     model.zero_grad()
     grad_y_pred = loss_fn.backward()
     factor = optimizer.fold_factor() if fold else None
+    if factor is not None and _shares_parameters(model):
+        factor = None  # a weight used twice would be read after its folded update
     if factor is None:
         model.backward_parameters(grad_y_pred)
         optimizer.step()
@@ -46,3 +48,8 @@ def train_step(
         for parameter in optimizer.params:
             parameter.fold = None
     return loss
+
+
+def _shares_parameters(model: Module) -> bool:
+    params = model.parameters()
+    return len({id(p) for p in params}) != len(params)
