@@ -95,3 +95,26 @@ def test_import_handprop_stays_lean() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_warmup_path_imports_only_what_a_step_needs() -> None:
+    # Start-up time counts against `handprop warmup` (issue 5): gradcheck, the data and
+    # file commands load on first use, not on `import handprop`.
+    code = (
+        "import sys, handprop, handprop.cli; "
+        "print(','.join(m for m in sys.modules if m.startswith(("
+        "'handprop.gradcheck', 'handprop.data', 'handprop.checkpoint', 'handprop.commands.'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "handprop.commands.parsers"
+
+
+def test_lazy_names_resolve_and_unknown_names_raise() -> None:
+    from handprop.gradcheck import check_gradients
+
+    assert hp.check_gradients is check_gradients
+    assert all(getattr(hp, name) is not None for name in hp.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        hp.nonexistent  # noqa: B018

@@ -4,9 +4,10 @@ Every layer's backward sits beside its forward, readable like the "Warm-up:
 numpy" tutorial, checked by finite differences and against PyTorch.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from handprop import init
 from handprop.fit import History, fit
-from handprop.gradcheck import GradientReport, TensorCheck, check_gradients
 from handprop.layers import (
     Identity,
     LeakyReLU,
@@ -24,7 +25,29 @@ from handprop.optim import SGD, Adam, Optimizer
 from handprop.parameter import Parameter
 from handprop.train import train_step
 
+if TYPE_CHECKING:
+    from handprop.gradcheck import GradientReport, TensorCheck, check_gradients
+
 __version__ = "0.1.0"
+
+# Imported on first use, so that ``handprop warmup`` starts without them (issue 5). Only
+# names unlike their module's: importing ``handprop.fit`` binds the module to ``handprop.fit``.
+_LAZY = {
+    "GradientReport": "handprop.gradcheck",
+    "TensorCheck": "handprop.gradcheck",
+    "check_gradients": "handprop.gradcheck",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'handprop' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SGD",
