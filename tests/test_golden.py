@@ -5,6 +5,7 @@ binary floating point, so the expected values are compared exactly.
 """
 
 import numpy as np
+import pytest
 
 import handprop as hp
 
@@ -75,6 +76,25 @@ def test_relu_passes_the_gradient_at_exactly_zero() -> None:
     h = np.array([[-1.0, 0.0, 2.0]])
     np.testing.assert_array_equal(relu.forward(h), [[0.0, 0.0, 2.0]])
     np.testing.assert_array_equal(relu.backward(np.array([[5.0, 6.0, 7.0]])), [[0.0, 6.0, 7.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_backward_is_the_tutorials_mask_to_the_last_bit(dtype: type) -> None:
+    # ReLU.backward masks through the floats' bits; it must equal the tutorial's
+    # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0 bit for bit, signed zeros, infinities
+    # and NaNs included, for a gradient that is not contiguous too.
+    rng = np.random.default_rng(3)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -1e-310, -5.0, 5.0])
+    h = rng.choice(special, size=(40, 30)).astype(dtype)
+    grad = rng.choice(special, size=(30, 40)).astype(dtype).T  # a transposed view
+    expected = grad.copy()
+    expected[h < 0] = 0
+    relu = hp.ReLU()
+    relu.forward(h)
+    got = relu.backward(grad)
+    bits = np.uint64 if dtype == np.float64 else np.uint32
+    np.testing.assert_array_equal(got.view(bits), expected.view(bits))
+    assert np.signbit(got[h < 0]).sum() == 0  # +0.0 where blocked, never -0.0
 
 
 def test_softmax_cross_entropy_by_hand() -> None:
