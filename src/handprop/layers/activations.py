@@ -4,13 +4,15 @@ Shape: any; the output and the gradients have the input's shape.
 """
 
 import math
+from typing import Any
 
 import numpy as np
 
 from handprop._types import Array, reuse
 from handprop.layers.module import Module, require_array, require_cache
 
-_UNSIGNED = {8: np.dtype(np.uint64), 4: np.dtype(np.uint32)}  # a float's bits, by item size
+# An unsigned integer as wide as a float, by item size: a view of the float's bits.
+_UNSIGNED: dict[int, np.dtype[Any]] = {8: np.dtype(np.uint64), 4: np.dtype(np.uint32)}
 
 
 class ReLU(Module):
