@@ -47,6 +47,10 @@ class Sequential(Module):
             for name, parameter in layer.named_parameters()
         ]
 
+    def parameters(self) -> list[Parameter]:
+        # As named_parameters without building the names: train_step asks every step.
+        return [parameter for layer in self.layers for parameter in layer.parameters()]
+
     def modules(self) -> Iterator[Module]:
         yield self
         for layer in self.layers:
