@@ -1,13 +1,16 @@
 """Reading ``.npy`` and ``.npz`` files with ``allow_pickle=False``: nothing is unpickled."""
 
+import tokenize
 import zipfile
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from handprop.data.dataset import DataError
-from handprop.data.raw import _cannot_read, _Raw, _row_index
+from handprop.data.npy_file import read_npy, read_npz
+from handprop.data.raw import _cannot_read, _one_line, _Raw, _row_index
 
 _NPY_SIGNATURE = (b"\x93NUMPY",)
 _ZIP_SIGNATURE = (b"PK\x03\x04", b"PK\x05\x06")
@@ -23,21 +26,31 @@ def _check_signature(path: str, signatures: tuple[bytes, ...], kind: str) -> Non
         raise DataError(f"{path} is not a valid {kind} file (it lacks the {kind} signature)")
 
 
-def _array_error(path: str, kind: str, error: Exception) -> DataError:
-    if "pickle" in str(error):  # numpy refused an object array: loading it would unpickle
-        return DataError(
-            f"{path} holds Python objects (an object array, stored as pickle data), which "
-            "handprop did not unpickle: unpickling can run any code; save numeric arrays instead"
-        )
-    return DataError(f"{path} is not a valid {kind} file: {error}")
+#: What numpy's reader and zipfile raise for malformed bytes. numpy lets tokenize's
+#: TokenError out of its parser for headers written by Python 2.
+_MALFORMED = (
+    OSError, ValueError, EOFError, TypeError, KeyError, IndexError, OverflowError,
+    NotImplementedError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+)  # fmt: skip
+_T = TypeVar("_T")
+
+
+def _reading(path: str, kind: str, read: Callable[[], _T]) -> _T:
+    """``read()``, with whatever a malformed file makes it raise as one DataError."""
+    try:
+        return read()
+    except DataError:
+        raise
+    except _MALFORMED as error:
+        reason = _one_line(str(error) or type(error).__name__)
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        raise DataError(f"{path} is not a valid {kind} file: {reason}") from None
 
 
 def _load_npy(path: str, target: str | None, task: str) -> _Raw:
     _check_signature(path, _NPY_SIGNATURE, ".npy")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise _array_error(path, ".npy", error) from None
+    array = _reading(path, ".npy", lambda: read_npy(path))
     if array.ndim != 2 or array.shape[1] < 2:
         raise DataError(
             f"{path} must hold one 2-D array (N, features + targets) with at least 2 columns, "
@@ -83,18 +96,13 @@ def _load_npz(path: str, target: str | None, task: str) -> _Raw:
 
 def _npz_arrays(path: str, wanted: tuple[str, ...]) -> dict[str, Any]:
     _check_signature(path, _ZIP_SIGNATURE, ".npz")
-    try:
-        # Our own handle: np.load leaks the one it opens when the archive is broken.
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            names = list(archive.files)
-            arrays = {name: archive[name] for name in wanted if name in names}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
-        raise _array_error(path, ".npz", error) from None
+    names, arrays = _reading(path, ".npz", lambda: read_npz(path, wanted))
     missing = [name for name in wanted if name not in arrays]
     if missing:
+        held = f"{names[:8]}" + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         raise DataError(
-            f"{path} lacks the array(s) {', '.join(missing)}: it holds {names or 'nothing'}; "
-            "save the data with np.savez(path, x=x, y=y)"
+            f"{path} lacks the array(s) {', '.join(missing)}: it holds "
+            f"{held if names else 'nothing'}; save the data with np.savez(path, x=x, y=y)"
         )
     return arrays
 
@@ -106,17 +114,14 @@ def _load_npz_features(path: str) -> _Raw:
 
 def _load_npy_features(path: str) -> _Raw:
     _check_signature(path, _NPY_SIGNATURE, ".npy")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise _array_error(path, ".npy", error) from None
+    x = _reading(path, ".npy", lambda: read_npy(path))
     return _features_raw(path, x, "its array")
 
 
 def _features_raw(path: str, x: Any, what: str) -> _Raw:
-    if x.ndim != 2 or x.dtype.kind not in "iuf":
+    if x.ndim != 2 or x.dtype.kind not in "biuf" or 0 in x.shape:  # the kinds training takes
         raise DataError(
-            f"{path}: {what} must be a numeric 2-D array (N, features), "
+            f"{path}: {what} must be a numeric 2-D array (N, features) with N, features >= 1, "
             f"received shape {x.shape} of {x.dtype}"
         )
     names = tuple(str(j) for j in range(x.shape[1]))

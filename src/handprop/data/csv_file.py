@@ -8,7 +8,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.data.dataset import DataError
-from handprop.data.raw import _cannot_read, _check_one_target, _Raw
+from handprop.data.raw import _cannot_read, _check_one_target, _Raw, _shown
 
 
 def _load_csv(path: str, target: str | None, task: str) -> _Raw:
@@ -33,13 +33,13 @@ def _load_csv_features(path: str, names: Sequence[str] | None) -> _Raw:
     """The columns called ``names`` (default: all); other columns, such as targets, are ignored."""
     header, rows = _read_csv(path)
     wanted = list(header) if names is None else list(names)
-    missing = [name for name in wanted if name not in header]
+    index = {name: j for j, name in enumerate(header)}  # not header.index: a million columns
+    missing = [name for name in wanted if name not in index]
     if missing:
         raise DataError(
-            f"{path} lacks the feature column(s) {', '.join(map(repr, missing[:8]))}; "
-            f"it has {', '.join(map(repr, header[:20]))}"
+            f"{path} lacks the feature column(s) {_listed(missing, 8)}; it has {_listed(header)}"
         )
-    x = _csv_numbers(path, header, rows, [header.index(name) for name in wanted], "")
+    x = _csv_numbers(path, header, rows, [index[name] for name in wanted], "")
     lines = [line for line, _ in rows]
     return _Raw(x, np.empty((len(rows), 0)), tuple(wanted), (), path, lambda r: f"line {lines[r]}")
 
@@ -66,7 +66,7 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
 def _check_csv_shape(path: str, header: list[str], rows: list[tuple[int, list[str]]]) -> None:
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
-        raise DataError(f'{path}: the header names column "{repeated[0]}" twice; rename one')
+        raise DataError(f"{path}: the header names column {_shown(repeated[0])} twice; rename one")
     if not rows:
         raise DataError(f"{path} has a header row but no data rows")
     for line, row in rows:
@@ -83,8 +83,9 @@ def _csv_target_columns(path: str, header: list[str], target: str | None) -> lis
     names = [name.strip() for name in target.split(",")]
     for name in names:
         if name not in header:
-            columns = ", ".join(f'"{column}"' for column in header)
-            raise DataError(f'{path} has no column "{name}"; its columns are {columns}')
+            raise DataError(
+                f"{path} has no column {_shown(name)}; its columns are {_listed(header)}"
+            )
     if len(set(names)) != len(names):
         raise DataError(f"target names a column twice: {target!r}")
     return [header.index(name) for name in names]
@@ -100,7 +101,8 @@ def _csv_numbers(
             value = _number(row[j])
             if value is None:
                 raise DataError(
-                    f'{path} line {line}, column "{header[j]}": {row[j]!r} is not a number{hint}'
+                    f"{path} line {line}, column {_shown(header[j])}: {_cell(row[j])} is not a "
+                    f"number{hint}"
                 )
             numbers[i, k] = value
     return numbers
@@ -117,9 +119,25 @@ def _number(cell: str) -> float | None:
 
 
 def _csv_labels(rows: list[tuple[int, list[str]]], column: int) -> Array:
-    """Class labels (N, 1): floats if every cell is a number, else text ("" when empty)."""
+    """Class labels (N, 1): floats if every cell is a number, else str objects ("" when empty).
+
+    Not numpy text (dtype U), whose every cell is as wide as the longest: one label of
+    100,000 characters in 20,000 rows would take 8 GB.
+    """
     cells = [row[column].strip() for _, row in rows]
     numbers = [_number(cell) for cell in cells]
     if all(number is not None for number in numbers):
         return np.array(numbers, dtype=np.float64)[:, None]
-    return np.array(cells, dtype=str)[:, None]
+    labels = np.empty((len(cells), 1), dtype=object)
+    labels[:, 0] = cells
+    return labels
+
+
+def _listed(names: Sequence[str], limit: int = 20) -> str:
+    """The first ``limit`` names, quoted, and how many more there are."""
+    shown = ", ".join(_shown(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _cell(text: str, limit: int = 60) -> str:
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."

@@ -11,7 +11,7 @@ from handprop.data.arrays import _load_npy, _load_npy_features, _load_npz, _load
 from handprop.data.csv_file import _load_csv, _load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.named import _BUNDLED
-from handprop.data.raw import _check_one_target, _Raw
+from handprop.data.raw import _check_one_target, _Raw, _shown
 
 _MISSING = "NaN, infinity or an empty cell"
 
@@ -111,8 +111,8 @@ def _check_kinds(raw: _Raw, task: str) -> None:
         raise DataError(f"{raw.source}: the features have dtype {raw.x.dtype}, expected numbers")
     if task == "classification":
         _check_one_target(raw.source, raw.target_names)
-    if raw.y.dtype.kind not in ("biufU" if task == "classification" else "biuf"):
-        hint = '; class labels need task="classification"' if raw.y.dtype.kind == "U" else ""
+    if raw.y.dtype.kind not in ("biufUO" if task == "classification" else "biuf"):
+        hint = '; class labels need task="classification"' if raw.y.dtype.kind in "UO" else ""
         raise DataError(
             f"{raw.source}: the targets have dtype {raw.y.dtype}, expected numbers{hint}"
         )
@@ -120,7 +120,7 @@ def _check_kinds(raw: _Raw, task: str) -> None:
 
 def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
     """A boolean mask (N,) of the rows without NaN, infinity or an empty label."""
-    bad_y = np.equal(raw.y, "") if raw.y.dtype.kind == "U" else ~np.isfinite(raw.y)
+    bad_y = np.equal(raw.y, "") if raw.y.dtype.kind in "UO" else ~np.isfinite(raw.y)
     bad = np.concatenate([~np.isfinite(raw.x), bad_y], axis=1)
     bad_rows = np.asarray(bad.any(axis=1))
     count, n = int(bad_rows.sum()), len(bad_rows)
@@ -129,7 +129,7 @@ def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
         name = (raw.feature_names + raw.target_names)[column]
         raise DataError(
             f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f'{raw.locate(row)}, column "{name}"; fix them, or drop them (--drop-nonfinite)'
+            f"{raw.locate(row)}, column {_shown(name)}; fix them, or drop them (--drop-nonfinite)"
         )
     if count == n:
         raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")
@@ -145,7 +145,7 @@ def _check_whole_labels(raw: _Raw) -> None:
     if wrong.any():
         row = int(np.argmax(wrong))
         raise DataError(
-            f'{raw.source} {raw.locate(row)}, column "{raw.target_names[0]}": class labels '
+            f"{raw.source} {raw.locate(row)}, column {_shown(raw.target_names[0])}: class labels "
             f"must be whole numbers or text, received {float(labels[row])!r}; "
             'for a continuous target use task="regression"'
         )

@@ -23,6 +23,17 @@ def _row_index(row: int) -> str:
     return f"row index {row}"
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shown(name: str, limit: int = 60) -> str:
+    """``name`` in double quotes for a message: one line, at most ``limit`` characters."""
+    short = name if len(name) <= limit else name[:limit] + "..."
+    escaped = (c if c.isprintable() else c.encode("unicode_escape").decode() for c in short)
+    return '"' + "".join(escaped) + '"'
+
+
 def _cannot_read(path: str, error: OSError) -> str:
     return f"cannot read {path}: {error.strerror or error}"
 
