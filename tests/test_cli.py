@@ -151,3 +151,37 @@ def test_warmup_plot_into_a_missing_folder_is_a_clean_error(
     )
     assert code == 2
     assert err.startswith("handprop: error: cannot write the plot")
+
+
+def test_bench_help_explains_both_harnesses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: handprop bench [process] [OPTIONS]" in out
+    assert "--only" in out  # the step harness's own options follow
+    assert main(["bench", "process", "--help"]) == 0
+    assert "--runs" in capsys.readouterr().out
+
+
+def test_bench_runs_the_harness_and_checks_the_first_update(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A smoke run, in this process, of the floor and handprop at the tutorial size: the
+    # harness must finish, time both and find handprop's first update equal to the tutorial's.
+    out_json = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--only", "gemm,handprop", "--dtypes", "float64",
+            "--patience", "0", "--in-process", "--json", str(out_json)]  # fmt: skip
+    assert main(argv) == 0
+    results = {r["key"]: r for r in json.loads(out_json.read_text())["results"]}
+    assert set(results) == {"gemm", "handprop"}
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in results.values())
+    assert results["handprop"]["check"].startswith("ok"), results["handprop"]["check"]
+    assert "| tutorial | float64 |" in capsys.readouterr().out
+
+
+def test_bench_outside_a_checkout_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("handprop.cli._checkout_with_benchmarks", lambda: None)
+    assert main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "source checkout" in err

@@ -62,6 +62,51 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+_BENCH_HELP = """\
+usage: handprop bench [process] [OPTIONS]
+
+Run the benchmark harness of a source checkout (benchmarks/, not part of the installed
+package): `handprop bench OPTIONS` is `python -m benchmarks.step OPTIONS`, one training
+step side by side with the tutorial's loop, PyTorch, JAX, scikit-learn and the matrix
+products alone; `handprop bench process OPTIONS` is `python -m benchmarks.process
+OPTIONS`, whole processes (`handprop warmup --quiet` against the tutorial's script).
+`handprop bench --help` and `handprop bench process --help` list the OPTIONS.
+"""
+
+
+def _bench(argv: Sequence[str]) -> int:
+    """``handprop bench``: hand over to the checkout's ``benchmarks`` package."""
+    checkout = _checkout_with_benchmarks()
+    if checkout is None:
+        print(
+            "handprop: error: handprop bench needs the benchmarks/ folder of a source "
+            "checkout; run it from the repository's root (or install the repository with "
+            "pip install -e .)",
+            file=sys.stderr,
+        )
+        return 2
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    import importlib
+
+    process = bool(argv) and argv[0] == "process"
+    harness = importlib.import_module("benchmarks.process" if process else "benchmarks.step")
+    try:
+        code: int = harness.main(list(argv[1:] if process else argv))
+    except SystemExit as exit_:  # the harness's --help or usage errors
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return code
+
+
+def _checkout_with_benchmarks() -> Path | None:
+    """The repository root that holds benchmarks/step.py: the editable install's, or cwd."""
+    installed_from = Path(__file__).resolve().parents[2]  # src/handprop/cli.py -> root
+    for root in (installed_from, Path.cwd()):
+        if (root / "benchmarks" / "step.py").is_file():
+            return root
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr, exit code 2."""
 
@@ -128,14 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_evaluate(commands)
     add_predict(commands)
+    commands.add_parser(
+        "bench",
+        help="time a training step against the tutorial, PyTorch, JAX and scikit-learn "
+        "(needs a source checkout; see handprop bench --help)",
+        add_help=False,
+    )  # listed here for --help; main() hands `bench ...` to the harness before parsing
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["bench"]:
+        if arguments[1:2] in (["--help"], ["-h"]):
+            print(_BENCH_HELP)
+        return _bench(arguments[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exit_:  # --help, --version, or a usage error (code 2)
         return exit_.code if isinstance(exit_.code, int) else 0
     command: Callable[[argparse.Namespace], int] = args.run
