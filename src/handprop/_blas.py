@@ -47,26 +47,6 @@ def _kernel(dtype: np.dtype[Any], name: str = "gemm") -> Callable[..., None] | N
                 function.restype = None
                 return function  # type: ignore[no-any-return]
     return None
-    scalar = ctypes.c_double if letter == "d" else ctypes.c_float
-    for path in _numpy_blas_libraries():
-        library = ctypes.CDLL(str(path))
-        for prefix, suffix, integer in (*_SYMBOLS, _PLAIN):
-            function = getattr(library, f"{prefix}{letter}gemm{suffix}", None)
-            if function is not None:
-                p = ctypes.c_void_p
-                function.argtypes = [integer] * 6 + [
-                    scalar,
-                    p,
-                    integer,
-                    p,
-                    integer,
-                    scalar,
-                    p,
-                    integer,
-                ]
-                function.restype = None
-                return function
-    return None
 
 
 def _numpy_blas_libraries() -> list[Path]:
