@@ -8,10 +8,16 @@ run of each; reported: the median, min and max wall time of --runs runs, and the
 medians. Three floors show what a run pays before any step: the interpreter alone, the
 interpreter importing numpy, and handprop's start-up (``--steps 0``). Before timing, both
 programs run once with their output captured, and their 500 losses are compared.
+
+Python caches compiled modules (``__pycache__``) unless PYTHONDONTWRITEBYTECODE is set,
+as it is on some machines (this project's among them): every start then recompiles
+handprop's sources, which a default install never does. The children run without that
+variable unless --no-bytecode-cache; the report says which.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,19 +43,28 @@ def commands() -> dict[str, list[str]]:
     }
 
 
-def run_once(command: list[str]) -> float:
+def child_environment(bytecode_cache: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def run_once(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - start
 
 
-def time_commands(named: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+def time_commands(
+    named: dict[str, list[str]], runs: int, env: dict[str, str]
+) -> dict[str, list[float]]:
     for command in named.values():
-        run_once(command)  # warm the page cache and any bytecode caches
+        run_once(command, env)  # warm the page cache and any bytecode caches
     seconds: dict[str, list[float]] = {name: [] for name in named}
     for _ in range(runs):
         for name, command in named.items():
-            seconds[name].append(run_once(command))
+            seconds[name].append(run_once(command, env))
     return seconds
 
 
@@ -90,20 +105,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each (default 7)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON}")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown here")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="keep PYTHONDONTWRITEBYTECODE for the children if it is set (recompile every start)",
+    )
     args = parser.parse_args(argv)
+    env = child_environment(bytecode_cache=not args.no_bytecode_cache)
+    cache = "off" if "PYTHONDONTWRITEBYTECODE" in env else "on"
     named, revision = commands(), git_revision()
     parity_line = parity(named)
     meter = LoadMeter()
     meter.start()
-    seconds = time_commands(named, args.runs)
+    seconds = time_commands(named, args.runs, env)
     other = meter.other_cores()
-    text = markdown(seconds, parity_line, other) + f"handprop git revision: {revision}\n"
+    text = markdown(seconds, parity_line, other) + f"bytecode cache: {cache}\n"
+    text += f"handprop git revision: {revision}\n"
     print(text)
     if args.markdown:
         args.markdown.write_text(text)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     data = {"commands": named, "seconds": seconds, "parity": parity_line, "other_cores": other}
-    data["git"] = revision
+    data["git"], data["bytecode_cache"] = revision, cache
     args.json.write_text(json.dumps(data, indent=1) + "\n")
     return 0
 
