@@ -3,8 +3,11 @@
 import contextlib
 import json
 import os
+import re
+import socket
 import stat
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -32,15 +35,22 @@ def _serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
     return safetensors.numpy.save(tensors, metadata=metadata)
 
 
+#: Which machine wrote a temporary file: a process id means something only there.
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``.
 
     Whatever fails, the file already at ``path`` stays as it was; an OSError
     becomes a ModelFileError (a ValueError) that names the path and the reason.
+    The temporary's name, ``.NAME.PID-HOST.RANDOM.tmp``, says who writes it: those
+    of ``path`` whose process has died on this host (a SIGKILL mid-write) go first.
     """
+    _remove_stale_temporaries(path)
     try:
         descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+            prefix=_temporary_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent
         )
     except OSError as error:
         raise ModelFileError(f"cannot write {path}: {_reason(error)}") from error
@@ -59,6 +69,37 @@ def write_atomically(path: Path, data: bytes) -> None:
             raise ModelFileError(f"cannot write {path}: {_reason(error)}") from error
         raise
     _fsync_directory(path.parent)
+
+
+def _temporary_prefix(path: Path, pid: int) -> str:
+    return f".{path.name}.{pid}-{_HOST}."
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` left by processes of this host that have died.
+
+    Never a live writer's (its process runs), another host's, or any other file.
+    """
+    if os.name != "posix":  # elsewhere os.kill(pid, 0) does not merely probe
+        return
+    stale = re.compile(re.escape(f".{path.name}.") + r"(\d+)-" + _HOST + r"\.[^.]+\.tmp")
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            match = stale.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and not _running(int(match[1])):
+                with contextlib.suppress(OSError):  # another writer removed it first
+                    os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host; True when unsure."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it runs, as another user
+        return True
+    return True
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
