@@ -137,9 +137,9 @@ def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
 
 
 def _check_whole_labels(raw: _Raw) -> None:
-    labels = raw.y[:, 0]
-    if labels.dtype.kind != "f":
+    if raw.y.dtype.kind != "f":
         return
+    labels = raw.y[:, 0].astype(np.float64)  # float16 would overflow comparing with 2**53
     finite = np.isfinite(labels)
     wrong = finite & ((labels != np.round(labels)) | (np.abs(labels) > 2.0**53))
     if wrong.any():
