@@ -34,6 +34,35 @@ def test_gemm_matches_numpy(dtype: str, ta: bool, tb: bool, alpha: float, beta: 
     np.testing.assert_allclose(out, expected, **tolerance)
 
 
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("memory", ["read-only", "bytes", "offset view"])
+def test_gemm_reads_every_kind_of_memory_at_the_right_address(ta: bool, memory: str) -> None:
+    # The operands' addresses come through the buffer protocol, which read-only memory
+    # refuses (then the slower ndarray.ctypes path); a view must start where it starts.
+    rng = np.random.default_rng(1)
+    rows = 2 if memory == "offset view" else 0  # rows of base before the operand's
+    base = rng.standard_normal((rows + 9, 5) if ta else (rows + 5, 9))
+    if memory == "read-only":
+        base.setflags(write=False)
+    elif memory == "bytes":
+        base = np.frombuffer(base.tobytes(), dtype=np.float64).reshape(base.shape)
+    a = base[rows:].T if ta else base[rows:]  # (5, 9), C- or F-contiguous
+    b = rng.standard_normal((9, 4))
+    out = np.zeros((5, 4))
+    _blas.gemm(a, b, out, alpha=1.0, beta=0.0)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-13, atol=1e-14)
+    y = np.ones_like(base[rows:])
+    _blas.add(base[rows:], y)
+    np.testing.assert_array_equal(y, base[rows:] + 1)
+
+
+def test_gemm_refuses_a_read_only_output() -> None:
+    out = np.zeros((2, 2))
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        _blas.gemm(np.ones((2, 3)), np.ones((3, 2)), out)
+
+
 def test_numpys_own_blas_is_found() -> None:
     # numpy's wheels ship OpenBLAS; if this fails, products fall back to numpy with temporaries.
     assert _blas._kernel(np.dtype(np.float64)) is not None
