@@ -73,7 +73,7 @@ def _address(m: Array) -> int:
     """
     contiguous = m if m.flags.c_contiguous else m.T
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(contiguous))
+        return ctypes.addressof(ctypes.c_char.from_buffer(contiguous))  # type: ignore[arg-type]
     except (TypeError, ValueError, BufferError):  # read-only, or fewer than one byte
         return int(m.ctypes.data)
 
