@@ -97,6 +97,24 @@ def test_relu_backward_is_the_tutorials_mask_to_the_last_bit(dtype: type) -> Non
     assert np.signbit(got[h < 0]).sum() == 0  # +0.0 where blocked, never -0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_relu_backward_in_other_float_widths_is_the_tutorials_mask(dtype: type) -> None:
+    # The bit mask needs an unsigned integer as wide as the float: float16 and long double
+    # (which ReLU accepts, as any float) raised KeyError in backward.
+    rng = np.random.default_rng(4)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -5.0, 5.0])
+    h = rng.choice(special, size=(20, 10)).astype(dtype)
+    grad = rng.choice(special, size=(20, 10)).astype(dtype)
+    expected = grad.copy()
+    expected[h < 0] = 0
+    relu = hp.ReLU()
+    relu.forward(h)
+    got = relu.backward(grad)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
 def test_softmax_cross_entropy_by_hand() -> None:
     # Scores [0, ln 3] give softmax [1/4, 3/4]; label 1: loss = -ln(3/4).
     # grad = softmax - one_hot = [1/4, -1/4] (a batch of one).

@@ -11,8 +11,13 @@ import numpy as np
 from handprop._types import Array, reuse
 from handprop.layers.module import Module, require_array, require_cache
 
-# An unsigned integer as wide as a float, by item size: a view of the float's bits.
-_UNSIGNED: dict[int, np.dtype[Any]] = {8: np.dtype(np.uint64), 4: np.dtype(np.uint32)}
+# An unsigned integer as wide as a float, by item size: a view of the float's bits. None
+# for long double (padded to 16 bytes, and numpy has no uint128).
+_UNSIGNED: dict[int, np.dtype[Any]] = {
+    8: np.dtype(np.uint64),
+    4: np.dtype(np.uint32),
+    2: np.dtype(np.uint16),
+}
 
 
 class ReLU(Module):
@@ -40,7 +45,11 @@ class ReLU(Module):
         # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0, bit for bit, as "grad_h_relu AND
         # keep" on the floats' bits. numpy's masked assignment branches on every element and
         # the signs of h are random: it ran 10x slower than these three streaming passes.
-        bits = _UNSIGNED[h.dtype.itemsize]
+        bits = _UNSIGNED.get(h.dtype.itemsize)
+        if bits is None:  # long double: the tutorial's two lines
+            grad_h = grad_h_relu.copy()
+            grad_h[h < 0] = 0
+            return grad_h
         self.grad_h = reuse(self.grad_h, h.shape, h.dtype)
         self.keep = reuse(self.keep, h.shape, bits)
         np.less(h, 0, out=self.keep, casting="unsafe")  # 1 where h < 0, else 0
