@@ -24,6 +24,53 @@ def test_sequential_names_parameters_like_torch() -> None:
     ]  # fmt: skip
 
 
+class ScaledLinear(hp.Linear):
+    """A Linear with one more parameter, named by overriding named_parameters only."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, rng=np.random.default_rng(0))
+        self.scale = hp.Parameter(np.ones(1))
+
+    def named_parameters(self) -> list[tuple[str, hp.Parameter]]:
+        return [*super().named_parameters(), ("scale", self.scale)]
+
+
+class FrozenFirst(hp.Sequential):
+    """A Sequential that leaves its first layer out of its parameters."""
+
+    def named_parameters(self) -> list[tuple[str, hp.Parameter]]:
+        return [(n, p) for n, p in super().named_parameters() if not n.startswith("0.")]
+
+
+class OnlyParameters(hp.Module):
+    """Overrides parameters() alone: named_parameters, which checkpoints save, has none."""
+
+    def __init__(self) -> None:
+        self.w = hp.Parameter(np.ones((2, 2)))
+
+    def parameters(self) -> list[hp.Parameter]:
+        return [self.w]
+
+
+def test_parameters_are_named_parameters_for_subclasses_and_custom_layers() -> None:
+    # The optimizer trains parameters(), a checkpoint saves named_parameters(): the fast
+    # parameters() of Linear and Sequential dropped ScaledLinear's scale (never trained),
+    # trained FrozenFirst's first layer, and trained OnlyParameters' w without saving it.
+    rng = np.random.default_rng(1)
+    models = [
+        ScaledLinear(2, 3),
+        hp.Sequential(ScaledLinear(2, 3), hp.ReLU()),
+        FrozenFirst(hp.Linear(2, 3, rng=rng), hp.ReLU(), hp.Linear(3, 1, rng=rng)),
+        hp.Sequential(hp.Linear(2, 2, rng=rng), OnlyParameters()),
+        hp.Sequential(
+            hp.Sequential(FrozenFirst(hp.Linear(2, 2, rng=rng)), hp.Linear(2, 2, rng=rng))
+        ),
+    ]
+    for model in models:
+        named = [parameter for _, parameter in model.named_parameters()]
+        assert [id(p) for p in model.parameters()] == [id(p) for p in named], model
+
+
 def test_initialisers_draw_from_the_generator_they_are_given() -> None:
     # standard_normal with RandomState(0) is the tutorial's np.random.seed(0); np.random.randn.
     layer = hp.Linear(5, 3, bias=False, init=hp.init.standard_normal, rng=np.random.RandomState(0))

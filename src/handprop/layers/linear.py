@@ -97,9 +97,6 @@ class Linear(Module):
             named.append(("bias", self.bias))
         return named
 
-    def parameters(self) -> list[Parameter]:
-        return [self.weight] if self.bias is None else [self.weight, self.bias]
-
     def __repr__(self) -> str:
         return (
             f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None}, "

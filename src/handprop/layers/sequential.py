@@ -48,8 +48,11 @@ class Sequential(Module):
         ]
 
     def parameters(self) -> list[Parameter]:
-        # As named_parameters without building the names: train_step asks every step.
-        return [parameter for layer in self.layers for parameter in layer.parameters()]
+        # named_parameters without formatting the names (train_step asks every step), from
+        # the same calls, so that the two cannot differ; a subclass's own names decide.
+        if type(self).named_parameters is not Sequential.named_parameters:
+            return super().parameters()
+        return [parameter for layer in self.layers for _, parameter in layer.named_parameters()]
 
     def modules(self) -> Iterator[Module]:
         yield self
