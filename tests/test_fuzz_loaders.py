@@ -417,6 +417,27 @@ def test_npy_claiming_a_huge_shape_is_refused_before_allocating(tmp_path: Path) 
     )
 
 
+@pytest.mark.parametrize(
+    ("descr", "shape", "message"),
+    [
+        ("|S0", (2**40, 3), r"declares dtype \|S0, of 0 bytes an element"),
+        ("|V0", (10**4, 10**4), r"declares dtype \|V0, of 0 bytes an element"),
+        ("<f8", (2**63, 0), r"declares shape \(9223372036854775808, 0\)"),
+    ],
+)
+def test_npy_header_that_no_array_fits_is_refused(
+    tmp_path: Path, descr: str, shape: tuple[int, ...], message: str
+) -> None:
+    # Elements of 0 bytes pass the size check: load_dataset's column selection then
+    # allocated 2 TiB (|S0 becomes |S1: a MemoryError) or walked 10**8 empty elements
+    # (|V0; 10**12 never ended); a dimension past 2**63 - 1 made numpy warn.
+    path = tmp_path / "empty.npy"
+    path.write_bytes(npy_header(shape, descr) + bytes(48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        refused(path, rf"empty\.npy is not a valid \.npy file: its header {message}")
+
+
 def test_npy_header_length_of_4_gb_is_refused_before_reading(tmp_path: Path) -> None:
     # numpy read (and allocated) the whole header length a version 2.0 file declares.
     path = tmp_path / "long.npy"

@@ -10,6 +10,7 @@ member's declared size against what it was compressed into, before reading.
 
 import math
 import os
+import sys
 import warnings
 import zipfile
 from typing import IO, Any
@@ -109,8 +110,15 @@ def _check_header(stream: IO[bytes], size: int, where: str) -> None:
         shape, _, dtype = _HEADER_READERS[version](stream)
     if dtype.hasobject:
         raise DataError(f"{where} {_PICKLE}")
-    if any(length < 0 for length in shape):
-        raise DataError(f"{where} is not a valid .npy file: its header declares shape {shape}")
+    if dtype.itemsize == 0:  # numpy then copies and converts 10**12 elements of no bytes
+        raise DataError(
+            f"{where} is not a valid .npy file: its header declares dtype {_short(dtype)}, of "
+            "0 bytes an element, which no array of numbers has"
+        )
+    if any(length < 0 or length > sys.maxsize for length in shape):
+        raise DataError(
+            f"{where} is not a valid .npy file: its header declares shape {_short(shape)}"
+        )
     needed, available = math.prod(shape) * dtype.itemsize, size - stream.tell()
     if needed > available:
         raise DataError(
