@@ -487,8 +487,13 @@ def test_npz_member_claiming_a_huge_shape_is_refused(tmp_path: Path) -> None:
     refused(path, r"claim\.npz: x is not a valid \.npy file: truncated or corrupt")
 
 
-def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path: Path) -> None:
-    # 80 MiB of zeros deflate to 80 kB: they were decompressed, whatever the ratio.
+def test_npz_zip_bomb_is_refused_before_decompressing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 80 MiB of zeros deflate to 80 kB: they were decompressed, whatever the ratio. Members
+    # up to 1 GiB are always read (real one-hot data compresses ~500:1); lowered here to 64
+    # MiB so that the test need not deflate a gigabyte.
+    monkeypatch.setattr("handprop.data.npy_file.SMALL_MEMBER_BYTES", 64 * 2**20)
     path = tmp_path / "bomb.npz"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         with archive.open("x.npy", "w") as member:
@@ -499,6 +504,37 @@ def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path: Path) -> None:
     assert path.stat().st_size < 200_000
     refused(path, r"bomb\.npz: x declares \d+ bytes compressed into \d+, more than 256 "
                   r"times as many.*zip bomb.*save it uncompressed with np\.savez")  # fmt: skip
+
+
+def test_npz_member_that_lies_about_its_size_allocates_only_what_arrives(tmp_path: Path) -> None:
+    # A member whose zip entry and .npy header both claim 900 MB, with 1 kB of data: numpy's
+    # reader allocated the 900 MB before reading (within the 1 GiB any member may have).
+    body = npy_header((112_500_000,)) + bytes(1000)
+    path = write_npz(tmp_path / "lie.npz", {"x.npy": body, "y.npy": y_member()},
+                     zipfile.ZIP_DEFLATED)  # fmt: skip
+    data = path.read_bytes()
+    fake = struct.pack("<I", len(npy_header((112_500_000,))) + 900_000_000)
+    assert data.count(struct.pack("<I", len(body))) == 2  # local header, central directory
+    path.write_bytes(data.replace(struct.pack("<I", len(body)), fake))
+    refused(path, r"lie\.npz: x is not a valid \.npy file: truncated, its header declares "
+                  r"900000000 bytes of data but 1000 follow it")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npz_members_read_in_chunks_keep_order_and_byte_order(tmp_path: Path, method: int) -> None:
+    # handprop reads .npz members itself (above): Fortran order, big-endian and float32 arrays
+    # must come back as np.load gives them, across the 16 MiB chunks too.
+    rng = np.random.default_rng(0)
+    x = np.asfortranarray(rng.standard_normal((2**20 // 8 * 3, 8)).astype(">f8"))  # 24 MiB
+    y = rng.standard_normal(x.shape[0]).astype(np.float32)
+    path = tmp_path / "ok.npz"
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for name, array in (("x.npy", x), ("y.npy", y)):
+            with archive.open(name, "w") as member:
+                npy_format.write_array(member, array)
+    dataset = load_dataset(str(path))
+    np.testing.assert_array_equal(dataset.x, x)
+    np.testing.assert_array_equal(dataset.y, y.reshape(-1, 1))  # regression targets: (N, 1)
 
 
 def test_npz_member_that_is_not_an_array_is_not_read_whole(tmp_path: Path) -> None:

@@ -15,17 +15,21 @@ import warnings
 import zipfile
 from typing import IO, Any
 
+import numpy as np
 from numpy.lib import format as npy_format
 
 from handprop.data.dataset import DataError
 
-#: A compressed .npz member may always decompress to this many bytes...
-SMALL_MEMBER_BYTES = 64 * 2**20
-#: ...and beyond, to at most this many times its compressed size. np.savez_compressed of
-#: real data stays below (one-hot rows ~250, whole numbers ~15); np.zeros reach ~1000.
+#: A compressed .npz member may always decompress to this many bytes (sparse one-hot data
+#: compresses ~500:1 and is real data)...
+SMALL_MEMBER_BYTES = 2**30
+#: ...and beyond, to at most this many times its compressed size: what a small hostile
+#: file can make handprop allocate is bounded. np.savez_compressed of dense data stays
+#: below (whole numbers ~15, one-hot rows over 100 classes ~250); np.zeros reach ~1000.
 MAX_EXPANSION = 256
 
 _MAGIC = npy_format.MAGIC_PREFIX
+_CHUNK_BYTES = 2**24  # read a compressed member 16 MiB at a time
 _MAX_HEADER_BYTES = 10_000  # numpy's own limit (max_header_size)
 _HEADER_READERS = {
     (1, 0): npy_format.read_array_header_1_0,
@@ -89,13 +93,39 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int, whe
                 "np.savez(path, x=x, y=y)"
             )
     with archive.open(info) as member:
-        _check_header(member, info.file_size, where)
-    with archive.open(info) as member:
-        return _read_array(member)
+        shape, fortran_order, dtype = _check_header(member, info.file_size, where)
+        return _read_data(member, shape, fortran_order, dtype, where)
 
 
-def _check_header(stream: IO[bytes], size: int, where: str) -> None:
-    """Refuse a header whose array needs more bytes than the ``size`` bytes of ``stream``."""
+def _read_data(
+    stream: IO[bytes], shape: tuple[int, ...], fortran_order: bool, dtype: Any, where: str
+) -> Any:
+    """The array that follows a checked header, read in chunks as the data arrive.
+
+    numpy's reader allocates the whole declared array first; a member whose zip entry
+    lies about its size would make it allocate up to the limits above for nothing.
+    Here memory grows only with the bytes that decompression actually yields.
+    """
+    count = math.prod(shape)
+    needed = count * dtype.itemsize
+    data = bytearray()
+    while len(data) < needed:
+        chunk = stream.read(min(_CHUNK_BYTES, needed - len(data)))
+        if not chunk:
+            raise DataError(
+                f"{where} is not a valid .npy file: truncated, its header declares {needed} "
+                f"bytes of data but {len(data)} follow it"
+            )
+        data += chunk
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+
+
+def _check_header(stream: IO[bytes], size: int, where: str) -> tuple[tuple[int, ...], bool, Any]:
+    """(shape, fortran_order, dtype) of the header at the start of ``stream``.
+
+    Refuses a header whose array needs more bytes than the ``size`` bytes of ``stream``.
+    """
     start = stream.tell()
     version = npy_format.read_magic(stream)
     if version not in _HEADER_READERS:  # 3.0 only for structured arrays' non-Latin-1 names
@@ -107,7 +137,7 @@ def _check_header(stream: IO[bytes], size: int, where: str) -> None:
     stream.seek(start + len(_MAGIC) + 2)
     with warnings.catch_warnings():  # numpy warns when it reads a header written by Python 2
         warnings.simplefilter("ignore", UserWarning)
-        shape, _, dtype = _HEADER_READERS[version](stream)
+        shape, fortran_order, dtype = _HEADER_READERS[version](stream)
     if dtype.hasobject:
         raise DataError(f"{where} {_PICKLE}")
     if dtype.itemsize == 0:  # numpy then copies and converts 10**12 elements of no bytes
@@ -125,6 +155,7 @@ def _check_header(stream: IO[bytes], size: int, where: str) -> None:
             f"{where} is not a valid .npy file: truncated or corrupt, its header declares "
             f"shape {_short(shape)} of {dtype}, {needed} bytes, but {available} follow it"
         )
+    return shape, fortran_order, dtype
 
 
 def _check_header_length(stream: IO[bytes], size: int, where: str, width: int) -> None:
