@@ -40,10 +40,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'handprop' has no attribute {name!r}")
     import importlib
 
+    if name == "gradcheck":  # the submodule, as `import handprop` used to bind it
+        return importlib.import_module("handprop.gradcheck")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'handprop' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
