@@ -168,8 +168,10 @@ def test_bench_runs_the_harness_and_checks_the_first_update(
     # A smoke run, in this process, of the floor and handprop at the tutorial size: the
     # harness must finish, time both and find handprop's first update equal to the tutorial's.
     out_json = tmp_path / "bench.json"
-    argv = ["bench", "--quick", "--only", "gemm,handprop", "--dtypes", "float64",
-            "--patience", "0", "--in-process", "--json", str(out_json)]  # fmt: skip
+    argv = ["bench", "--sizes", "tutorial", "--dtypes", "float64", "--only", "gemm,handprop",
+            "--repeats", "1", "--repeat-seconds", "0.01", "--warmup-seconds", "0.01",
+            "--settle-seconds", "0", "--patience", "0", "--in-process",
+            "--json", str(out_json)]  # fmt: skip
     assert main(argv) == 0
     results = {r["key"]: r for r in json.loads(out_json.read_text())["results"]}
     assert set(results) == {"gemm", "handprop"}
