@@ -202,18 +202,46 @@ def test_log_and_plot(
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_divergence_exits_1_explains_and_keeps_finite_weights(
+def test_divergence_exits_1_explains_and_keeps_finite_weights_beside_the_good_model(
     regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # A good model already at --out survives a diverged run; the diverged run's last finite
+    # weights go beside it, to NAME.diverged, and the message says where.
     model = tmp_path / "m.safetensors"
+    good = ["train", "--data", regression_csv, "--out", model, "--epochs", "3", "--quiet"]
+    assert run(good, capsys)[0] == 0
+    before = model.read_bytes()
     args = ["train", "--data", regression_csv, "--out", model, "--optimizer", "sgd", "--lr", "1e3",
             "--loss", "sse", "--no-standardize", "--quiet"]  # fmt: skip
     code, _, err = run(args, capsys)
     assert code == 1
-    assert "diverged" in err
+    assert "diverged" in err and err.count("\n") == 1
     assert "learning rate 1000" in err
     assert "--loss mse" in err
-    assert all(np.isfinite(a).all() for a in saved_arrays(model))
+    diverged = tmp_path / "m.safetensors.diverged"
+    assert f"saved in {diverged}, and {model} was left as it was" in err
+    assert model.read_bytes() == before
+    assert all(np.isfinite(a).all() for a in saved_arrays(diverged))
+
+
+@pytest.mark.parametrize("option", ["--out", "--checkpoint", "--plot", "--log"])
+def test_an_output_in_a_missing_folder_is_refused_before_training(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    missing = tmp_path / "no such folder" / "file"
+    log = tmp_path / "log.jsonl"  # would be written by the first epoch
+    extra = [] if option == "--log" else ["--log", log]
+    code, out, err = run(["train", "--data", regression_csv, option, missing, *extra], capsys)
+    assert (code, out) == (2, "")
+    assert (
+        err == f"handprop: error: {option} {missing}: the folder {missing.parent} does not exist\n"
+    )
+    assert not log.exists()
+    code, _, err = run(["train", "--data", regression_csv, option, tmp_path], capsys)
+    assert (
+        code == 2
+        and err == f"handprop: error: {option} {tmp_path} is a folder; give a file name in it\n"
+    )
 
 
 # --- bad input: one line on stderr, exit code 2, no traceback, no file written ---

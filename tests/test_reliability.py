@@ -380,6 +380,8 @@ def test_cli_diverging_learning_rate_exits_1(tmp_path: Path, loss: str) -> None:
     assert (code, out) == (1, "")
     assert err.startswith("handprop: training diverged in epoch ") and err.count("\n") == 1
     assert "try a smaller learning rate, e.g. 100000" in err
-    assert err.endswith("the last finite ones\n")
-    saved, _ = load_model(model)  # the last finite weights are still saved
+    assert err.endswith(f"the last finite ones; they are saved in {model}.diverged, and {model} "
+                        "was left as it was\n")  # fmt: skip
+    assert not model.exists()  # --out holds only a model whose training succeeded
+    saved, _ = load_model(Path(f"{model}.diverged"))  # the last finite weights, beside it
     assert all(np.isfinite(p.data).all() for p in saved.parameters())

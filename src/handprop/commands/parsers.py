@@ -80,8 +80,9 @@ def add_train(commands: Any) -> None:
     train.add_argument(
         "--on-divergence",
         choices=["stop", "rollback"],
-        help="on a NaN/inf loss: stop with the last finite weights (default), or "
-        "restore the epoch's start, halve the rate and go on (at most 3 times)",
+        help="on a NaN/inf loss: stop with the last finite weights (default; exit code 1; "
+        "with --out they go to OUT.diverged and OUT is left as it was), or restore the "
+        "epoch's start, halve the rate and go on (at most 3 times)",
     )
     train.add_argument(
         "--drop-nonfinite",

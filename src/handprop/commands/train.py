@@ -30,6 +30,7 @@ from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     """Run one training job; returns the exit code (1 if training diverged)."""
+    _check_outputs(config)  # before any work: a typo in --out must not cost a training run
     if resume is None:
         prepared = prepare(config, None)
         model = _network(config, prepared)
@@ -91,14 +92,20 @@ class _Job:
 
     def finish(self, history: History, out: TextIO) -> int:
         config = self.config
-        if config.out is not None:
-            save_model(config.out, self.model, metadata=self.prepared.metadata(config))
+        diverged = history.stop_reason == "diverged"
+        saved = None
+        if config.out is not None:  # a diverged run never replaces a model at --out
+            saved = _diverged_path(config.out) if diverged else Path(config.out)
+            save_model(saved, self.model, metadata=self.prepared.metadata(config))
         if config.plot is not None:
             _plot(Path(config.plot), history, config)
         if not config.quiet:
-            out.write(_summary(history, config))
-        if history.stop_reason == "diverged":
-            raise TrainingFailed(history.message)
+            out.write(_summary(history, config, saved))
+        if diverged:
+            kept = (
+                f"; they are saved in {saved}, and {config.out} was left as it was" if saved else ""
+            )
+            raise TrainingFailed(history.message + kept)
         return 0
 
     def _save_checkpoint(self, state: TrainingState) -> None:
@@ -162,6 +169,24 @@ def _state_json(state: TrainingState) -> dict[str, Any]:
     return fields
 
 
+def _check_outputs(config: TrainConfig) -> None:
+    """Refuse an output path whose folder does not exist, or that is a folder itself."""
+    for option, name in (("--out", config.out), ("--checkpoint", config.checkpoint),
+                         ("--plot", config.plot), ("--log", config.log)):  # fmt: skip
+        if name is None:
+            continue
+        path = Path(name)
+        if path.is_dir():
+            raise ValueError(f"{option} {name} is a folder; give a file name in it")
+        if not path.parent.is_dir():
+            raise ValueError(f"{option} {name}: the folder {path.parent} does not exist")
+
+
+def _diverged_path(out: str | Path) -> Path:
+    path = Path(out)
+    return path.with_name(path.name + ".diverged")
+
+
 def _best_path(checkpoint: str | Path) -> Path:
     path = Path(checkpoint)
     return path.with_name(path.name + ".best")
@@ -188,7 +213,7 @@ def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Gene
     return TrainingState(**saved), rng
 
 
-def _summary(history: History, config: TrainConfig) -> str:
+def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
     if not history.logs:
         return "no epoch completed\n"
     last = history.logs[-1]
@@ -204,9 +229,7 @@ def _summary(history: History, config: TrainConfig) -> str:
         lines.append(
             f"validation: loss {last.val_loss:.6g}, {history.metric} {last.val_metric:.4f}"
         )
-    lines.append(
-        f"saved {config.out}" if config.out else "not saved (pass --out model.safetensors)"
-    )
+    lines.append(f"saved {saved}" if saved else "not saved (pass --out model.safetensors)")
     return "\n".join(lines) + "\n"
 
 
