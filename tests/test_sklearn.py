@@ -155,6 +155,23 @@ def test_warm_start_goes_on_and_refuses_a_new_shape() -> None:
     assert model.coefs_[0].dtype == np.float32 and model.n_iter_ == 5
 
 
+@pytest.mark.parametrize("change", [{"momentum": 0.5}, {"weight_decay": 0.1}])
+def test_warm_start_applies_a_changed_momentum_or_weight_decay(change: dict[str, float]) -> None:
+    # They used to be ignored silently: the kept optimizer went on with the old values.
+    x, y = regression_data()
+    model = small(HandpropRegressor, warm_start=True, optimizer="sgd", momentum=0.9).fit(x, y)
+    model.set_params(**change)
+    optimizer = model._training.optimizer
+    for name, value in change.items():
+        assert getattr(optimizer, name) != value
+    model.fit(x, y)
+    for name, value in change.items():
+        assert getattr(model._training.optimizer, name) == value
+    unchanged = model._training.optimizer
+    model.fit(x, y)  # nothing changed: the same optimizer, its velocities kept
+    assert model._training.optimizer is unchanged
+
+
 def test_early_stopping_keeps_the_best_epoch() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((100, 4)), rng.standard_normal(100)  # noise: it overfits

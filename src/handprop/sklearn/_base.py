@@ -53,6 +53,7 @@ class HandpropEstimator(BaseEstimator):
             training = self._new_training(x.shape[1], d_out, x.dtype, settings)
         else:
             self._check_continuable(training, d_out, settings)
+            self._apply_optimizer_settings(training, settings)
         targets = self._network_targets(training, y)
         epochs = 1 if incremental else settings.max_epochs
         patience = None if incremental else settings.patience
@@ -152,6 +153,17 @@ class HandpropEstimator(BaseEstimator):
                 "partial_fit), so hidden_layer_sizes, activation, bias, dtype, loss and optimizer "
                 "cannot change; fit with warm_start=False to train a new one"
             )
+
+    def _apply_optimizer_settings(self, training: Training, settings: Settings) -> None:
+        """A changed momentum or weight_decay applies from now on, as learning_rate does.
+
+        The optimizer is then made anew (momentum's velocities and Adam's moments start
+        from zero); unchanged, it is kept, so that continuing stays exact.
+        """
+        kept, wanted = training.optimizer, self._optimizer(training.model.parameters(), settings)
+        names = ("momentum", "weight_decay")
+        if any(getattr(kept, n, None) != getattr(wanted, n, None) for n in names):
+            training.optimizer = wanted
 
     # ----- what the subclasses define -----------------------------------------------------
 
