@@ -1,7 +1,7 @@
 """The contenders by the names ``--only`` takes, in the order they run.
 
 The factories of optional peers import their library only when called. ``DEFAULT`` is
-what runs without ``--only``: every contender but the opt-in handprop variants.
+what runs without ``--only``: every contender but the opt-in ones (``OPT_IN``).
 """
 
 from functools import partial
@@ -38,6 +38,10 @@ def _torch(name: str) -> Factory:
 CONTENDERS: dict[str, tuple[str, Factory]] = {
     "gemm": ("GEMMs alone (floor)", make_gemm_floor),
     "tutorial": ("tutorial loop (numpy)", make_tutorial),
+    "tutorial-function": (
+        "tutorial loop in a function",
+        partial(make_tutorial, in_a_function=True),
+    ),
     "handprop": ("handprop.train_step", make_handprop),
     "handprop-exact": ("handprop, exact=True", partial(make_handprop, exact=True)),
     "handprop-nofold": ("handprop, fold=False", partial(make_handprop, fold=False)),
@@ -48,5 +52,5 @@ CONTENDERS: dict[str, tuple[str, Factory]] = {
     "sklearn": ("sklearn MLPRegressor", _sklearn),
 }
 
-OPT_IN = ("handprop-exact", "handprop-nofold")
+OPT_IN = ("tutorial-function", "handprop-exact", "handprop-nofold")
 DEFAULT = [key for key in CONTENDERS if key not in OPT_IN]

@@ -84,9 +84,18 @@ class TutorialLoop:
         exec(self.code, self.namespace)
         return float(self.namespace["loss"])
 
+    def step_as_a_function(self) -> float:
+        """The body as the lines of a function: its temporaries die when the step returns."""
+        local = dict(self.namespace)  # x, y, the weights and np, not the last step's values
+        exec(self.code, local)
+        return float(local["loss"])
 
-def make_tutorial(problem: Problem) -> Contender:
+
+def make_tutorial(problem: Problem, in_a_function: bool = False) -> Contender:
     ws = [w.copy() for w in problem.weights]
     loop = TutorialLoop(problem.x.copy(), problem.y.copy(), ws, problem.lr)
-    note = "" if len(ws) == 2 else "the tutorial's lines repeated per layer"
-    return Contender(loop.step, lambda: [w.copy() for w in ws], True, note)
+    notes = [] if len(ws) == 2 else ["the tutorial's lines repeated per layer"]
+    if in_a_function:
+        notes.append("temporaries freed after every step, as in a function")
+    step = loop.step_as_a_function if in_a_function else loop.step
+    return Contender(step, lambda: [w.copy() for w in ws], True, "; ".join(notes))
