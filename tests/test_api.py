@@ -161,6 +161,18 @@ def test_lazy_names_resolve_and_unknown_names_raise() -> None:
 
     assert hp.check_gradients is check_gradients
     assert all(getattr(hp, name) is not None for name in hp.__all__)
-    assert hp.gradcheck.check_gradients is check_gradients  # the submodule, as before
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         hp.nonexistent  # noqa: B018
+
+
+def test_import_handprop_binds_the_gradcheck_submodule_on_first_use() -> None:
+    # In a fresh interpreter: here `from handprop.gradcheck import ...` (above, and in other
+    # tests) has already bound the submodule to the package, which hides a missing lazy name.
+    code = (
+        "import sys, handprop; assert 'handprop.gradcheck' not in sys.modules; "
+        "print(handprop.gradcheck.check_gradients is handprop.check_gradients)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "True"
