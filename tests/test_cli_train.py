@@ -244,6 +244,26 @@ def test_an_output_in_a_missing_folder_is_refused_before_training(
     )
 
 
+@pytest.mark.parametrize(("option", "sidecar"), [("--out", ".diverged"), ("--checkpoint", ".best")])
+def test_a_folder_where_a_sidecar_file_goes_is_refused_before_training(
+    regression_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    sidecar: str,
+) -> None:
+    # OUT.diverged (a diverged run's weights) and CHECKPOINT.best (early stopping's best
+    # weights) were written only after epochs of training, and then failed on the folder.
+    target = tmp_path / "m.safetensors"
+    (tmp_path / f"m.safetensors{sidecar}").mkdir()
+    log = tmp_path / "log.jsonl"  # would be written by the first epoch
+    code, out, err = run(["train", "--data", regression_csv, option, target, "--log", log], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"handprop: error: {option} {target}: {target}{sidecar} is a folder, and "
+                   "handprop writes a file there\n")  # fmt: skip
+    assert not log.exists()
+
+
 # --- bad input: one line on stderr, exit code 2, no traceback, no file written ---
 
 

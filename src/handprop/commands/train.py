@@ -180,6 +180,15 @@ def _check_outputs(config: TrainConfig) -> None:
             raise ValueError(f"{option} {name} is a folder; give a file name in it")
         if not path.parent.is_dir():
             raise ValueError(f"{option} {name}: the folder {path.parent} does not exist")
+    sidecars = (
+        ("--out", config.out, _diverged_path),
+        ("--checkpoint", config.checkpoint, _best_path),
+    )
+    for option, name, sidecar in sidecars:  # written beside them: OUT.diverged, CHECKPOINT.best
+        if name is not None and sidecar(name).is_dir():
+            raise ValueError(
+                f"{option} {name}: {sidecar(name)} is a folder, and handprop writes a file there"
+            )
 
 
 def _diverged_path(out: str | Path) -> Path:
