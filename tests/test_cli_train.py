@@ -373,6 +373,20 @@ def test_a_failed_predict_leaves_the_old_output_alone(
     assert preds.read_text() == "precious\n"
 
 
+def test_predict_refuses_an_output_in_a_missing_folder_before_reading_the_data(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m.safetensors"
+    run(train_args(regression_csv, model, "--epochs", 1), capsys)
+    missing = tmp_path / "nope" / "p.csv"
+    # The data file does not exist either: the output is checked first, before any loading.
+    argv = ["predict", model, "--data", tmp_path / "absent.csv", "--output", missing]
+    err = assert_clean_failure(argv, capsys, "--output")
+    assert (
+        err == f"handprop: error: --output {missing}: the folder {missing.parent} does not exist\n"
+    )
+
+
 def test_a_failed_train_leaves_the_old_model_alone(
     regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

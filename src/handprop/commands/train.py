@@ -18,7 +18,7 @@ from handprop.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from handprop.commands import TrainingFailed
+from handprop.commands import TrainingFailed, check_output
 from handprop.commands.config import TrainConfig
 from handprop.commands.prepared import Prepared, prepare
 from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
@@ -173,13 +173,8 @@ def _check_outputs(config: TrainConfig) -> None:
     """Refuse an output path whose folder does not exist, or that is a folder itself."""
     for option, name in (("--out", config.out), ("--checkpoint", config.checkpoint),
                          ("--plot", config.plot), ("--log", config.log)):  # fmt: skip
-        if name is None:
-            continue
-        path = Path(name)
-        if path.is_dir():
-            raise ValueError(f"{option} {name} is a folder; give a file name in it")
-        if not path.parent.is_dir():
-            raise ValueError(f"{option} {name}: the folder {path.parent} does not exist")
+        if name is not None:
+            check_output(option, name)
     sidecars = (
         ("--out", config.out, _diverged_path),
         ("--checkpoint", config.checkpoint, _best_path),

@@ -13,6 +13,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.checkpoint import load_model
+from handprop.commands import check_output
 from handprop.commands.prepared import check_input_width
 from handprop.data import Dataset, Standardizer, load_dataset, load_features
 from handprop.fit import predict
@@ -89,6 +90,7 @@ def predict_file(saved: SavedModel, data: str, output: Path, proba: bool) -> int
     """Write predictions for ``data`` to ``output`` (.csv with a header, or .npy)."""
     if output.suffix not in (".csv", ".npy"):
         raise ValueError(f"--output must end in .csv or .npy, received {output.name!r}")
+    check_output("--output", output)
     names = saved.info.get("feature_names")
     x = load_features(data, names if isinstance(names, list) else None)
     outputs = saved.outputs(x)
