@@ -91,10 +91,10 @@ def test_gradient_products_overwrite_after_zero_grad_and_add_otherwise() -> None
     p = hp.Parameter(np.zeros((3, 2)))
     p.grad[...] = 100.0
     p.zero_grad()
-    p.add_grad_product(a, b)
+    p.accumulate_product(a, b)
     np.testing.assert_allclose(p.grad, a @ b, rtol=1e-14)
-    p.add_grad_product(a, b)
-    p.add_grad(np.ones((3, 2)))
+    p.accumulate_product(a, b)
+    p.accumulate(np.ones((3, 2)))
     np.testing.assert_allclose(p.grad, 2 * (a @ b) + 1, rtol=1e-14)
 
 
@@ -103,10 +103,11 @@ def test_tied_weights_are_not_folded() -> None:
     # then be read after its update. An optimizer holding a parameter twice never folds.
     layer = hp.Linear(3, 3, rng=np.random.default_rng(0))
     params = layer.parameters()
-    assert hp.SGD(params, lr=0.1).fold_factor() == -0.1
-    assert hp.SGD(params + params[:1], lr=0.1).fold_factor() is None
-    assert hp.SGD(params, lr=0.1, momentum=0.5).fold_factor() is None
-    assert hp.Adam(params).fold_factor() is None
+    assert hp.SGD(params, lr=0.1).fused_gradients() is not None
+    assert hp.SGD(params + params[:1], lr=0.1).fused_gradients() is None
+    assert hp.SGD(params, lr=0.1, momentum=0.5).fused_gradients() is None
+    assert hp.SGD(params, lr=0.1, weight_decay=0.5).fused_gradients() is None
+    assert hp.Adam(params).fused_gradients() is None
 
 
 def test_folded_and_unfolded_steps_agree() -> None:

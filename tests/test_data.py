@@ -15,7 +15,6 @@ from handprop.data import (
     DataError,
     Dataset,
     Standardizer,
-    batches,
     load_dataset,
     train_validation_split,
 )
@@ -531,26 +530,3 @@ def test_standardizer_checks_shapes() -> None:
         Standardizer.fit(np.ones(3))
     with pytest.raises(DataError, match="finite"):
         Standardizer.fit(np.array([[np.nan]]))
-
-
-# ----- batches ------------------------------------------------------------------------------
-
-
-def test_batches_cover_every_index_once_per_epoch() -> None:
-    rng = np.random.default_rng(0)
-    epochs = [list(batches(10, 4, rng)) for _ in range(2)]
-    for epoch in epochs:
-        assert [len(batch) for batch in epoch] == [4, 4, 2]
-        np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(10))
-    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
-
-
-def test_batches_without_generator_keep_the_order() -> None:
-    assert [b.tolist() for b in batches(5, 2, None)] == [[0, 1], [2, 3], [4]]
-    assert [b.tolist() for b in batches(3, 10, None)] == [[0, 1, 2]]
-    assert list(batches(0, 3, None)) == []
-
-
-def test_batch_size_must_be_positive() -> None:
-    with pytest.raises(DataError, match="batch_size must be an integer >= 1, received 0"):
-        batches(10, 0, None)  # raised at the call, not at the first batch

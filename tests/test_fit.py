@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 import handprop as hp
-from handprop.fit import Callback, EpochLog, FitOptions, TrainingState, evaluate, fit
 from handprop.schedules import CosineSchedule, StepSchedule
+from handprop.training import (
+    Callback,
+    EpochLog,
+    FitOptions,
+    TrainingState,
+    batches,
+    evaluate,
+    fit,
+)
 
 
 def regression_problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +184,7 @@ def test_divergence_stops_with_the_last_finite_weights_and_explains() -> None:
         "learning rate 1;",
         "SumSquaredError sums over the batch",
         "batch size (32)",
-        "--loss mse",
+        "a mean loss (MeanSquaredError) does not",
     ):
         assert words in history.message
 
@@ -284,3 +292,26 @@ def test_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     model = network()
     with pytest.raises(ValueError, match=message):
         fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (x, y), **kwargs)  # type: ignore[arg-type]
+
+
+# ----- batches ------------------------------------------------------------------------------
+
+
+def test_batches_cover_every_index_once_per_epoch() -> None:
+    rng = np.random.default_rng(0)
+    epochs = [list(batches(10, 4, rng)) for _ in range(2)]
+    for epoch in epochs:
+        assert [len(batch) for batch in epoch] == [4, 4, 2]
+        np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(10))
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+
+
+def test_batches_without_generator_keep_the_order() -> None:
+    assert [b.tolist() for b in batches(5, 2, None)] == [[0, 1], [2, 3], [4]]
+    assert [b.tolist() for b in batches(3, 10, None)] == [[0, 1, 2]]
+    assert list(batches(0, 3, None)) == []
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, received 0"):
+        batches(10, 0, None)  # raised at the call, not at the first batch

@@ -24,11 +24,11 @@ from handprop.checkpoint import load_checkpoint, load_model, save_model
 from handprop.checkpoint.files import _HOST, _temporary_prefix
 from handprop.cli import main
 from handprop.data.transform import Standardizer
-from handprop.fit import FitOptions, fit
 from handprop.layers import mlp
 from handprop.losses import MeanSquaredError, SoftmaxCrossEntropy
 from handprop.metrics import r2_score
 from handprop.optim import SGD, Adam
+from handprop.training import FitOptions, fit
 
 KILLS = 15
 

@@ -34,11 +34,11 @@ import handprop.commands.train as train_command
 from handprop.checkpoint import build_optimizer, load_checkpoint, load_model, save_checkpoint
 from handprop.cli import main
 from handprop.data import Standardizer, load_dataset
-from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit, predict
 from handprop.layers import Sequential, mlp
 from handprop.losses import MeanSquaredError, SoftmaxCrossEntropy
 from handprop.optim import SGD, Adam, Optimizer
 from handprop.schedules import CosineSchedule, StepSchedule
+from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
 from handprop.warmup import WarmupConfig, WarmupRun, run_warmup
 
 EPOCHS = 6
@@ -296,7 +296,7 @@ def digits_fit(dtype: str = "float64") -> tuple[np.ndarray, History]:
     optimizer = Adam(model.parameters(), lr=1e-3)
     history = fit(model, SoftmaxCrossEntropy(), optimizer, (x, data.y), epochs=5,
                   batch_size=1024, rng=np.random.default_rng(1))  # fmt: skip
-    return predict(model, x).astype(np.float64), history
+    return model(x).astype(np.float64), history
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +325,7 @@ def test_float32_warmup_follows_float64(warmup: WarmupRun) -> None:
     losses32, final32 = losses_and_weights(run32)
     np.testing.assert_allclose(losses32[:300], losses[:300], rtol=2e-3)
     assert losses32[-1] < 1e-2 and losses[-1] < 1e-2  # both converged from 2.6e7
-    predictions, predictions32 = predict(warmup.model, warmup.x), predict(run32.model, run32.x)
+    predictions, predictions32 = warmup.model(warmup.x), run32.model(run32.x)
     np.testing.assert_allclose(predictions32, predictions, rtol=0, atol=1e-2)
     for w32, w64 in zip(final32, final, strict=True):
         np.testing.assert_allclose(w32, w64, rtol=0, atol=5e-5 * np.abs(w64).max())

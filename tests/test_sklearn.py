@@ -52,7 +52,7 @@ def small(estimator: type[Any], **params: Any) -> Any:
 
 def test_import_handprop_does_not_import_sklearn() -> None:
     code = (
-        "import sys, handprop, handprop.fit, handprop.cli, handprop.checkpoint\n"
+        "import sys, handprop, handprop.training, handprop.cli, handprop.checkpoint\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'sklearn'], 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -206,7 +206,7 @@ def test_divergence_is_a_value_error() -> None:
     ("params", "message"),
     [
         ({"activation": "logistic"}, "unknown activation 'logistic'; valid names"),
-        ({"optimizer": "lbfgs"}, "optimizer must be 'adam' or 'sgd'"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; valid names: adam, sgd"),
         ({"loss": "poisson"}, "loss must be one of 'squared_error', 'sum_squared_error'"),
         ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes must be a positive integer"),
         ({"batch_size": 0}, "batch_size must be 'auto'"),

@@ -7,8 +7,9 @@ numpy" tutorial, checked by finite differences and against PyTorch.
 from typing import TYPE_CHECKING, Any
 
 from handprop import init
-from handprop.fit import History, fit
 from handprop.layers import (
+    ACTIVATIONS,
+    LAYERS,
     Identity,
     LeakyReLU,
     Linear,
@@ -20,12 +21,15 @@ from handprop.layers import (
     activation,
     mlp,
 )
-from handprop.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
-from handprop.optim import SGD, Adam, Optimizer
-from handprop.parameter import Parameter
-from handprop.train import train_step
+from handprop.losses import LOSSES, Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+from handprop.metrics import METRICS
+from handprop.optim import OPTIMIZERS, SGD, Adam, Optimizer
+from handprop.parameter import Gradients, Parameter
+from handprop.registry import Registry
+from handprop.training import Callback, FitOptions, History, TrainingState, fit, train_step
 
 if TYPE_CHECKING:
+    from handprop.checkpoint import load
     from handprop.gradcheck import GradientReport, TensorCheck, check_gradients
 
 __version__ = "0.1.0"
@@ -36,6 +40,7 @@ _LAZY = {
     "GradientReport": "handprop.gradcheck",
     "TensorCheck": "handprop.gradcheck",
     "check_gradients": "handprop.gradcheck",
+    "load": "handprop.checkpoint",
 }
 
 
@@ -52,9 +57,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ACTIVATIONS",
+    "LAYERS",
+    "LOSSES",
+    "METRICS",
+    "OPTIMIZERS",
     "SGD",
     "Adam",
+    "Callback",
+    "FitOptions",
     "GradientReport",
+    "Gradients",
     "History",
     "Identity",
     "LeakyReLU",
@@ -65,17 +78,20 @@ __all__ = [
     "Optimizer",
     "Parameter",
     "ReLU",
+    "Registry",
     "Sequential",
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "SumSquaredError",
     "Tanh",
     "TensorCheck",
+    "TrainingState",
     "__version__",
     "activation",
     "check_gradients",
     "fit",
     "init",
+    "load",
     "mlp",
     "train_step",
 ]

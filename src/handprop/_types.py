@@ -32,6 +32,13 @@ def check_dtype(owner: str, what: str, array: Array, expected: np.dtype[Any]) ->
         )
 
 
+def positive_int(what: str, value: object) -> int:
+    """``value`` as an int if it is an integer >= 1, else a ValueError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, received {value!r}")
+    return int(value)
+
+
 def reuse(buffer: Array | None, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     """``buffer`` if it already has this shape and dtype, else a new uninitialised array."""
     if buffer is not None and buffer.shape == shape and buffer.dtype == dtype:

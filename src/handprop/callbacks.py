@@ -5,7 +5,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from handprop.fit import Callback, EpochLog, TrainingState
+from handprop.training import Callback, EpochLog, TrainingState
 
 
 def epoch_record(log: EpochLog, metric: str) -> dict[str, Any]:

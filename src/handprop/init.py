@@ -20,6 +20,18 @@ RandomSource: TypeAlias = np.random.Generator | np.random.RandomState
 Initializer: TypeAlias = Callable[[tuple[int, int], RandomSource, npt.DTypeLike], Array]
 
 
+def as_generator(rng: RandomSource | int | None) -> RandomSource:
+    """``rng`` if it is a generator, else ``numpy.random.default_rng(rng)`` (a seed or None)."""
+    if isinstance(rng, np.random.Generator | np.random.RandomState):
+        return rng
+    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, int | np.integer)):
+        raise TypeError(
+            f"rng must be a numpy Generator, a RandomState, an int seed or None, "
+            f"received {type(rng).__name__}"
+        )
+    return np.random.default_rng(rng)
+
+
 def _rounded(values: npt.NDArray[Any], dtype: npt.DTypeLike) -> Array:
     return values.astype(float_dtype(dtype), copy=False)
 

@@ -5,14 +5,29 @@ error) sums over every element, ``MeanSquaredError`` averages over them, and
 ``SoftmaxCrossEntropy`` averages over the batch.
 """
 
+from typing import ClassVar
+
 import numpy as np
 
 from handprop._types import Array, check_dtype, reuse
 from handprop.layers.module import require_array
+from handprop.registry import Registry
+
+#: Loss classes by the names the command line and model files use.
+LOSSES: Registry[type["Loss"]] = Registry("loss")
 
 
 class Loss:
-    """Base class: ``forward`` caches what ``backward`` needs, as layers do."""
+    """Base class: ``forward`` caches what ``backward`` needs, as layers do.
+
+    A loss says what it is for: ``task`` ("regression" or "classification"),
+    ``metric`` (the score ``fit`` reports, a name in ``handprop.metrics.METRICS``)
+    and ``reduction`` ("sum" grows with the batch size, "mean" does not).
+    """
+
+    task: ClassVar[str] = "regression"
+    metric: ClassVar[str] = "r2"
+    reduction: ClassVar[str] = "mean"
 
     def forward(self, y_pred: Array, y: Array) -> float:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
@@ -34,14 +49,15 @@ class Loss:
 
 
 class _SquaredError(Loss):
-    """Shared by the two squared-error losses: ``error = y_pred - y`` and its square, in buffers."""
+    """Shared by the two squared-error losses: checks, and ``error = y_pred - y`` in a buffer."""
 
     def __init__(self) -> None:
-        self.error: Array | None = None  # y_pred - y
+        self.error: Array | None = None  # y_pred - y: the cache
         self.squared: Array | None = None  # work buffers
         self.grad_y_pred: Array | None = None
 
-    def _sum_of_squares(self, y_pred: Array, y: Array) -> float:
+    def _squared_error(self, y_pred: Array, y: Array) -> Array:
+        """``np.square(y_pred - y)``, into buffers, with ``y_pred - y`` kept for backward."""
         owner = type(self).__name__
         y_pred = require_array(owner, y_pred)
         y = require_array(f"{owner} target", y)
@@ -53,27 +69,34 @@ class _SquaredError(Loss):
         check_dtype(owner, "a target", y, y_pred.dtype)
         self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
         self.squared = np.square(self.error, out=reuse(self.squared, y.shape, y.dtype))
-        return float(self.squared.sum())
+        return self.squared
 
-    def _scaled_error(self, scale: float) -> Array:
+    def _times_error(self, scale: float) -> Array:
+        """``scale * (y_pred - y)``, into a work buffer."""
         error = self._require_cache(self.error)
         self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
         return np.multiply(error, scale, out=self.grad_y_pred)
 
 
+@LOSSES.register("sse")
 class SumSquaredError(_SquaredError):
     """``loss = sum((y_pred - y)**2)``, the tutorial's loss; ``grad_y_pred = 2 * (y_pred - y)``.
 
     Shape: y_pred and y (N, D_out). The loss (and its gradient) grows with N.
     """
 
+    reduction = "sum"
+
     def forward(self, y_pred: Array, y: Array) -> float:
-        return self._sum_of_squares(y_pred, y)  # loss = np.square(y_pred - y).sum()
+        # loss = np.square(y_pred - y).sum()
+        return float(self._squared_error(y_pred, y).sum())
 
     def backward(self) -> Array:
-        return self._scaled_error(2.0)  # grad_y_pred = 2.0 * (y_pred - y)
+        # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
+        return self._times_error(2.0)
 
 
+@LOSSES.register("mse")
 class MeanSquaredError(_SquaredError):
     """``loss = mean((y_pred - y)**2)`` over all N * D_out elements, as ``torch.nn.MSELoss()``.
 
@@ -81,13 +104,27 @@ class MeanSquaredError(_SquaredError):
     """
 
     def forward(self, y_pred: Array, y: Array) -> float:
-        return self._sum_of_squares(y_pred, y) / y.size
+        # loss = np.square(y_pred - y).mean()
+        return float(self._squared_error(y_pred, y).sum()) / y.size
 
     def backward(self) -> Array:
+        # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
-        return self._scaled_error(2.0 / error.size)
+        return self._times_error(2.0 / error.size)
 
 
+def log_softmax(scores: Array) -> Array:
+    """``log(softmax(scores))`` along the last axis, a new array, from ``scores - max(scores)``.
+
+    Large scores neither overflow nor warn.
+    """
+    with np.errstate(over="ignore"):  # scores spanning beyond float64: -inf, exp gives 0
+        shifted = scores - scores.max(axis=-1, keepdims=True)
+    log_probs: Array = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return log_probs
+
+
+@LOSSES.register("cross-entropy")
 class SoftmaxCrossEntropy(Loss):
     """Softmax of the scores followed by the negative log-likelihood, averaged over the batch.
 
@@ -96,6 +133,9 @@ class SoftmaxCrossEntropy(Loss):
     ``y_pred - max(y_pred)``, so large scores neither overflow nor warn.
     """
 
+    task = "classification"
+    metric = "accuracy"
+
     def __init__(self) -> None:
         self.probs: Array | None = None  # softmax(y_pred)
         self.y: Array | None = None
@@ -103,9 +143,7 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, y_pred: Array, y: Array) -> float:
         y_pred = require_array("SoftmaxCrossEntropy", y_pred)
         y = _check_labels(y_pred, y)
-        with np.errstate(over="ignore"):  # scores spanning beyond float64: -inf, exp gives 0
-            shifted = y_pred - y_pred.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = log_softmax(y_pred)
         self.probs, self.y = np.exp(log_probs), y
         return float(-log_probs[np.arange(len(y)), y].mean())
 
@@ -138,11 +176,3 @@ def _check_labels(y_pred: Array, y: object) -> Array:
             f"received values from {y.min()} to {y.max()}"
         )
     return y
-
-
-#: Loss classes by the names the command line and config files use.
-LOSSES: dict[str, type[Loss]] = {
-    "sse": SumSquaredError,
-    "mse": MeanSquaredError,
-    "cross-entropy": SoftmaxCrossEntropy,
-}

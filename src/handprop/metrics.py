@@ -4,16 +4,24 @@ Shape: y_pred (N, D_out) predictions or class scores; y (N, D_out) targets or
 (N,) integer labels.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 from handprop._types import Array
+from handprop.registry import Registry
+
+#: Metrics by the names losses (``Loss.metric``), ``fit`` and the command line use.
+METRICS: Registry[Callable[[Array, Array], float]] = Registry("metric")
 
 
+@METRICS.register("accuracy")
 def accuracy(y_pred: Array, y: Array) -> float:
     """The fraction of rows whose highest score is the true label."""
     return float(np.mean(np.argmax(y_pred, axis=1) == y))
 
 
+@METRICS.register("r2")
 def r2_score(y_pred: Array, y: Array) -> float:
     """Coefficient of determination, averaged over outputs (scikit-learn's default).
 

@@ -6,13 +6,21 @@ Parameter objects themselves, never copies of their arrays: whatever replaces
 ``parameter.data`` is what the next ``step()`` updates.
 """
 
+import inspect
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
+from handprop._blas import add as blas_add
+from handprop._blas import gemm
 from handprop._types import Array
-from handprop.parameter import Parameter
+from handprop.parameter import Gradients, Parameter
+from handprop.registry import Registry
+
+#: Optimizer classes by the names the command line, scikit-learn's ``solver`` and checkpoints use.
+OPTIMIZERS: Registry[type["Optimizer"]] = Registry("optimizer")
 
 
 def _finite(owner: str, name: str, value: object, low: float, high: float = math.inf) -> float:
@@ -27,7 +35,15 @@ def _finite(owner: str, name: str, value: object, low: float, high: float = math
 
 
 class Optimizer:
-    """Base class: holds the parameters and the learning rate ``lr``."""
+    """Base class: holds the parameters and the learning rate ``lr``.
+
+    A subclass describes itself for checkpoints: ``hyperparameters()`` (what
+    its constructor takes), ``slots()`` (its state arrays, aligned with
+    ``params``) and ``scalars()`` / ``load_scalars()`` (counters such as Adam's
+    ``t``). ``default_lr`` is the rate the command line uses when none is given.
+    """
+
+    default_lr = 0.01
 
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         self.params = list(params)
@@ -43,25 +59,56 @@ class Optimizer:
         self.lr = _finite(name, "lr", lr, 0.0)
         self.distinct = len({id(p) for p in self.params}) == len(self.params)
 
+    @classmethod
+    def from_options(cls, params: Iterable[Parameter], **options: Any) -> "Optimizer":
+        """``cls(params, ...)`` with those of ``options`` that its constructor takes.
+
+        The command line offers one set of flags (lr, momentum, weight_decay) for
+        every optimizer; each takes what applies to it.
+        """
+        accepted = inspect.signature(cls.__init__).parameters
+        return cls(params, **{k: v for k, v in options.items() if k in accepted})
+
     def step(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not define step")
 
-    def reset_state(self) -> None:
-        """Forget accumulated state (momentum, moments), as after construction."""
-
-    def fold_factor(self) -> float | None:
-        """``f`` when this step is just ``data += f * grad`` for every parameter, else None.
-
-        ``train_step`` then folds the update into the gradient products instead
-        of storing gradients and calling ``step``.
-        """
-        return None
-
     def zero_grad(self) -> None:
+        """Clear the gradients of every parameter this optimizer updates."""
         for parameter in self.params:
             parameter.zero_grad()
 
+    def reset_state(self) -> None:
+        """Forget accumulated state (momentum, moments), as after construction."""
+        for arrays in self.slots().values():
+            for array in arrays:
+                array.fill(0)
+        self.load_scalars({name: 0 for name in self.scalars()})
 
+    def fused_gradients(self, exact: bool = False) -> Gradients | None:
+        """A ``Gradients`` that applies this step inside backward, or None if there is none.
+
+        ``train_step`` passes it to ``backward`` and then still calls ``step()``,
+        which updates the parameters the fused path did not reach.
+        """
+        return None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor's arguments besides ``params``, as JSON-able values."""
+        return {"lr": self.lr}
+
+    def slots(self) -> dict[str, list[Array]]:
+        """The state arrays by name, each list aligned with ``params`` (checkpoints save them)."""
+        return {}
+
+    def scalars(self) -> dict[str, int]:
+        """Integer state, e.g. Adam's step count ``t`` (checkpoints save it)."""
+        return {}
+
+    def load_scalars(self, scalars: dict[str, int]) -> None:
+        """Set what ``scalars()`` returns."""
+
+
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD`` (no dampening).
 
@@ -89,9 +136,13 @@ class SGD(Optimizer):
         )
         self.scratch = [np.empty_like(p.data) for p in self.params]  # g + momentum * v, lr * g
         self.decayed = [np.empty_like(p.data) for p in self.params] if self.weight_decay else []
+        self.fused = _FusedSGD(self)
 
     def step(self) -> None:
+        done = self.fused.take_updated()  # parameters a fused backward already moved
         for index, parameter in enumerate(self.params):
+            if index in done:
+                continue
             grad, scratch = parameter.grad, self.scratch[index]
             if self.weight_decay:  # g = grad + weight_decay * w
                 decayed = np.multiply(self.weight_decay, parameter.data, out=self.decayed[index])
@@ -108,15 +159,78 @@ class SGD(Optimizer):
                     grad = velocity
             parameter.data -= np.multiply(self.lr, grad, out=scratch)  # w -= lr * g
 
-    def reset_state(self) -> None:
-        for velocity in self.velocities:
-            velocity.fill(0)
+    def fused_gradients(self, exact: bool = False) -> Gradients | None:
+        """Plain SGD (no momentum, no weight decay) folded into the gradient products.
 
-    def fold_factor(self) -> float | None:
-        plain = self.momentum == 0 and self.weight_decay == 0 and self.distinct
-        return -self.lr if plain else None
+        ``w += -lr * (x.T @ grad_h)`` is one BLAS gemm into the weights (alpha =
+        -lr, beta = 1), which rounds once where gradient-then-update rounds twice;
+        ``exact=True`` rounds ``-lr * (x.T @ grad_h)`` first and then adds it, the
+        tutorial's arithmetic to the last bit (one more pass over the weights).
+        """
+        if self.momentum or self.weight_decay or not self.distinct:
+            return None
+        self.fused.begin(exact)
+        return self.fused
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+    def slots(self) -> dict[str, list[Array]]:
+        return {"velocity": self.velocities}
 
 
+class _FusedSGD(Gradients):
+    """Gradients that move the weights at once: ``w += -lr * grad``, for ``SGD`` alone.
+
+    It records which of the optimizer's parameters it moved, so that ``SGD.step``
+    leaves those alone and updates the others (a layer that wrote ``.grad``
+    itself, a parameter that received nothing) from their gradients as usual.
+    A parameter the optimizer does not hold gets its gradient accumulated.
+    """
+
+    def __init__(self, optimizer: SGD) -> None:
+        self.optimizer = optimizer
+        self.position = {id(p): index for index, p in enumerate(optimizer.params)}
+        self.updated: set[int] = set()
+        self.exact = False
+
+    def begin(self, exact: bool) -> None:
+        self.updated.clear()
+        self.exact = exact
+
+    def take_updated(self) -> set[int]:
+        done, self.updated = self.updated, set()
+        return done
+
+    def add(self, parameter: Parameter, grad: Array) -> None:
+        index = self.position.get(id(parameter))
+        if index is None:
+            parameter.accumulate(grad)
+            return
+        parameter.data -= np.multiply(self.optimizer.lr, grad, out=self.optimizer.scratch[index])
+        self.updated.add(index)
+
+    def add_product(self, parameter: Parameter, a: Array, b: Array) -> None:
+        index = self.position.get(id(parameter))
+        if index is None:
+            parameter.accumulate_product(a, b)
+            return
+        factor = -self.optimizer.lr
+        if self.exact:  # round(-lr * (a @ b)), then add: as w -= lr * grad rounds
+            scratch = self.optimizer.scratch[index]
+            gemm(a, b, out=scratch, alpha=factor, beta=0.0)
+            blas_add(scratch, parameter.data)
+        else:
+            gemm(a, b, out=parameter.data, alpha=factor, beta=1.0)
+        self.updated.add(index)
+
+
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015), as ``torch.optim.Adam``; ``decoupled=True`` is AdamW.
 
@@ -125,6 +239,8 @@ class Adam(Optimizer):
     Weight decay adds ``weight_decay * w`` to ``g``, or with ``decoupled=True``
     multiplies ``w`` by ``1 - lr * weight_decay`` before the step.
     """
+
+    default_lr = 1e-3
 
     def __init__(
         self,
@@ -150,11 +266,6 @@ class Adam(Optimizer):
         self.v = [np.zeros_like(p.data) for p in self.params]
         self.scratch = [(np.empty_like(p.data), np.empty_like(p.data)) for p in self.params]
 
-    def reset_state(self) -> None:
-        self.t = 0
-        for moment in (*self.m, *self.v):
-            moment.fill(0)
-
     def step(self) -> None:
         self.t += 1
         beta1, beta2 = self.betas
@@ -176,3 +287,21 @@ class Adam(Optimizer):
             denom /= sqrt_bias_correction2
             denom += self.eps  # sqrt(v) / sqrt(1-b2**t) + eps
             parameter.data -= np.multiply(step_size, np.divide(m, denom, out=s), out=s)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "decoupled": self.decoupled,
+        }
+
+    def slots(self) -> dict[str, list[Array]]:
+        return {"m": self.m, "v": self.v}
+
+    def scalars(self) -> dict[str, int]:
+        return {"t": self.t}
+
+    def load_scalars(self, scalars: dict[str, int]) -> None:
+        self.t = scalars["t"]

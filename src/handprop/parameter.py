@@ -1,38 +1,27 @@
-"""A trainable array together with the gradient that backward accumulates into it."""
+"""A trainable array with its gradient, and ``Gradients``: where backward passes put gradients."""
 
 from typing import Any
 
 import numpy as np
 
-from handprop._blas import add as blas_add
 from handprop._blas import gemm
-from handprop._types import Array, reuse
+from handprop._types import Array
 
 
 class Parameter:
     """An array ``data`` and its gradient ``grad``, of the same shape and dtype.
 
-    Backward passes *add* into ``grad`` (gradients accumulate, as in PyTorch)
-    through ``add_grad`` and ``add_grad_product``; ``zero_grad()`` clears it.
-    Optimizers update ``data`` in place.
-
-    Two things keep a training step free of temporaries. ``zero_grad`` is lazy:
-    it marks the gradient as zero, and the next contribution overwrites it
-    instead of adding (reading ``grad`` in between gives zeros). And while
-    ``fold`` is set (``train_step`` sets it to ``-lr`` for plain SGD), every
-    contribution goes straight into the weights, ``data += fold * contribution``,
-    and ``grad`` stays zero. A product is then added by one gemm (beta = 1),
-    which rounds once; with ``fold_exact`` it is rounded to ``fold * (a @ b)``
-    first and then added, exactly as gradient-then-update rounds.
+    Gradients accumulate (``grad += contribution``, as in PyTorch) until
+    ``zero_grad()``; optimizers update ``data`` in place. ``zero_grad`` is lazy,
+    so that a training step writes no zeros: it marks the gradient as zero, and
+    the next contribution overwrites it instead of adding (reading ``grad`` in
+    between gives zeros).
     """
 
     def __init__(self, data: Array) -> None:
         self.data = data
         self._grad = np.zeros_like(data)
         self._grad_is_zero = False  # True after zero_grad, until a contribution lands
-        self.fold: float | None = None
-        self.fold_exact = False
-        self._scratch: Array | None = None  # fold * (a @ b), for the exact fold
 
     @property
     def grad(self) -> Array:
@@ -46,6 +35,11 @@ class Parameter:
         self._grad, self._grad_is_zero = value, False
 
     @property
+    def has_grad(self) -> bool:
+        """False from ``zero_grad()`` until a gradient is added (or ``grad`` is read)."""
+        return not self._grad_is_zero
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 
@@ -56,25 +50,17 @@ class Parameter:
     def zero_grad(self) -> None:
         self._grad_is_zero = True
 
-    def add_grad(self, contribution: Array) -> None:
+    def accumulate(self, contribution: Array) -> None:
         """``grad += contribution``."""
-        if self.fold is not None:
-            self.data += self.fold * contribution
-        elif self._grad_is_zero:
+        if self._grad_is_zero:
             np.copyto(self._grad, contribution)
             self._grad_is_zero = False
         else:
             self._grad += contribution
 
-    def add_grad_product(self, a: Array, b: Array) -> None:
+    def accumulate_product(self, a: Array, b: Array) -> None:
         """``grad += a @ b`` (e.g. ``x.T @ grad_h``) without a temporary: BLAS gemm, beta = 1."""
-        if self.fold is not None and self.fold_exact:
-            self._scratch = reuse(self._scratch, self.data.shape, self.data.dtype)
-            gemm(a, b, out=self._scratch, alpha=self.fold, beta=0.0)
-            blas_add(self._scratch, self.data)  # data += scratch, in BLAS
-        elif self.fold is not None:
-            gemm(a, b, out=self.data, alpha=self.fold, beta=1.0)
-        elif self._grad_is_zero:
+        if self._grad_is_zero:
             np.matmul(a, b, out=self._grad)
             self._grad_is_zero = False
         else:
@@ -82,3 +68,28 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype.name})"
+
+
+class Gradients:
+    """Where a backward pass hands its parameters' gradients: ``backward(grad_y, grads)``.
+
+    This one, the default, accumulates them into each parameter's ``.grad``.
+    An optimizer whose update can be fused into the gradient products (plain
+    SGD: ``w += -lr * (x.T @ grad_h)`` in one BLAS call) gives ``train_step`` a
+    subclass that updates the weights at once instead (``SGD.fused_gradients``).
+    So a layer hands a parameter over after its last read of that parameter in
+    backward. A layer may also write ``.grad`` itself: the optimizer's ``step``
+    then updates that parameter as usual.
+    """
+
+    def add(self, parameter: Parameter, grad: Array) -> None:
+        """``parameter.grad += grad``."""
+        parameter.accumulate(grad)
+
+    def add_product(self, parameter: Parameter, a: Array, b: Array) -> None:
+        """``parameter.grad += a @ b``, without a temporary."""
+        parameter.accumulate_product(a, b)
+
+
+#: The default destination of every backward pass: ``.grad`` of each parameter.
+ACCUMULATE = Gradients()

@@ -19,7 +19,7 @@ from handprop.init import standard_normal
 from handprop.layers import Linear, ReLU, Sequential
 from handprop.losses import SumSquaredError
 from handprop.optim import SGD
-from handprop.train import train_step
+from handprop.training.step import train_step
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ place on loading, so optimizers holding the Parameters keep working. A file
 that cannot be read or written raises ModelFileError, with a one-line reason.
 """
 
-from handprop.checkpoint.architecture import LAYER_FIELDS, TensorSpec, build_model, model_config
+from handprop.checkpoint.architecture import TensorSpec, build_model, model_config
 from handprop.checkpoint.errors import ModelFileError
 from handprop.checkpoint.files import MAX_HEADER_BYTES, PathLike, write_atomically
-from handprop.checkpoint.model_file import FORMAT, load_model, save_model
+from handprop.checkpoint.model_file import FORMAT, load, load_model, save_model
 from handprop.checkpoint.optimizer_state import (
     OptimizerState,
     build_optimizer,
@@ -33,7 +33,6 @@ from handprop.checkpoint.optimizer_state import (
 
 __all__ = [
     "FORMAT",
-    "LAYER_FIELDS",
     "MAX_HEADER_BYTES",
     "ModelFileError",
     "OptimizerState",
@@ -41,6 +40,7 @@ __all__ = [
     "TensorSpec",
     "build_model",
     "build_optimizer",
+    "load",
     "load_checkpoint",
     "load_model",
     "model_config",

@@ -1,33 +1,18 @@
-"""A model's architecture as JSON-able data: ``model_config`` and its inverse ``build_model``."""
+"""A model's architecture as JSON-able data: ``model_config`` and its inverse ``build_model``.
 
-import math
+Each layer is ``{"type": <its name in LAYERS>, **layer.config()}``; the layer
+classes say what their settings are and check them (``handprop.layers.LAYERS``).
+"""
+
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-import numpy as np
-
-from handprop.checkpoint.errors import ModelFileError, _quoted
-from handprop.init import zeros
-from handprop.layers.activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh
-from handprop.layers.linear import Linear
-from handprop.layers.module import Module
+from handprop.checkpoint.errors import ModelFileError, quoted
+from handprop.layers.module import LAYERS, Module
 from handprop.layers.sequential import Sequential
 
 #: A tensor's shape as the file stores it, and its dtype's name.
 TensorSpec: TypeAlias = tuple[tuple[int, ...], str]
-
-_PLAIN_LAYERS: dict[str, type[Module]] = {
-    "ReLU": ReLU,
-    "Tanh": Tanh,
-    "Sigmoid": Sigmoid,
-    "Identity": Identity,
-}
-#: Layer types a model file may hold, with the fields each one's config has.
-LAYER_FIELDS: dict[str, tuple[str, ...]] = {
-    "Linear": ("in_features", "out_features", "bias"),
-    "LeakyReLU": ("negative_slope",),
-    **{name: () for name in _PLAIN_LAYERS},
-}
 
 
 def model_config(model: Sequential) -> dict[str, Any]:
@@ -35,36 +20,32 @@ def model_config(model: Sequential) -> dict[str, Any]:
 
     ``{"layers": [{"type": "Linear", "in_features": 64, "out_features": 100,
     "bias": True}, {"type": "ReLU"}, ...], "dtype": "float64"}``. Only a flat
-    Sequential of Linear, ReLU, LeakyReLU, Tanh, Sigmoid and Identity layers
-    of one dtype is supported (TypeError otherwise).
+    Sequential of registered layers (``LAYERS``) of one dtype is supported
+    (TypeError otherwise).
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model_config expected a Sequential, received {type(model).__name__}")
-    layers = [_layer_config(index, layer) for index, layer in enumerate(model.layers)]
-    dtypes = sorted({layer.dtype.name for layer in model.layers if isinstance(layer, Linear)})
+    layers = [layer_config(index, layer) for index, layer in enumerate(model.layers)]
+    dtypes = sorted({p.dtype.name for p in model.parameters()})
     if len(dtypes) > 1:
         raise TypeError(
-            f"model_config expected one dtype for all Linear layers, received {dtypes}; "
-            "build every layer with the same dtype"
+            f"model_config expected one dtype for all parameters, received {dtypes}; "
+            "build every layer with the same dtype (or call model.to(dtype))"
         )
     return {"layers": layers, "dtype": dtypes[0] if dtypes else "float64"}
 
 
-def _layer_config(index: int, layer: Module) -> dict[str, Any]:
-    name = type(layer).__name__
-    if type(layer) is Linear:
-        return {
-            "type": name,
-            "in_features": layer.in_features,
-            "out_features": layer.out_features,
-            "bias": layer.bias is not None,
-        }
-    if type(layer) is LeakyReLU:
-        return {"type": name, "negative_slope": layer.negative_slope}
-    if type(layer) is _PLAIN_LAYERS.get(name):
-        return {"type": name}
-    valid = ", ".join(LAYER_FIELDS)
-    raise TypeError(f"layer {index} is a {name}; model files hold a flat Sequential of {valid}")
+def layer_config(index: int, layer: Module) -> dict[str, Any]:
+    """``{"type": name, **layer.config()}``; a TypeError for a layer model files cannot hold."""
+    try:
+        name = LAYERS.name_of(layer)
+    except TypeError:
+        raise TypeError(
+            f"layer {index} is a {type(layer).__name__}; model files hold a flat Sequential "
+            f"of registered layers ({', '.join(LAYERS.names())}); register yours with "
+            "@LAYERS.register(name)"
+        ) from None
+    return {"type": name, **layer.config()}
 
 
 def build_model(config: Mapping[str, Any]) -> Sequential:
@@ -72,15 +53,20 @@ def build_model(config: Mapping[str, Any]) -> Sequential:
 
     Raises ModelFileError naming the layer and the problem when ``config`` is malformed.
     """
-    dtype, layers = _checked_architecture(config)
-    return Sequential(*(_make_layer(layer, dtype) for layer in layers))
+    dtype, layers, _ = checked_architecture(config)
+    return Sequential(*(make_layer(index, layer, dtype) for index, layer in enumerate(layers)))
 
 
-def _checked_architecture(config: object) -> tuple[str, list[Mapping[str, Any]]]:
-    """The dtype and the layers of ``config``, every field checked; else a ModelFileError."""
+def checked_architecture(
+    config: object,
+) -> tuple[str, list[Mapping[str, Any]], dict[str, TensorSpec]]:
+    """The dtype, the layers and the parameters' specs of ``config``, every field checked.
+
+    Allocates nothing; a malformed ``config`` is a ModelFileError.
+    """
     if not isinstance(config, Mapping):
         raise ModelFileError(f"architecture must be an object, received {type(config).__name__}")
-    _check_fields("architecture", config, ("layers", "dtype"))
+    check_fields("architecture", config, ("layers", "dtype"))
     dtype, layers = config["dtype"], config["layers"]
     if dtype not in ("float32", "float64"):
         raise ModelFileError(
@@ -88,91 +74,68 @@ def _checked_architecture(config: object) -> tuple[str, list[Mapping[str, Any]]]
         )
     if not isinstance(layers, list):
         raise ModelFileError(f"architecture layers must be a list, received {layers!r:.80}")
+    specs: dict[str, TensorSpec] = {}
     for index, layer in enumerate(layers):
-        _check_layer(index, layer)
+        for name, shape in _checked_layer(index, layer).items():
+            specs[f"{index}.{name}"] = shape, dtype
     _check_widths(layers)
-    return dtype, layers
+    return dtype, layers, specs
 
 
-def _check_layer(index: int, layer: object) -> None:
+def _checked_layer(index: int, layer: object) -> dict[str, tuple[int, ...]]:
+    """The shapes of the layer's parameters, after checking its type and fields."""
     if not isinstance(layer, Mapping) or not isinstance(layer.get("type"), str):
         raise ModelFileError(
             f"layer {index} must be an object with a 'type', received {layer!r:.80}"
         )
     kind = layer["type"]
-    if kind not in LAYER_FIELDS:
-        valid = ", ".join(LAYER_FIELDS)
+    if kind not in LAYERS:
+        valid = ", ".join(LAYERS.names())
         raise ModelFileError(f"layer {index} has unknown type {kind!r}; valid types: {valid}")
     where = f"layer {index} ({kind})"
-    _check_fields(where, layer, ("type", *LAYER_FIELDS[kind]))
-    if kind == "Linear":
-        _check_positive_int(where, "in_features", layer["in_features"])
-        _check_positive_int(where, "out_features", layer["out_features"])
-        if not isinstance(layer["bias"], bool):
-            raise ModelFileError(f"{where} bias must be true or false, received {layer['bias']!r}")
-    if kind == "LeakyReLU":
-        _check_slope(where, layer["negative_slope"])
+    layer_class = LAYERS[kind]
+    check_fields(where, layer, ("type", *layer_class.config_fields))
+    try:
+        return layer_class.check_config(_settings(layer))
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{where} {error}") from None
 
 
-def _check_fields(where: str, config: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+def check_fields(where: str, config: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    """``config`` must have exactly ``fields``; a ModelFileError names what is missing or extra."""
     missing = [field for field in fields if field not in config]
     if missing:
-        raise ModelFileError(f"{where} is missing {_quoted(missing)}; expected {_quoted(fields)}")
+        raise ModelFileError(f"{where} is missing {quoted(missing)}; expected {quoted(fields)}")
     unexpected = [field for field in config if field not in fields]
     if unexpected:
         raise ModelFileError(
-            f"{where} has unexpected {_quoted(unexpected)}; expected {_quoted(fields)}"
-        )
-
-
-def _check_positive_int(where: str, field: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelFileError(f"{where} {field} must be a positive integer, received {value!r}")
-
-
-def _check_slope(where: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value >= 0)
-    ):
-        raise ModelFileError(
-            f"{where} negative_slope must be a finite number >= 0, received {value!r}"
+            f"{where} has unexpected {quoted(unexpected)}; expected {quoted(fields)}"
         )
 
 
 def _check_widths(layers: list[Mapping[str, Any]]) -> None:
-    """Each Linear layer's in_features must be the previous Linear's out_features."""
-    previous: Mapping[str, Any] | None = None
+    """Each layer's in_features must be the out_features of the layer before that has them."""
+    previous: tuple[int, Mapping[str, Any]] | None = None
     for index, layer in enumerate(layers):
-        if layer["type"] != "Linear":
+        if "in_features" not in layer:
             continue
-        if previous is not None and layer["in_features"] != previous["out_features"]:
+        if previous is not None and layer["in_features"] != previous[1]["out_features"]:
             raise ModelFileError(
-                f"layer {index} (Linear) has in_features {layer['in_features']}, but the Linear "
-                f"before it has out_features {previous['out_features']}"
+                f"layer {index} ({layer['type']}) has in_features {layer['in_features']}, but "
+                f"the {previous[1]['type']} before it has out_features "
+                f"{previous[1]['out_features']}"
             )
-        previous = layer
+        if "out_features" in layer:
+            previous = index, layer
 
 
-def _make_layer(layer: Mapping[str, Any], dtype: str) -> Module:
-    """The layer a checked config describes; a Linear's weights are zero."""
-    kind = layer["type"]
-    if kind == "Linear":
-        rng = np.random.default_rng(0)  # init.zeros draws nothing: the file supplies the weights
-        features = (layer["in_features"], layer["out_features"], layer["bias"])
-        return Linear(*features, init=zeros, rng=rng, dtype=dtype)
-    if kind == "LeakyReLU":
-        return LeakyReLU(float(layer["negative_slope"]))
-    return _PLAIN_LAYERS[kind]()
+def make_layer(index: int, layer: Mapping[str, Any], dtype: str) -> Module:
+    """The layer a checked config describes, its parameters zero."""
+    try:
+        return LAYERS[layer["type"]].from_config(_settings(layer), dtype)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"layer {index} ({layer['type']}) {error}") from None
 
 
-def _tensor_specs(dtype: str, layers: list[Mapping[str, Any]]) -> dict[str, TensorSpec]:
-    """Name, file shape and dtype of every parameter of a checked config, allocating nothing."""
-    specs: dict[str, TensorSpec] = {}
-    for index, layer in enumerate(layers):
-        if layer["type"] == "Linear":
-            specs[f"{index}.weight"] = (layer["out_features"], layer["in_features"]), dtype
-            if layer["bias"]:
-                specs[f"{index}.bias"] = (layer["out_features"],), dtype
-    return specs
+def _settings(layer: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in layer.items() if key != "type"}

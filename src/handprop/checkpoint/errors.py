@@ -7,11 +7,11 @@ class ModelFileError(ValueError):
     """A model file or checkpoint that cannot be written or read; the message says why."""
 
 
-def _quoted(names: Iterable[str], limit: int = 8) -> str:
+def quoted(names: Iterable[str], limit: int = 8) -> str:
     names = list(names)
     shown = ", ".join(repr(name) for name in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     return " ".join(text.split())

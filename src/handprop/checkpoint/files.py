@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from handprop._types import Array
-from handprop.checkpoint.errors import ModelFileError, _one_line
+from handprop.checkpoint.errors import ModelFileError, one_line
 
 PathLike: TypeAlias = str | os.PathLike[str]
 
@@ -29,7 +29,7 @@ _LOOKALIKES = {
 }
 
 
-def _serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
+def serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
     import safetensors.numpy
 
     return safetensors.numpy.save(tensors, metadata=metadata)
@@ -129,10 +129,10 @@ def _fsync_directory(directory: Path) -> None:
 def _reason(error: OSError) -> str:
     if error.errno is not None and error.strerror:
         return f"[Errno {error.errno}] {error.strerror}"
-    return _one_line(str(error) or type(error).__name__)
+    return one_line(str(error) or type(error).__name__)
 
 
-def _read_file(path: PathLike) -> tuple[dict[str, Any], bytes]:
+def read_file(path: PathLike) -> tuple[dict[str, Any], bytes]:
     """The parsed header and the whole content of ``path``, after checking the header is sane."""
     try:
         with open(path, "rb") as file:
@@ -177,7 +177,7 @@ def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
         header = json.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
         raise ModelFileError(
-            f"{path} is not a safetensors file: its header is not JSON ({_one_line(str(error))})"
+            f"{path} is not a safetensors file: its header is not JSON ({one_line(str(error))})"
         ) from None
     if not isinstance(header, dict):
         raise ModelFileError(
@@ -187,7 +187,7 @@ def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
     return header
 
 
-def _check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
+def check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
     """Check the tensors' dtypes and extent before decoding them; return their dtype's name."""
     dtypes: dict[str, str] = {}  # dtype -> the first tensor that has it
     end = 0
@@ -221,11 +221,11 @@ def _check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
     return _DTYPES[next(iter(dtypes))].name if dtypes else "float64"
 
 
-def _deserialize(path: PathLike, data: bytes) -> dict[str, Array]:
+def deserialize(path: PathLike, data: bytes) -> dict[str, Array]:
     import safetensors.numpy
 
     try:
         return safetensors.numpy.load(data)
     except Exception as error:  # SafetensorError, or whatever a malformed header provokes
-        reason = _one_line(str(error))
+        reason = one_line(str(error))
         raise ModelFileError(f"{path} is not a valid safetensors file: {reason}") from error

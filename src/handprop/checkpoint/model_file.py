@@ -10,22 +10,21 @@ import numpy as np
 from handprop._types import Array
 from handprop.checkpoint.architecture import (
     TensorSpec,
-    _checked_architecture,
-    _layer_config,
-    _make_layer,
-    _tensor_specs,
+    checked_architecture,
+    layer_config,
+    make_layer,
     model_config,
 )
-from handprop.checkpoint.errors import ModelFileError, _one_line, _quoted
+from handprop.checkpoint.errors import ModelFileError, one_line, quoted
 from handprop.checkpoint.files import (
     PathLike,
-    _check_header,
-    _deserialize,
-    _read_file,
-    _serialize,
+    check_header,
+    deserialize,
+    read_file,
+    serialize,
     write_atomically,
 )
-from handprop.layers.activations import activation as activation_layer
+from handprop.layers.activations import ACTIVATIONS
 from handprop.layers.sequential import Sequential
 
 #: The handprop metadata format this module writes and reads.
@@ -43,21 +42,20 @@ def save_model(
     statistics, task, class names... The write is atomic: on any failure the
     file already at ``path`` is left as it was and ModelFileError says why.
     """
-    info = _handprop_metadata(model, metadata, {})
-    write_atomically(Path(path), _serialize(_model_tensors(model), info))
+    info = handprop_metadata(model, metadata, {})
+    write_atomically(Path(path), serialize(model.state_dict(), info))
 
 
-def _handprop_metadata(
+def handprop_metadata(
     model: Sequential, metadata: Mapping[str, Any] | None, extra: dict[str, Any]
 ) -> dict[str, str]:
+    """The safetensors metadata ``{"handprop": JSON}``: format, version, architecture and more."""
     from handprop import __version__  # here, not at import: handprop/__init__ may import us
 
     caller = dict(metadata or {})
     reserved = [key for key in _RESERVED if key in caller]
     if reserved:
-        raise ValueError(
-            f"metadata keys {_quoted(reserved)} are reserved for handprop; rename them"
-        )
+        raise ValueError(f"metadata keys {quoted(reserved)} are reserved for handprop; rename them")
     info = {"format": FORMAT, "version": __version__, "architecture": model_config(model)}
     try:
         text = json.dumps({**info, **caller, **extra}, default=_json_default)
@@ -74,19 +72,6 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
-def _model_tensors(model: Sequential) -> dict[str, Array]:
-    return {name: _to_file(parameter.data) for name, parameter in model.named_parameters()}
-
-
-def _to_file(array: Array) -> Array:
-    """PyTorch's layout, contiguous: a 2-D (D_in, D_out) weight becomes (D_out, D_in)."""
-    return np.ascontiguousarray(array.T if array.ndim == 2 else array)
-
-
-def _file_shape(array: Array) -> tuple[int, ...]:
-    return tuple(array.T.shape if array.ndim == 2 else array.shape)
-
-
 def load_model(
     path: PathLike, *, activation: str = "relu", output_activation: str | None = None
 ) -> tuple[Sequential, dict[str, Any]]:
@@ -101,21 +86,26 @@ def load_model(
     A checkpoint loads too (its optimizer state is left out). Raises
     ModelFileError saying what is wrong with a file that cannot be loaded.
     """
-    model, info, _ = _load(path, activation, output_activation)
+    model, info, _ = load_with_extras(path, activation, output_activation)
     return model, info
 
 
-def _load(
+def load(path: PathLike) -> Sequential:
+    """The model in the file at ``path`` (written by ``model.save`` or ``handprop train``)."""
+    return load_model(path)[0]
+
+
+def load_with_extras(
     path: PathLike, activation: str, output_activation: str | None
 ) -> tuple[Sequential, dict[str, Any], dict[str, Array]]:
     """The model, the handprop metadata and the optimizer tensors of the file at ``path``."""
     for name in (activation, output_activation):
         if name is not None:
-            activation_layer(name)  # a ValueError lists the valid names
-    header, data = _read_file(path)
-    dtype = _check_header(path, header, data)
+            ACTIVATIONS[name]  # a ValueError lists the valid names
+    header, data = read_file(path)
+    dtype = check_header(path, header, data)
     info = _handprop_info(path, header)
-    tensors = _deserialize(path, data)
+    tensors = deserialize(path, data)
     if info is None:
         shapes = {name: tuple(array.shape) for name, array in tensors.items()}
         architecture = _infer_architecture(path, shapes, dtype, activation, output_activation)
@@ -130,13 +120,15 @@ def _load(
 def _model_from(path: PathLike, architecture: object, tensors: dict[str, Array]) -> Sequential:
     """The model ``architecture`` describes, its parameters copied from the checked ``tensors``."""
     try:
-        dtype, layers = _checked_architecture(architecture)
+        dtype, layers, specs = checked_architecture(architecture)
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
-    _check_tensors(path, "the architecture", _tensor_specs(dtype, layers), tensors)
-    model = Sequential(*(_make_layer(layer, dtype) for layer in layers))
-    for name, parameter in model.named_parameters():
-        parameter.data[...] = _from_file(tensors[name])
+    check_tensors(path, "the architecture", specs, tensors)  # sizes bounded by the file's
+    try:
+        model = Sequential(*(make_layer(index, layer, dtype) for index, layer in enumerate(layers)))
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    model.load_state_dict(tensors)
     return model
 
 
@@ -150,7 +142,7 @@ def _handprop_info(path: PathLike, header: dict[str, Any]) -> dict[str, Any] | N
     try:
         info = json.loads(metadata["handprop"])
     except (TypeError, ValueError, RecursionError) as error:
-        reason = _one_line(str(error))
+        reason = one_line(str(error))
         raise ModelFileError(f"{path}: its 'handprop' metadata is not JSON ({reason})") from None
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: its 'handprop' metadata is not a JSON object")
@@ -190,29 +182,29 @@ def _infer_architecture(
                 "(out_features, in_features)"
             )
         if position:
-            layers.append(_layer_config(index - 1, activation_layer(activation)))
+            layers.append(layer_config(index - 1, ACTIVATIONS[activation]()))
         bias = f"{index}.bias" in shapes
         layers.append(
             {"type": "Linear", "in_features": weight[1], "out_features": weight[0], "bias": bias}
         )
     if output_activation is not None:
-        layers.append(_layer_config(len(layers), activation_layer(output_activation)))
+        layers.append(layer_config(len(layers), ACTIVATIONS[output_activation]()))
     return {"layers": layers, "dtype": dtype}
 
 
-def _check_tensors(
+def check_tensors(
     path: PathLike, owner: str, expected: Mapping[str, TensorSpec], found: Mapping[str, Array]
 ) -> None:
     """``found`` must hold exactly the tensors ``expected`` names, of those shapes and dtypes."""
     missing = [name for name in expected if name not in found]
     if missing:
         raise ModelFileError(
-            f"{path}: missing tensor {_quoted(missing)}; {owner} expects {_quoted(expected)}"
+            f"{path}: missing tensor {quoted(missing)}; {owner} expects {quoted(expected)}"
         )
     unexpected = [name for name in found if name not in expected]
     if unexpected:
         raise ModelFileError(
-            f"{path}: unexpected tensor {_quoted(unexpected)}; {owner} expects {_quoted(expected)}"
+            f"{path}: unexpected tensor {quoted(unexpected)}; {owner} expects {quoted(expected)}"
         )
     for name, (shape, dtype) in expected.items():
         if found[name].shape != shape:
@@ -224,8 +216,3 @@ def _check_tensors(
             raise ModelFileError(
                 f"{path}: tensor {name!r} is {found[name].dtype.name}, {owner} expects {dtype}"
             )
-
-
-def _from_file(array: Array) -> Array:
-    """Back from PyTorch's layout: a 2-D (D_out, D_in) weight becomes (D_in, D_out)."""
-    return array.T if array.ndim == 2 else array

@@ -8,21 +8,12 @@ from typing import Any
 
 from handprop._types import Array
 from handprop.checkpoint.errors import ModelFileError
-from handprop.checkpoint.files import PathLike, _serialize, write_atomically
-from handprop.checkpoint.model_file import (
-    _check_tensors,
-    _file_shape,
-    _from_file,
-    _handprop_metadata,
-    _load,
-    _model_tensors,
-    _to_file,
-)
+from handprop.checkpoint.files import PathLike, serialize, write_atomically
+from handprop.checkpoint.model_file import check_tensors, handprop_metadata, load_with_extras
+from handprop.layers.module import from_torch_layout, torch_layout
 from handprop.layers.sequential import Sequential
-from handprop.optim import SGD, Adam, Optimizer
+from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.parameter import Parameter
-
-_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
 
 
 def save_checkpoint(
@@ -35,22 +26,23 @@ def save_checkpoint(
     """``save_model`` plus ``optimizer``'s state, to resume training bit for bit.
 
     Put the training state (epoch, step, ``rng.bit_generator.state``, history)
-    in ``metadata``. The optimizer (SGD or Adam, built on ``model``'s
+    in ``metadata``. The optimizer (any in ``OPTIMIZERS``, built on ``model``'s
     parameters) adds tensors ``optimizer.<i>.<slot>`` (i: position in
     ``optimizer.params``; slot: ``velocity``, ``m`` or ``v``), which PyTorch's
     strict ``load_state_dict`` refuses: the ``save_model`` file is the one for PyTorch.
     """
-    kind, hyperparameters, slots = _describe(optimizer)
     config = {
-        "type": kind,
-        "hyperparameters": hyperparameters,
-        "scalars": {"t": optimizer.t} if isinstance(optimizer, Adam) else {},
+        "type": _registered_name(optimizer),
+        "hyperparameters": optimizer.hyperparameters(),
+        "scalars": optimizer.scalars(),
         "parameters": _parameter_names(model, optimizer),
     }
-    tensors = _model_tensors(model)
-    tensors.update({name: _to_file(array) for name, array in _slot_arrays(slots).items()})
-    info = _handprop_metadata(model, metadata, {"optimizer": config})
-    write_atomically(Path(path), _serialize(tensors, info))
+    tensors = model.state_dict()
+    tensors.update(
+        {name: torch_layout(array).copy() for name, array in _slot_arrays(optimizer).items()}
+    )
+    info = handprop_metadata(model, metadata, {"optimizer": config})
+    write_atomically(Path(path), serialize(tensors, info))
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ def load_checkpoint(path: PathLike) -> tuple[Sequential, dict[str, Any], Optimiz
     Resume with ``build_optimizer(model.parameters(), state)``, or build the
     optimizer yourself and call ``restore_optimizer(optimizer, state)``.
     """
-    model, info, tensors = _load(path, "relu", None)
+    model, info, tensors = load_with_extras(path, "relu", None)
     config = info.get("optimizer")
     if not isinstance(config, dict):
         raise ModelFileError(
@@ -86,14 +78,15 @@ def load_checkpoint(path: PathLike) -> tuple[Sequential, dict[str, Any], Optimiz
 def build_optimizer(params: Iterable[Parameter], state: OptimizerState) -> Optimizer:
     """A new optimizer over ``params`` with the checkpoint's type and hyper-parameters, restored."""
     kind = state.config.get("type")
-    if not isinstance(kind, str) or kind not in _OPTIMIZERS:
-        valid = ", ".join(_OPTIMIZERS)
+    classes = {OPTIMIZERS[name].__name__: OPTIMIZERS[name] for name in OPTIMIZERS.names()}
+    if not isinstance(kind, str) or kind not in classes:
+        valid = ", ".join(classes)
         raise ModelFileError(f"{state.source}: optimizer type {kind!r} is not one of {valid}")
     hyperparameters = _saved(state, "hyperparameters", dict)
     if isinstance(hyperparameters.get("betas"), list):
         hyperparameters = {**hyperparameters, "betas": tuple(hyperparameters["betas"])}
     try:
-        optimizer = _OPTIMIZERS[kind](params, **hyperparameters)
+        optimizer = classes[kind](params, **hyperparameters)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{state.source}: cannot build its {kind}: {error}") from error
     restore_optimizer(optimizer, state)
@@ -101,27 +94,27 @@ def build_optimizer(params: Iterable[Parameter], state: OptimizerState) -> Optim
 
 
 def restore_optimizer(optimizer: Optimizer, state: OptimizerState) -> None:
-    """Copy ``state`` into ``optimizer`` in place: its arrays and Adam's step count ``t``.
+    """Copy ``state`` into ``optimizer`` in place: its state arrays and scalars (Adam's ``t``).
 
     ``optimizer`` must be built on the loaded model's parameters, with the
     checkpoint's type and hyper-parameters; ModelFileError says what differs.
     """
-    kind, hyperparameters, slots = _describe(optimizer)
-    _check_same_optimizer(state, kind, json.loads(json.dumps(hyperparameters)))
+    kind = _registered_name(optimizer)
+    _check_same_optimizer(state, kind, json.loads(json.dumps(optimizer.hyperparameters())))
     names = _saved(state, "parameters", list)
     if len(names) != len(optimizer.params):
         raise ModelFileError(
             f"{state.source}: the checkpoint's {kind} updates {len(names)} parameters, "
             f"this one {len(optimizer.params)}; build it with model.parameters()"
         )
-    arrays = _slot_arrays(slots)
-    specs = {name: (_file_shape(array), array.dtype.name) for name, array in arrays.items()}
-    _check_tensors(state.source, f"this {kind}", specs, state.tensors)
-    scalars = _saved(state, "scalars", dict)
-    if isinstance(optimizer, Adam):
-        optimizer.t = _step_count(state, scalars.get("t"))
+    arrays = _slot_arrays(optimizer)
+    specs = {name: (torch_layout(array).shape, array.dtype.name) for name, array in arrays.items()}
+    check_tensors(state.source, f"this {kind}", specs, state.tensors)
+    saved = _saved(state, "scalars", dict)
+    scalars = {name: _count(state, name, saved.get(name)) for name in optimizer.scalars()}
     for name, array in arrays.items():
-        array[...] = _from_file(state.tensors[name])
+        array[...] = from_torch_layout(state.tensors[name])
+    optimizer.load_scalars(scalars)
 
 
 def _check_same_optimizer(
@@ -156,42 +149,28 @@ def _saved(state: OptimizerState, key: str, kind: type) -> Any:
     return value
 
 
-def _step_count(state: OptimizerState, value: object) -> int:
+def _count(state: OptimizerState, name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ModelFileError(
-            f"{state.source}: Adam step count t must be an integer >= 0, received {value!r}"
+            f"{state.source}: optimizer counter {name!r} must be an integer >= 0, "
+            f"received {value!r}"
         )
     return value
 
 
-def _describe(optimizer: Optimizer) -> tuple[str, dict[str, Any], dict[str, list[Array]]]:
-    """Type name, hyper-parameters and state arrays (by slot, aligned with ``params``)."""
-    hyperparameters: dict[str, Any]
-    if isinstance(optimizer, SGD):
-        hyperparameters = {
-            "lr": optimizer.lr,
-            "momentum": optimizer.momentum,
-            "nesterov": optimizer.nesterov,
-            "weight_decay": optimizer.weight_decay,
-        }
-        return "SGD", hyperparameters, {"velocity": optimizer.velocities}
-    if isinstance(optimizer, Adam):
-        hyperparameters = {
-            "lr": optimizer.lr,
-            "betas": list(optimizer.betas),
-            "eps": optimizer.eps,
-            "weight_decay": optimizer.weight_decay,
-            "decoupled": optimizer.decoupled,
-        }
-        return "Adam", hyperparameters, {"m": optimizer.m, "v": optimizer.v}
-    valid = ", ".join(_OPTIMIZERS)
-    raise TypeError(f"checkpoints hold a {valid} optimizer, received {type(optimizer).__name__}")
+def _registered_name(optimizer: Optimizer) -> str:
+    """The optimizer's class name, as checkpoints store it, if the class is registered."""
+    try:
+        OPTIMIZERS.name_of(optimizer)
+    except TypeError as error:
+        raise TypeError(f"checkpoints hold registered optimizers: {error}") from None
+    return type(optimizer).__name__
 
 
-def _slot_arrays(slots: dict[str, list[Array]]) -> dict[str, Array]:
+def _slot_arrays(optimizer: Optimizer) -> dict[str, Array]:
     return {
         f"optimizer.{index}.{slot}": array
-        for slot, arrays in slots.items()
+        for slot, arrays in optimizer.slots().items()
         for index, array in enumerate(arrays)
     }
 

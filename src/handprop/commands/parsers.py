@@ -34,7 +34,7 @@ def add_train(commands: Any) -> None:
         help="default: classification for digits and iris, else regression",
     )
     train.add_argument("--hidden", type=widths, help="hidden widths, e.g. 100,50; default: 100")
-    train.add_argument("--activation", choices=sorted(ACTIVATIONS), help="default: relu")
+    train.add_argument("--activation", choices=ACTIVATIONS.names(), help="default: relu")
     train.add_argument(
         "--no-bias",
         dest="bias",
@@ -44,7 +44,7 @@ def add_train(commands: Any) -> None:
     )
     train.add_argument(
         "--loss",
-        choices=sorted(LOSSES),
+        choices=LOSSES.names(),
         help="default: cross-entropy for classification, mse for regression",
     )
     train.add_argument("--optimizer", choices=["adam", "sgd"], help="default: adam")

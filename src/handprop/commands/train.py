@@ -21,11 +21,11 @@ from handprop.checkpoint import (
 from handprop.commands import TrainingFailed, check_output
 from handprop.commands.config import TrainConfig
 from handprop.commands.prepared import Prepared, prepare
-from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
 from handprop.layers import Sequential, mlp
 from handprop.losses import LOSSES
 from handprop.optim import SGD, Adam, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
+from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
 
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
@@ -105,7 +105,9 @@ class _Job:
             kept = (
                 f"; they are saved in {saved}, and {config.out} was left as it was" if saved else ""
             )
-            raise TrainingFailed(history.message + kept)
+            # the library names the class; the command line names its flag
+            message = history.message.replace("(MeanSquaredError)", "(--loss mse)")
+            raise TrainingFailed(message + kept)
         return 0
 
     def _save_checkpoint(self, state: TrainingState) -> None:

@@ -16,7 +16,6 @@ from handprop.checkpoint import load_model
 from handprop.commands import check_output
 from handprop.commands.prepared import check_input_width
 from handprop.data import Dataset, Standardizer, load_dataset, load_features
-from handprop.fit import predict
 from handprop.layers import Sequential
 from handprop.losses import LOSSES
 from handprop.metrics import accuracy, mean_squared_error, r2_score
@@ -49,7 +48,7 @@ class SavedModel:
         scaler = self.scaler("x_scaler")
         x = x if scaler is None else scaler.transform(x)
         dtype = self.model.parameters()[0].dtype
-        return predict(self.model, np.ascontiguousarray(x, dtype=dtype))
+        return self.model.predict(np.ascontiguousarray(x, dtype=dtype))
 
 
 def open_model(path: Path) -> SavedModel:

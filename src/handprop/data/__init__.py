@@ -14,7 +14,7 @@ Every problem a user can fix raises ``DataError`` with a one-line message.
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.load import load_dataset, load_features
 from handprop.data.named import DATASET_TASKS
-from handprop.data.transform import Standardizer, batches, train_validation_split
+from handprop.data.transform import Standardizer, train_validation_split
 
 __all__ = [
     "DATASET_TASKS",
@@ -22,7 +22,6 @@ __all__ = [
     "DataError",
     "Dataset",
     "Standardizer",
-    "batches",
     "load_dataset",
     "load_features",
     "train_validation_split",

@@ -1,6 +1,6 @@
 """Splitting, scaling and batching a data set: train_validation_split, Standardizer, batches."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,17 +106,3 @@ def _json_floats(data: Mapping[str, Any], key: str) -> Array:
     if not numbers:
         raise DataError(f'a standardizer needs "{key}", a list of numbers; received {values!r:.60}')
     return np.array(values, dtype=np.float64)
-
-
-def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[Array]:
-    """The index arrays of the mini-batches over ``n`` samples, each of at most ``batch_size``.
-
-    With ``rng`` the order is one permutation drawn by this call (one per epoch),
-    else 0, 1, ..., n - 1. The last batch may be smaller.
-    """
-    if batch_size < 1:
-        raise DataError(f"batch_size must be an integer >= 1, received {batch_size!r}")
-    if n < 0:
-        raise DataError(f"the number of samples must be >= 0, received {n!r}")
-    order = np.arange(n) if rng is None else rng.permutation(n)
-    return (order[start : start + batch_size] for start in range(0, n, batch_size))

@@ -11,11 +11,12 @@ from handprop.layers.activations import (
 )
 from handprop.layers.linear import Linear
 from handprop.layers.mlp import mlp
-from handprop.layers.module import Module
+from handprop.layers.module import LAYERS, Module
 from handprop.layers.sequential import Sequential
 
 __all__ = [
     "ACTIVATIONS",
+    "LAYERS",
     "Identity",
     "LeakyReLU",
     "Linear",

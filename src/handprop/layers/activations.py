@@ -4,12 +4,18 @@ Shape: any; the output and the gradients have the input's shape.
 """
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from handprop._types import Array, reuse
-from handprop.layers.module import Module, require_array, require_cache
+from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.parameter import ACCUMULATE, Gradients
+from handprop.registry import Registry
+
+#: Activation layers by the names ``mlp``, the command line and the estimators use.
+ACTIVATIONS: Registry[type[Module]] = Registry("activation")
 
 # An unsigned integer as wide as a float, by item size: a view of the float's bits. None
 # for long double (padded to 16 bytes, and numpy has no uint128).
@@ -20,6 +26,8 @@ _UNSIGNED: dict[int, np.dtype[Any]] = {
 }
 
 
+@ACTIVATIONS.register("relu")
+@LAYERS.register("ReLU")
 class ReLU(Module):
     """``h_relu = max(h, 0)``.
 
@@ -32,7 +40,7 @@ class ReLU(Module):
         self.h: Array | None = None
         self.h_relu: Array | None = None  # work buffers
         self.grad_h: Array | None = None
-        self.keep: Array | None = None  # a bit mask: all ones where h >= 0, zeros where h < 0
+        self.keep: Array | None = None  # for relu_mask: all one bits where h >= 0
 
     def forward(self, h: Array) -> Array:
         self.h = require_array("ReLU", h)
@@ -40,21 +48,11 @@ class ReLU(Module):
         np.maximum(h, 0, out=self.h_relu)  # h_relu = np.maximum(h, 0)
         return self.h_relu
 
-    def backward(self, grad_h_relu: Array) -> Array:
+    def backward(self, grad_h_relu: Array, grads: Gradients = ACCUMULATE) -> Array:
         h, grad_h_relu = require_cache("ReLU", self.h, grad_h_relu)
-        # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0, bit for bit, as "grad_h_relu AND
-        # keep" on the floats' bits. numpy's masked assignment branches on every element and
-        # the signs of h are random: it ran 10x slower than these three streaming passes.
-        bits = _UNSIGNED.get(h.dtype.itemsize)
-        if bits is None:  # long double: the tutorial's two lines
-            grad_h = grad_h_relu.copy()
-            grad_h[h < 0] = 0
-            return grad_h
         self.grad_h = reuse(self.grad_h, h.shape, h.dtype)
-        self.keep = reuse(self.keep, h.shape, bits)
-        np.less(h, 0, out=self.keep, casting="unsafe")  # 1 where h < 0, else 0
-        np.subtract(self.keep, 1, out=self.keep)  # 0 where h < 0, else all ones
-        np.bitwise_and(grad_h_relu.view(bits), self.keep, out=self.grad_h.view(bits))
+        # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0
+        self.keep = relu_mask(grad_h_relu, h, out=self.grad_h, scratch=self.keep)
         return self.grad_h
 
     def pieces(self) -> Array | None:
@@ -62,8 +60,34 @@ class ReLU(Module):
         return None if self.h is None else self.h >= 0
 
 
+def relu_mask(grad: Array, h: Array, out: Array, scratch: Array | None = None) -> Array | None:
+    """The tutorial's ``grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0``, into ``out``.
+
+    Bit for bit the same (NaN, inf and -0.0 included), computed as ``grad AND keep``
+    on the floats' bits, where ``keep`` is all ones where ``h >= 0`` and zeros where
+    ``h < 0``: three streaming passes. numpy's masked assignment branches on every
+    element, and the signs of ``h`` are random: it ran 10x slower. Returns the
+    ``keep`` buffer (pass it back as ``scratch`` to reuse it); None for long double,
+    which runs the tutorial's two lines.
+    """
+    bits = _UNSIGNED.get(h.dtype.itemsize)
+    if bits is None:  # long double: no unsigned integer as wide
+        np.copyto(out, grad)
+        out[h < 0] = 0
+        return None
+    keep = reuse(scratch, h.shape, bits)
+    np.less(h, 0, out=keep, casting="unsafe")  # 1 where h < 0, else 0
+    np.subtract(keep, 1, out=keep)  # 0 where h < 0, else all ones
+    np.bitwise_and(grad.view(bits), keep, out=out.view(bits))
+    return keep
+
+
+@ACTIVATIONS.register("leaky_relu")
+@LAYERS.register("LeakyReLU")
 class LeakyReLU(Module):
     """``h`` where ``h >= 0``, else ``negative_slope * h``; at 0 the slope is 1, as for ReLU."""
+
+    config_fields = ("negative_slope",)
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         if not (math.isfinite(negative_slope) and negative_slope >= 0):
@@ -78,7 +102,21 @@ class LeakyReLU(Module):
         h_leaky: Array = np.where(h >= 0, h, self.negative_slope * h)
         return h_leaky
 
-    def backward(self, grad_h_leaky: Array) -> Array:
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        slope = config["negative_slope"]
+        if (
+            isinstance(slope, bool)
+            or not isinstance(slope, int | float)
+            or not (math.isfinite(slope) and slope >= 0)
+        ):
+            raise ValueError(f"negative_slope must be a finite number >= 0, received {slope!r}")
+        return {}
+
+    def backward(self, grad_h_leaky: Array, grads: Gradients = ACCUMULATE) -> Array:
         h, grad_h_leaky = require_cache("LeakyReLU", self.h, grad_h_leaky)
         grad_h = grad_h_leaky.copy()
         grad_h[h < 0] *= self.negative_slope
@@ -92,6 +130,8 @@ class LeakyReLU(Module):
         return f"LeakyReLU(negative_slope={self.negative_slope})"
 
 
+@ACTIVATIONS.register("tanh")
+@LAYERS.register("Tanh")
 class Tanh(Module):
     """``h_tanh = tanh(h)``; its derivative is ``1 - h_tanh**2``."""
 
@@ -104,7 +144,7 @@ class Tanh(Module):
         self.h_tanh = np.tanh(h, out=reuse(self.h_tanh, h.shape, h.dtype))
         return self.h_tanh
 
-    def backward(self, grad_h_tanh: Array) -> Array:
+    def backward(self, grad_h_tanh: Array, grads: Gradients = ACCUMULATE) -> Array:
         h_tanh, grad_h_tanh = require_cache("Tanh", self.h_tanh, grad_h_tanh)
         self.grad_h = reuse(self.grad_h, h_tanh.shape, h_tanh.dtype)
         np.multiply(h_tanh, h_tanh, out=self.grad_h)
@@ -113,6 +153,8 @@ class Tanh(Module):
         return self.grad_h
 
 
+@ACTIVATIONS.register("sigmoid")
+@LAYERS.register("Sigmoid")
 class Sigmoid(Module):
     """``h_sigmoid = 1 / (1 + exp(-h))``, computed without overflow for any ``h``.
 
@@ -128,12 +170,14 @@ class Sigmoid(Module):
         self.h_sigmoid = np.where(h >= 0, 1 / (1 + z), z / (1 + z))
         return self.h_sigmoid
 
-    def backward(self, grad_h_sigmoid: Array) -> Array:
+    def backward(self, grad_h_sigmoid: Array, grads: Gradients = ACCUMULATE) -> Array:
         h_sigmoid, grad_h_sigmoid = require_cache("Sigmoid", self.h_sigmoid, grad_h_sigmoid)
         grad_h: Array = grad_h_sigmoid * h_sigmoid * (1 - h_sigmoid)
         return grad_h
 
 
+@ACTIVATIONS.register("identity")
+@LAYERS.register("Identity")
 class Identity(Module):
     """Returns its input unchanged; its gradient is the incoming gradient."""
 
@@ -144,25 +188,11 @@ class Identity(Module):
         self.h = require_array("Identity", h)
         return h
 
-    def backward(self, grad_y: Array) -> Array:
+    def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         _, grad_h = require_cache("Identity", self.h, grad_y)
         return grad_h
 
 
-#: Activation classes by the names the command line and config files use.
-ACTIVATIONS: dict[str, type[Module]] = {
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "tanh": Tanh,
-    "sigmoid": Sigmoid,
-    "identity": Identity,
-}
-
-
 def activation(name: str) -> Module:
     """A new activation layer called ``name``; a ValueError lists the valid names."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        valid = ", ".join(sorted(ACTIVATIONS))
-        raise ValueError(f"unknown activation {name!r}; valid names: {valid}") from None
+    return ACTIVATIONS[name]()

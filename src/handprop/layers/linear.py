@@ -1,22 +1,18 @@
 """The fully-connected layer: the tutorial's ``h = x.dot(w1)`` with its backward beneath it."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, check_dtype, float_dtype, reuse
-from handprop.init import Initializer, RandomSource, he_normal
-from handprop.layers.module import Module, require_array, require_cache
-from handprop.parameter import Parameter
+from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
+from handprop.init import Initializer, RandomSource, as_generator, he_normal, zeros
+from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
-def _positive_int(owner: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{owner} {name} must be a positive integer, received {value!r}")
-    return int(value)
-
-
+@LAYERS.register("Linear")
 class Linear(Module):
     """``h = x.dot(w) + b``, with the weight in the tutorial's layout.
 
@@ -25,8 +21,8 @@ class Linear(Module):
         weight: (D_in, D_out);  bias: (D_out,), initialised to zero.
 
     ``init`` draws the weight from ``rng`` (default: He normal; the tutorial
-    uses ``handprop.init.standard_normal``). ``rng=None`` means a fresh,
-    unseeded ``numpy.random.default_rng()``. The input is cached by reference
+    uses ``handprop.init.standard_normal``); ``rng`` is a generator or an int
+    seed (None: a fresh, unseeded generator). The input is cached by reference
     for backward, as the tutorial keeps ``x``; ``h`` and ``grad_x`` are work
     buffers (see ``Module``).
     """
@@ -38,18 +34,39 @@ class Linear(Module):
         bias: bool = True,
         *,
         init: Initializer = he_normal,
-        rng: RandomSource | None = None,
+        rng: RandomSource | int | None = None,
         dtype: npt.DTypeLike = np.float64,
     ) -> None:
-        self.in_features = _positive_int("Linear", "in_features", in_features)
-        self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.in_features = positive_int("Linear in_features", in_features)
+        self.out_features = positive_int("Linear out_features", out_features)
         dtype = float_dtype(dtype)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = as_generator(rng)
         self.weight = Parameter(init((self.in_features, self.out_features), rng, dtype))
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
         self.x: Array | None = None  # the cache: the last forward's input
         self.h: Array | None = None  # work buffers for the output and the input gradient
         self.grad_x: Array | None = None
+
+    config_fields = ("in_features", "out_features", "bias")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: str) -> Self:
+        return cls(**config, init=zeros, rng=0, dtype=dtype)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        d_in = positive_int("in_features", config["in_features"])
+        d_out = positive_int("out_features", config["out_features"])
+        if not isinstance(config["bias"], bool):
+            raise ValueError(f"bias must be true or false, received {config['bias']!r}")
+        return {"weight": (d_out, d_in), **({"bias": (d_out,)} if config["bias"] else {})}
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -69,23 +86,24 @@ class Linear(Module):
             self.h += self.bias.data
         return self.h
 
-    def backward(self, grad_h: Array) -> Array:
+    def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
         x, grad_h = self._cached_input(grad_h)
         self.grad_x = reuse(self.grad_x, x.shape, self.dtype)
-        np.matmul(
-            grad_h, self.weight.data.T, out=self.grad_x
-        )  # grad_h_relu = grad_y_pred.dot(w2.T)
-        self._add_parameter_grads(x, grad_h)  # after grad_x: a folded SGD step moves w here
+        # grad_h_relu = grad_y_pred.dot(w2.T), as the tutorial names it
+        np.matmul(grad_h, self.weight.data.T, out=self.grad_x)
+        # Then the weight's gradient: grads may move the weight at once (a fused SGD step),
+        # so it comes after the weight's last read.
+        self._parameter_grads(x, grad_h, grads)
         return self.grad_x
 
-    def backward_parameters(self, grad_h: Array) -> None:
+    def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
         x, grad_h = self._cached_input(grad_h)
-        self._add_parameter_grads(x, grad_h)
+        self._parameter_grads(x, grad_h, grads)
 
-    def _add_parameter_grads(self, x: Array, grad_h: Array) -> None:
-        self.weight.add_grad_product(x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
+    def _parameter_grads(self, x: Array, grad_h: Array, grads: Gradients) -> None:
+        grads.add_product(self.weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
-            self.bias.add_grad(grad_h.sum(axis=0))
+            grads.add(self.bias, grad_h.sum(axis=0))  # grad_b1 = grad_h.sum(axis=0)
 
     def _cached_input(self, grad_h: Array) -> tuple[Array, Array]:
         out_shape = (-1 if self.x is None else self.x.shape[0], self.out_features)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from handprop.init import INITIALIZERS, Initializer, RandomSource
-from handprop.layers.activations import activation as make_activation
+from handprop.init import INITIALIZERS, Initializer, RandomSource, as_generator
+from handprop.layers.activations import ACTIVATIONS
 from handprop.layers.linear import Linear
 from handprop.layers.module import Module
 from handprop.layers.sequential import Sequential
@@ -20,7 +20,7 @@ def mlp(
     *,
     activation: str = "relu",
     bias: bool = True,
-    rng: RandomSource | None = None,
+    rng: RandomSource | int | None = None,
     dtype: npt.DTypeLike = np.float64,
     init: Initializer | None = None,
 ) -> Sequential:
@@ -30,14 +30,14 @@ def mlp(
     activations and Glorot uniform after tanh, sigmoid or identity.
     Shape: x (N, d_in) -> y (N, d_out).
     """
-    make_activation(activation)  # the error for an unknown name comes first
+    make_activation = ACTIVATIONS[activation]  # the error for an unknown name comes first
     if init is None:
         init = INITIALIZERS["he_normal" if "relu" in activation else "glorot_uniform"]
-    rng = np.random.default_rng() if rng is None else rng
+    rng = as_generator(rng)
     widths = [d_in, *hidden, d_out]
     layers: list[Module] = []
     for index, (width_in, width_out) in enumerate(itertools.pairwise(widths)):
         layers.append(Linear(width_in, width_out, bias, init=init, rng=rng, dtype=dtype))
         if index < len(hidden):
-            layers.append(make_activation(activation))
+            layers.append(make_activation())
     return Sequential(*layers)

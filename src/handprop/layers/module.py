@@ -1,44 +1,74 @@
-"""The base class of every layer: forward beside backward, parameters, zero_grad."""
+"""The base class of every layer: forward beside backward, parameters, and the model's API."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
 
 import numpy as np
+import numpy.typing as npt
 
-from handprop._types import Array
-from handprop.parameter import Parameter
+from handprop._types import Array, float_dtype
+from handprop.parameter import ACCUMULATE, Gradients, Parameter
+from handprop.registry import Registry
+
+#: Layer classes by the names model files use (``{"type": "Linear", ...}``).
+LAYERS: Registry[type["Module"]] = Registry("layer")
 
 
 class Module:
     """A layer or a network of layers.
 
     ``forward(x)`` computes the output and keeps what backward needs in one
-    named cache (overwritten on every call). ``backward(grad_y)`` reads that
-    cache, *adds* the gradients of the loss into its parameters' ``.grad`` and
-    returns the gradient for its input. Calling the module calls ``forward``.
+    named cache (overwritten on every call). ``backward(grad_y, grads)`` reads
+    that cache, hands the gradients of the loss for its parameters to
+    ``grads`` (by default: added into their ``.grad``) and returns the gradient
+    for its input.
 
     The arrays that forward and backward return are the layer's own work
     buffers, reused while the batch shape stays the same (a training step then
     allocates nothing): each is valid until the layer's next forward or
-    backward. Copy one (``y.copy()``) to keep it longer.
+    backward. ``model(x)`` (``predict``) returns a new array the caller owns.
+
+    A registered layer (``@LAYERS.register("Name")``) is stored in model files
+    by ``config()``, the settings ``from_config`` rebuilds it from;
+    ``check_config`` checks a file's settings and gives its parameters' shapes
+    before anything is allocated.
     """
+
+    #: The names of ``config()``'s fields, which model files check.
+    config_fields: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, x: Array) -> Array:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_y: Array) -> Array:
+    def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def backward_parameters(self, grad_y: Array) -> None:
+    def backward_parameters(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> None:
         """Like ``backward``, but only the parameters' gradients are needed.
 
         The first layer of a network never needs the gradient for its input
         (the tutorial computes five matrix products, not six); layers that can
         skip it override this.
         """
-        self.backward(grad_y)
+        self.backward(grad_y, grads)
+
+    def predict(self, x: Array, batch_size: int = 4096) -> Array:
+        """The output for ``x``, computed ``batch_size`` rows at a time, as a new array.
+
+        Shape: x (N, ...) -> (N, ...), as ``forward``.
+        """
+        parts = [
+            self.forward(x[start : start + batch_size]).copy()
+            for start in range(0, len(x), batch_size)
+        ]
+        if not parts:
+            return self.forward(x).copy()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def __call__(self, x: Array) -> Array:
-        return self.forward(x)
+        """``model(x)``: ``predict(x)``, a new array that no later call overwrites."""
+        return self.predict(x)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """Parameters with PyTorch-style dotted names; none unless a subclass has some."""
@@ -55,8 +85,91 @@ class Module:
         for parameter in self.parameters():
             parameter.zero_grad()
 
+    # ----- settings and state, as model files and PyTorch hold them --------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able settings ``from_config`` rebuilds this layer from (no weights)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: str) -> Self:
+        """A new layer with these settings, its parameters zero (model files fill them in)."""
+        return cls(**config)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Check ``config``'s values (a ValueError says which is wrong), allocating nothing.
+
+        Returns the shapes of the parameters it implies, by name, in PyTorch's layout.
+        """
+        return {}
+
+    def state_dict(self) -> dict[str, Array]:
+        """Copies of the parameters by name, in PyTorch's names and layout (weights (D_out, D_in)).
+
+        ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in ...})`` accepts it.
+        """
+        return {name: torch_layout(p.data).copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy ``state`` (``state_dict()``'s names, shapes and layout) into the parameters.
+
+        Every name must be there, no other, each of the right shape; values are
+        converted to the parameter's dtype. Nothing is copied if anything differs.
+        """
+        named = dict(self.named_parameters())
+        missing, unexpected = sorted(set(named) - set(state)), sorted(set(state) - set(named))
+        if missing or unexpected:
+            raise ValueError(
+                f"load_state_dict: missing {missing or 'nothing'}, unexpected "
+                f"{unexpected or 'nothing'}; expected {list(named)}"
+            )
+        arrays = {name: np.asarray(value) for name, value in state.items()}
+        for name, parameter in named.items():
+            expected = torch_layout(parameter.data).shape
+            if arrays[name].shape != expected:
+                raise ValueError(
+                    f"load_state_dict: {name!r} has shape {arrays[name].shape}, "
+                    f"expected {expected} (PyTorch's layout)"
+                )
+        for name, parameter in named.items():
+            parameter.data[...] = from_torch_layout(arrays[name])
+
+    def to(self, dtype: npt.DTypeLike) -> Self:
+        """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self.
+
+        Gradients restart at zero. Build the optimizer after converting.
+        """
+        resolved = float_dtype(dtype)
+        for parameter in self.parameters():
+            if parameter.dtype != resolved:
+                parameter.data = parameter.data.astype(resolved)
+                parameter.grad = np.zeros_like(parameter.data)
+        return self
+
+    def save(self, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> None:
+        """Write the model to a safetensors file that ``handprop.load`` (and PyTorch) reads.
+
+        Model files hold a ``Sequential`` of registered layers (``LAYERS``).
+        """
+        from handprop.checkpoint import save_model
+        from handprop.layers.sequential import Sequential
+
+        model = self if isinstance(self, Sequential) else Sequential(self)
+        save_model(path, model, metadata=metadata)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def torch_layout(array: Array) -> Array:
+    """PyTorch's layout of a parameter: a 2-D (D_in, D_out) weight is (D_out, D_in); a view."""
+    return array.T if array.ndim == 2 else array
+
+
+def from_torch_layout(array: Array) -> Array:
+    """handprop's layout of a parameter in PyTorch's: the inverse of ``torch_layout``; a view."""
+    return array.T if array.ndim == 2 else array
 
 
 def require_array(owner: str, x: object) -> Array:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from handprop._types import Array
 from handprop.layers.module import Module
-from handprop.parameter import Parameter
+from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
 class Sequential(Module):
@@ -28,17 +28,17 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_y: Array) -> Array:
+    def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         for layer in reversed(self.layers):
-            grad_y = layer.backward(grad_y)
+            grad_y = layer.backward(grad_y, grads)
         return grad_y
 
-    def backward_parameters(self, grad_y: Array) -> None:
+    def backward_parameters(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> None:
         if not self.layers:
             return
         for layer in reversed(self.layers[1:]):
-            grad_y = layer.backward(grad_y)
-        self.layers[0].backward_parameters(grad_y)
+            grad_y = layer.backward(grad_y, grads)
+        self.layers[0].backward_parameters(grad_y, grads)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [

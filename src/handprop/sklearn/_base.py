@@ -14,11 +14,10 @@ from sklearn.utils.validation import (
 
 from handprop._types import Array
 from handprop.checkpoint import PathLike, model_config, save_model
-from handprop.fit import FitOptions, TrainingState, fit, predict
 from handprop.init import get_initializer
 from handprop.layers import Sequential, mlp
 from handprop.losses import Loss
-from handprop.optim import SGD, Adam, Optimizer
+from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.parameter import Parameter
 from handprop.sklearn import files
 from handprop.sklearn._training import (
@@ -28,6 +27,7 @@ from handprop.sklearn._training import (
     check_settings,
     validation_split,
 )
+from handprop.training import FitOptions, TrainingState, fit
 
 
 class HandpropEstimator(BaseEstimator):
@@ -131,14 +131,14 @@ class HandpropEstimator(BaseEstimator):
         return self._losses[self.loss]()
 
     def _optimizer(self, params: list[Parameter], settings: Settings) -> Optimizer:
-        rate, decay = settings.learning_rate, self.weight_decay
-        if self.optimizer == "adam":
-            return Adam(params, lr=rate, weight_decay=decay)
-        if self.optimizer == "sgd":
-            return SGD(params, lr=rate, momentum=self.momentum, weight_decay=decay)
-        raise ValueError(
-            f"{type(self).__name__} optimizer must be 'adam' or 'sgd', received {self.optimizer!r}"
-        )
+        try:
+            kind = OPTIMIZERS[self.optimizer]
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__} {error}") from None
+        return kind.from_options(
+            params, lr=settings.learning_rate, momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )  # fmt: skip
 
     def _check_continuable(self, training: Training, d_out: int, settings: Settings) -> None:
         """warm_start and partial_fit go on with the kept network, loss and optimizer."""
@@ -195,7 +195,7 @@ class HandpropEstimator(BaseEstimator):
         """The network's raw outputs (N, D_out) for the checked features."""
         training = self._fitted()
         x = validate_data(self, X, reset=False, dtype=training.input_dtype, order="C")
-        return predict(training.model, training.inputs(x))
+        return training.model.predict(training.inputs(x))
 
     @property
     def model_(self) -> Sequential:

@@ -16,10 +16,10 @@ import numpy as np
 from handprop._types import Array, float_dtype
 from handprop.data import Standardizer
 from handprop.data.transform import split_indices
-from handprop.fit import Callback, EpochLog, TrainingState
 from handprop.layers import Linear, Module, Sequential
 from handprop.losses import Loss
 from handprop.optim import Optimizer
+from handprop.training import Callback, EpochLog, TrainingState
 
 
 @dataclass

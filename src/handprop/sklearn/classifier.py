@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
-from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.losses import Loss, SoftmaxCrossEntropy, log_softmax
 from handprop.sklearn._base import HandpropEstimator
 from handprop.sklearn._training import Training
 
@@ -112,10 +112,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
 
     def predict_log_proba(self, X: Any) -> Array:
         """Log of ``predict_proba``, computed from the scores without overflow, (N, C)."""
-        scores = self._outputs(X)
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        log_probs: Array = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return log_probs
+        return log_softmax(self._outputs(X))
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
         x, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")

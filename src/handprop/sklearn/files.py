@@ -35,8 +35,6 @@ _FROM_TRAIN_CONFIG = {
     "validation_fraction": "validation_fraction",
     "dtype": "dtype",
 }
-_ACTIVATION_NAMES: dict[type[Module], str] = {kind: name for name, kind in ACTIVATIONS.items()}
-_FILE_LOSS_NAMES = {kind: name for name, kind in LOSSES.items()}
 
 
 def metadata(
@@ -53,7 +51,7 @@ def metadata(
     targets = training.target_names or (("y",) if single else tuple(f"y{j}" for j in range(d_out)))
     return {
         "task": task,
-        "loss": _FILE_LOSS_NAMES[type(training.loss_fn)],
+        "loss": LOSSES.name_of(training.loss_fn),
         "feature_names": [str(name) for name in feature_names or _default_names(d_in)],
         "target_names": list(targets),
         "classes": None if classes is None else [_plain(label) for label in classes],
@@ -129,8 +127,8 @@ def _from_train_config(config: dict[str, Any]) -> dict[str, Any]:
 def _architecture(path: PathLike, model: Sequential) -> dict[str, Any]:
     """hidden_layer_sizes, activation and bias of an ``mlp()``; a ValueError for other networks."""
     linears = [layer for layer in model.layers if isinstance(layer, Linear)]
-    others = [type(layer) for layer in model.layers if not isinstance(layer, Linear)]
-    activation = _ACTIVATION_NAMES.get(others[0], "") if others else "relu"
+    others = [layer for layer in model.layers if not isinstance(layer, Linear)]
+    activation = _activation_name(others[0]) if others else "relu"
     found = {
         "hidden_layer_sizes": tuple(layer.out_features for layer in linears[:-1]),
         "activation": activation,
@@ -143,6 +141,14 @@ def _architecture(path: PathLike, model: Sequential) -> dict[str, Any]:
             "activation between them and none after the last"
         )
     return found
+
+
+def _activation_name(layer: Module) -> str:
+    """The layer's name in ACTIVATIONS, or "" if it is not an activation."""
+    try:
+        return ACTIVATIONS.name_of(layer)
+    except TypeError:
+        return ""
 
 
 def _rebuilt(linears: list[Linear], found: dict[str, Any]) -> dict[str, Any]:

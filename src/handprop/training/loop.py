@@ -5,70 +5,21 @@ learning-rate schedules, gradient clipping and divergence handling.
 """
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from handprop._types import Array
 from handprop.layers.module import Module
-from handprop.losses import Loss, SoftmaxCrossEntropy
-from handprop.metrics import accuracy, r2_score
+from handprop.losses import Loss
+from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
-from handprop.train import train_step
-
-METRICS: dict[str, Callable[[Array, Array], float]] = {"accuracy": accuracy, "r2": r2_score}
-
-
-@dataclass(frozen=True)
-class EpochLog:
-    """What one epoch achieved: losses and metric on the training and validation sets."""
-
-    epoch: int  # from 1
-    train_loss: float
-    train_metric: float
-    val_loss: float | None
-    val_metric: float | None
-    lr: float
-
-
-@dataclass
-class TrainingState:
-    """Everything ``fit`` needs to continue where it stopped (saved in checkpoints)."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # mini-batch steps completed
-    logs: list[EpochLog] = field(default_factory=list)
-    lr_scale: float = 1.0  # halved by each divergence rollback
-    rollbacks: int = 0
-    best_epoch: int | None = None
-    best_metric: float = -math.inf
-    best_loss: float = math.inf  # breaks ties between epochs with the same metric
-    best_parameters: list[Array] | None = None
-    base_lr: float | None = None  # the optimizer's rate when training first started
-
-
-@dataclass
-class History:
-    """The per-epoch logs, and why training ended."""
-
-    metric: str
-    logs: list[EpochLog]
-    stop_reason: Literal["completed", "early stopping", "diverged"]
-    best_epoch: int | None
-    message: str = ""
-
-
-class Callback:
-    """Observes training; override what you need. Called after each step and each epoch."""
-
-    def on_step_end(self, step: int, loss: float) -> None:
-        """After every mini-batch step (``step`` counts from 1 over the whole run)."""
-
-    def on_epoch_end(self, log: EpochLog, state: TrainingState) -> None:
-        """After every epoch, once the epoch's metrics are known."""
+from handprop.training.callbacks import Callback
+from handprop.training.state import EpochLog, History, TrainingState
+from handprop.training.step import train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -82,17 +33,22 @@ def evaluate(
 
     Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
-    predictions = predict(model, x, batch_size)
+    predictions = model.predict(x, batch_size)
     return loss_fn.forward(predictions, y), METRICS[metric](predictions, y)
 
 
-def predict(model: Module, x: Array, batch_size: int = 4096) -> Array:
-    """``model(x)`` in batches, as one new array (N, D_out) that the model does not reuse."""
-    parts = [
-        model.forward(x[start : start + batch_size]).copy()
-        for start in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(parts) if parts else np.empty((0, 0), dtype=x.dtype)
+def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[Array]:
+    """The index arrays of the mini-batches over ``n`` samples, each of at most ``batch_size``.
+
+    With ``rng`` the order is one permutation drawn by this call (one per epoch),
+    else 0, 1, ..., n - 1. The last batch may be smaller.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, received {batch_size!r}")
+    if n < 0:
+        raise ValueError(f"the number of samples must be >= 0, received {n!r}")
+    order = np.arange(n) if rng is None else rng.permutation(n)
+    return (order[start : start + batch_size] for start in range(0, n, batch_size))
 
 
 @dataclass(frozen=True)
@@ -123,7 +79,8 @@ def fit(
     """Train for ``epochs`` epochs of shuffled mini-batches and return the History.
 
     Shape: data = (x (N, D_in), y (N, D_out) or (N,) labels); validation alike.
-    The metric is accuracy for SoftmaxCrossEntropy, R² otherwise. ``rng``
+    The metric is the loss's (``loss_fn.metric``: accuracy for SoftmaxCrossEntropy,
+    R² for the squared errors). ``rng``
     shuffles (default: seeded with 0). Pass the ``state`` of an interrupted run
     (with its rng and optimizer restored) to continue it exactly.
     """
@@ -163,7 +120,7 @@ class _Trainer:
     ) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.options, self.callbacks = options, callbacks
-        self.metric = "accuracy" if isinstance(loss_fn, SoftmaxCrossEntropy) else "r2"
+        self.metric = loss_fn.metric
         self.params = model.parameters()
 
     def run(
@@ -224,10 +181,12 @@ class _Trainer:
         rng: np.random.Generator,
         state: TrainingState,
     ) -> None:
-        order = rng.permutation(len(data[0]))
-        x, y = data[0][order], data[1][order]
-        for start in range(0, len(x), batch_size):
-            loss = self._step(x[start : start + batch_size], y[start : start + batch_size])
+        x, y = data
+        for batch in batches(len(x), batch_size, rng):
+            loss = train_step(
+                self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
+                clip_norm=self.options.clip_norm,
+            )  # fmt: skip
             state.step += 1
             if not math.isfinite(loss):
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
@@ -236,29 +195,15 @@ class _Trainer:
         if not all(np.isfinite(p.data).all() for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 
-    def _step(self, x: Array, y: Array) -> float:
-        clip_norm = self.options.clip_norm
-        if clip_norm is None:
-            return train_step(self.model, self.loss_fn, self.optimizer, x, y)
-        loss = self.loss_fn.forward(self.model.forward(x), y)
-        self.model.zero_grad()
-        self.model.backward_parameters(self.loss_fn.backward())
-        norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in self.optimizer.params))
-        if norm > clip_norm:
-            for parameter in self.optimizer.params:
-                parameter.grad *= clip_norm / norm
-        self.optimizer.step()
-        return loss
-
     def _divergence(
         self, state: TrainingState, loss: float, batch_size: int, what: str = "the loss"
     ) -> str:
         lr = self.optimizer.lr
         advice = f"try a smaller learning rate, e.g. {lr / 10:g}"
-        if type(self.loss_fn).__name__ == "SumSquaredError":
+        if self.loss_fn.reduction == "sum":
             advice += (
-                f"; SumSquaredError sums over the batch, so its gradient grows with the batch "
-                f"size ({batch_size}): a mean loss (MeanSquaredError, --loss mse) does not"
+                f"; {type(self.loss_fn).__name__} sums over the batch, so its gradient grows "
+                f"with the batch size ({batch_size}): a mean loss (MeanSquaredError) does not"
             )
         return (
             f"training diverged in epoch {state.epoch + 1} at step {state.step}: {what} became "

@@ -1,0 +1,70 @@
+"""One training step: the tutorial's loop body, made of library parts."""
+
+import math
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.layers.module import Module
+from handprop.losses import Loss
+from handprop.optim import Optimizer
+from handprop.parameter import ACCUMULATE
+
+
+def train_step(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    x: Array,
+    y: Array,
+    *,
+    fold: bool = True,
+    exact: bool = False,
+    clip_norm: float | None = None,
+) -> float:
+    """Forward, loss, zero_grad, backward, update; returns the loss before the update.
+
+    Shape: x (N, D_in); y as ``loss_fn`` expects, e.g. (N, D_out).
+
+    The tutorial's body, in the same order::
+
+        y_pred = model.forward(x)               # h = x.dot(w1); h_relu = ...; y_pred = ...
+        loss = loss_fn.forward(y_pred, y)       # np.square(y_pred - y).sum()
+        grad_y_pred = loss_fn.backward()        # 2.0 * (y_pred - y)
+        model.backward_parameters(grad_y_pred, grads)   # grad_w2, ..., grad_w1
+        optimizer.step()                        # w1 -= learning_rate * grad_w1; ...
+
+    ``grads`` is where backward puts the parameter gradients: their ``.grad``,
+    or, with ``fold=True`` and an optimizer that offers one
+    (``optimizer.fused_gradients``: plain SGD), a path that applies the update
+    inside the weight-gradient products. ``exact=True`` makes that path round
+    as gradient-then-update does (the tutorial to the last bit). The first
+    layer's input gradient is never computed. ``clip_norm`` rescales the
+    gradients whose global L2 norm exceeds it before the update (no fusion then).
+    """
+    y_pred = model.forward(x)
+    loss = loss_fn.forward(y_pred, y)
+    optimizer.zero_grad()
+    grad_y_pred = loss_fn.backward()
+    fused = optimizer.fused_gradients(exact) if fold and clip_norm is None else None
+    if fused is not None and _shares_parameters(model):
+        fused = None  # a weight used twice would be read after its fused update
+    model.backward_parameters(grad_y_pred, fused or ACCUMULATE)
+    if clip_norm is not None:
+        clip_gradients(optimizer, clip_norm)
+    optimizer.step()
+    return loss
+
+
+def clip_gradients(optimizer: Optimizer, clip_norm: float) -> float:
+    """Rescale the gradients so that their global L2 norm is at most ``clip_norm``; the norm."""
+    norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in optimizer.params))
+    if norm > clip_norm:
+        for parameter in optimizer.params:
+            parameter.grad *= clip_norm / norm
+    return norm
+
+
+def _shares_parameters(model: Module) -> bool:
+    params = model.parameters()
+    return len({id(p) for p in params}) != len(params)
