@@ -9,10 +9,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+README_ZH = ROOT / "README.zh-CN.md"
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def command_blocks(readme: Path) -> list[tuple[str, str]]:
+    """The (language, text) of every ```sh, ```console and ```python block, in order."""
+    text = readme.read_text(encoding="utf-8")
+    return re.findall(r"^```(sh|console|python)\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
 
 
 def run_block(source: str) -> str:
@@ -52,3 +59,9 @@ def test_the_scikit_learn_example_builds_a_working_pipeline() -> None:
     classifier = namespace["classifier"]
     classifier.set_params(handpropclassifier__max_epochs=30)  # type: ignore[attr-defined]
     assert classifier.fit(x, labels).score(x, labels) > 0.9  # type: ignore[attr-defined]
+
+
+def test_the_chinese_readme_has_the_english_commands_and_code_in_the_same_order() -> None:
+    english, chinese = command_blocks(README), command_blocks(README_ZH)
+    assert len(english) >= 6  # the two commands, the table's two sides, library, CLI, sklearn
+    assert chinese == english, "README.zh-CN.md's code blocks must be README.md's, in order"
