@@ -7,11 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+README_ZH = ROOT / "README.zh-CN.md"
 
 
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def command_blocks(readme: Path) -> list[tuple[str, str]]:
+    """The (language, text) of every ```sh, ```console and ```python block, in order."""
+    text = readme.read_text(encoding="utf-8")
+    return re.findall(r"^```(sh|console|python)\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
 
 
 def run_block(source: str) -> str:
@@ -22,7 +30,8 @@ def run_block(source: str) -> str:
 
 
 def test_the_library_example_trains_and_passes_its_gradient_check() -> None:
-    lines = run_block(python_blocks()[0]).splitlines()
+    (block,) = [block for block in python_blocks() if "check_gradients" in block]
+    lines = run_block(block).splitlines()
     assert lines[-1] == "True"
     assert float(lines[0].rsplit(" ", 1)[1]) < 0.1  # from log(3) ~ 1.1 at the start
 
@@ -50,3 +59,9 @@ def test_the_scikit_learn_example_builds_a_working_pipeline() -> None:
     classifier = namespace["classifier"]
     classifier.set_params(handpropclassifier__max_epochs=30)  # type: ignore[attr-defined]
     assert classifier.fit(x, labels).score(x, labels) > 0.9  # type: ignore[attr-defined]
+
+
+def test_the_chinese_readme_has_the_english_commands_and_code_in_the_same_order() -> None:
+    english, chinese = command_blocks(README), command_blocks(README_ZH)
+    assert len(english) >= 6  # the two commands, the table's two sides, library, CLI, sklearn
+    assert chinese == english, "README.zh-CN.md's code blocks must be README.md's, in order"
