@@ -7,7 +7,8 @@ classes say what their settings are and check them (``handprop.layers.LAYERS``).
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from handprop.checkpoint.errors import ModelFileError, quoted
+from handprop._text import quoted
+from handprop.checkpoint.errors import ModelFileError
 from handprop.layers.module import LAYERS, Module
 from handprop.layers.sequential import Sequential
 

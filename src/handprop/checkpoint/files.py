@@ -13,8 +13,9 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from handprop._text import one_line
 from handprop._types import Array
-from handprop.checkpoint.errors import ModelFileError, one_line
+from handprop.checkpoint.errors import ModelFileError
 
 PathLike: TypeAlias = str | os.PathLike[str]
 

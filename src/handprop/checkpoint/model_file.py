@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from handprop._text import one_line, quoted
 from handprop._types import Array
 from handprop.checkpoint.architecture import (
     TensorSpec,
@@ -15,7 +16,7 @@ from handprop.checkpoint.architecture import (
     make_layer,
     model_config,
 )
-from handprop.checkpoint.errors import ModelFileError, one_line, quoted
+from handprop.checkpoint.errors import ModelFileError
 from handprop.checkpoint.files import (
     PathLike,
     check_header,

@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from handprop._text import one_line
 from handprop.data.dataset import DataError
 from handprop.data.npy_file import read_npy, read_npz
-from handprop.data.raw import _cannot_read, _one_line, _Raw, _row_index
+from handprop.data.raw import RawTable, cannot_read, row_index
 
 _NPY_SIGNATURE = (b"\x93NUMPY",)
 _ZIP_SIGNATURE = (b"PK\x03\x04", b"PK\x05\x06")
@@ -21,7 +22,7 @@ def _check_signature(path: str, signatures: tuple[bytes, ...], kind: str) -> Non
         with open(path, "rb") as file:
             start = file.read(6)
     except OSError as error:
-        raise DataError(_cannot_read(path, error)) from None
+        raise DataError(cannot_read(path, error)) from None
     if not start.startswith(signatures):
         raise DataError(f"{path} is not a valid {kind} file (it lacks the {kind} signature)")
 
@@ -42,13 +43,13 @@ def _reading(path: str, kind: str, read: Callable[[], _T]) -> _T:
     except DataError:
         raise
     except _MALFORMED as error:
-        reason = _one_line(str(error) or type(error).__name__)
+        reason = one_line(str(error) or type(error).__name__)
         if len(reason) > 200:
             reason = reason[:200] + "..."
         raise DataError(f"{path} is not a valid {kind} file: {reason}") from None
 
 
-def _load_npy(path: str, target: str | None, task: str) -> _Raw:
+def load_npy(path: str, target: str | None, task: str) -> RawTable:
     _check_signature(path, _NPY_SIGNATURE, ".npy")
     array = _reading(path, ".npy", lambda: read_npy(path))
     if array.ndim != 2 or array.shape[1] < 2:
@@ -61,8 +62,8 @@ def _load_npy(path: str, target: str | None, task: str) -> _Raw:
     if not features:
         raise DataError(f"{path}: every column is a target; at least one feature column is needed")
     feature_names, target_names = tuple(map(str, features)), tuple(map(str, targets))
-    return _Raw(
-        array[:, features], array[:, targets], feature_names, target_names, path, _row_index
+    return RawTable(
+        array[:, features], array[:, targets], feature_names, target_names, path, row_index
     )
 
 
@@ -87,7 +88,7 @@ def _npy_target_columns(path: str, target: str | None, width: int) -> list[int]:
     return columns
 
 
-def _load_npz(path: str, target: str | None, task: str) -> _Raw:
+def load_npz(path: str, target: str | None, task: str) -> RawTable:
     if target is not None:
         raise DataError(f"{path}: a .npz file's targets are its array 'y'; leave target unset")
     arrays = _npz_arrays(path, ("x", "y"))
@@ -107,28 +108,28 @@ def _npz_arrays(path: str, wanted: tuple[str, ...]) -> dict[str, Any]:
     return arrays
 
 
-def _load_npz_features(path: str) -> _Raw:
+def load_npz_features(path: str) -> RawTable:
     x = _npz_arrays(path, ("x",))["x"]
     return _features_raw(path, x, "its array x")
 
 
-def _load_npy_features(path: str) -> _Raw:
+def load_npy_features(path: str) -> RawTable:
     _check_signature(path, _NPY_SIGNATURE, ".npy")
     x = _reading(path, ".npy", lambda: read_npy(path))
     return _features_raw(path, x, "its array")
 
 
-def _features_raw(path: str, x: Any, what: str) -> _Raw:
+def _features_raw(path: str, x: Any, what: str) -> RawTable:
     if x.ndim != 2 or x.dtype.kind not in "biuf" or 0 in x.shape:  # the kinds training takes
         raise DataError(
             f"{path}: {what} must be a numeric 2-D array (N, features) with N, features >= 1, "
             f"received shape {x.shape} of {x.dtype}"
         )
     names = tuple(str(j) for j in range(x.shape[1]))
-    return _Raw(x, np.empty((len(x), 0)), names, (), path, _row_index)
+    return RawTable(x, np.empty((len(x), 0)), names, (), path, row_index)
 
 
-def _npz_raw(path: str, x: Any, y: Any) -> _Raw:
+def _npz_raw(path: str, x: Any, y: Any) -> RawTable:
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise DataError(f"{path}: x and y must be arrays saved with np.savez(path, x=x, y=y)")
     if x.ndim != 2 or y.ndim not in (1, 2) or 0 in x.shape[1:] + y.shape[1:]:
@@ -138,4 +139,6 @@ def _npz_raw(path: str, x: Any, y: Any) -> _Raw:
         )
     target_names = ("y",) if y.ndim == 1 else tuple(f"y{j}" for j in range(y.shape[1]))
     feature_names = tuple(f"x{j}" for j in range(x.shape[1]))
-    return _Raw(x, y if y.ndim == 2 else y[:, None], feature_names, target_names, path, _row_index)
+    return RawTable(
+        x, y if y.ndim == 2 else y[:, None], feature_names, target_names, path, row_index
+    )

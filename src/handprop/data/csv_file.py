@@ -8,10 +8,10 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.data.dataset import DataError
-from handprop.data.raw import _cannot_read, _check_one_target, _Raw, _shown
+from handprop.data.raw import RawTable, cannot_read, check_one_target, shown
 
 
-def _load_csv(path: str, target: str | None, task: str) -> _Raw:
+def load_csv(path: str, target: str | None, task: str) -> RawTable:
     header, rows = _read_csv(path)
     targets = _csv_target_columns(path, header, target)
     features = [j for j in range(len(header)) if j not in targets]
@@ -20,16 +20,16 @@ def _load_csv(path: str, target: str | None, task: str) -> _Raw:
     target_names = tuple(header[j] for j in targets)
     x = _csv_numbers(path, header, rows, features, "")
     if task == "classification":
-        _check_one_target(path, target_names)
+        check_one_target(path, target_names)
         y = _csv_labels(rows, targets[0])
     else:
         y = _csv_numbers(path, header, rows, targets, ' (class labels need task="classification")')
     lines = [line for line, _ in rows]
     feature_names = tuple(header[j] for j in features)
-    return _Raw(x, y, feature_names, target_names, path, lambda row: f"line {lines[row]}")
+    return RawTable(x, y, feature_names, target_names, path, lambda row: f"line {lines[row]}")
 
 
-def _load_csv_features(path: str, names: Sequence[str] | None) -> _Raw:
+def load_csv_features(path: str, names: Sequence[str] | None) -> RawTable:
     """The columns called ``names`` (default: all); other columns, such as targets, are ignored."""
     header, rows = _read_csv(path)
     wanted = list(header) if names is None else list(names)
@@ -41,7 +41,9 @@ def _load_csv_features(path: str, names: Sequence[str] | None) -> _Raw:
         )
     x = _csv_numbers(path, header, rows, [index[name] for name in wanted], "")
     lines = [line for line, _ in rows]
-    return _Raw(x, np.empty((len(rows), 0)), tuple(wanted), (), path, lambda r: f"line {lines[r]}")
+    return RawTable(
+        x, np.empty((len(rows), 0)), tuple(wanted), (), path, lambda r: f"line {lines[r]}"
+    )
 
 
 def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -51,7 +53,7 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
             reader = csv.reader(file)
             rows = [(reader.line_num, row) for row in reader if row]
     except OSError as error:
-        raise DataError(_cannot_read(path, error)) from None
+        raise DataError(cannot_read(path, error)) from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text; save it as a UTF-8 CSV file") from None
     except csv.Error as error:
@@ -66,7 +68,7 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
 def _check_csv_shape(path: str, header: list[str], rows: list[tuple[int, list[str]]]) -> None:
     repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
-        raise DataError(f"{path}: the header names column {_shown(repeated[0])} twice; rename one")
+        raise DataError(f"{path}: the header names column {shown(repeated[0])} twice; rename one")
     if not rows:
         raise DataError(f"{path} has a header row but no data rows")
     for line, row in rows:
@@ -84,7 +86,7 @@ def _csv_target_columns(path: str, header: list[str], target: str | None) -> lis
     for name in names:
         if name not in header:
             raise DataError(
-                f"{path} has no column {_shown(name)}; its columns are {_listed(header)}"
+                f"{path} has no column {shown(name)}; its columns are {_listed(header)}"
             )
     if len(set(names)) != len(names):
         raise DataError(f"target names a column twice: {target!r}")
@@ -101,7 +103,7 @@ def _csv_numbers(
             value = _number(row[j])
             if value is None:
                 raise DataError(
-                    f"{path} line {line}, column {_shown(header[j])}: {_cell(row[j])} is not a "
+                    f"{path} line {line}, column {shown(header[j])}: {_cell(row[j])} is not a "
                     f"number{hint}"
                 )
             numbers[i, k] = value
@@ -135,8 +137,8 @@ def _csv_labels(rows: list[tuple[int, list[str]]], column: int) -> Array:
 
 def _listed(names: Sequence[str], limit: int = 20) -> str:
     """The first ``limit`` names, quoted, and how many more there are."""
-    shown = ", ".join(_shown(name) for name in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    listed = ", ".join(shown(name) for name in names[:limit])
+    return listed + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _cell(text: str, limit: int = 60) -> str:

@@ -7,19 +7,19 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.data.arrays import _load_npy, _load_npy_features, _load_npz, _load_npz_features
-from handprop.data.csv_file import _load_csv, _load_csv_features
+from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz_features
+from handprop.data.csv_file import load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
-from handprop.data.named import _BUNDLED
-from handprop.data.raw import _check_one_target, _Raw, _shown
+from handprop.data.named import BUNDLED
+from handprop.data.raw import RawTable, check_one_target, shown
 
 _MISSING = "NaN, infinity or an empty cell"
 
 
-_FILE_LOADERS: dict[str, Callable[[str, str | None, str], _Raw]] = {
-    ".csv": _load_csv,
-    ".npy": _load_npy,
-    ".npz": _load_npz,
+_FILE_LOADERS: dict[str, Callable[[str, str | None, str], RawTable]] = {
+    ".csv": load_csv,
+    ".npy": load_npy,
+    ".npz": load_npz,
 }
 
 
@@ -44,10 +44,10 @@ def load_dataset(
     extension = os.path.splitext(source)[1].lower()
     if extension in _FILE_LOADERS:
         raw = _FILE_LOADERS[extension](source, target, task)
-    elif source in _BUNDLED:
+    elif source in BUNDLED:
         if target is not None:
             raise DataError(f"the bundled data set {source!r} has a fixed target; leave it unset")
-        raw = _BUNDLED[source]()
+        raw = BUNDLED[source]()
     else:
         raise DataError(_unknown_source(source))
     return _finish(raw, task, drop_nonfinite)
@@ -63,13 +63,13 @@ def load_features(source: str, feature_names: Sequence[str] | None = None) -> Ar
     """
     extension = os.path.splitext(source)[1].lower()
     if extension == ".csv":
-        raw = _load_csv_features(source, feature_names)
+        raw = load_csv_features(source, feature_names)
     elif extension == ".npy":
-        raw = _load_npy_features(source)
+        raw = load_npy_features(source)
     elif extension == ".npz":
-        raw = _load_npz_features(source)
-    elif source in _BUNDLED:
-        raw = _BUNDLED[source]()
+        raw = load_npz_features(source)
+    elif source in BUNDLED:
+        raw = BUNDLED[source]()
     else:
         raise DataError(_unknown_source(source))
     _finite_rows(raw, drop_nonfinite=False)
@@ -80,7 +80,7 @@ def _unknown_source(source: str) -> str:
     if os.path.exists(source):
         return f"{source}: handprop reads .csv, .npy and .npz files; convert or rename it"
     return (
-        f"unknown data set {source!r}: expected one of {', '.join(sorted(_BUNDLED))}, "
+        f"unknown data set {source!r}: expected one of {', '.join(sorted(BUNDLED))}, "
         "or the path of an existing file ending .csv, .npy or .npz"
     )
 
@@ -88,7 +88,7 @@ def _unknown_source(source: str) -> str:
 # ----- the checks that every source shares ----------------------------------------------
 
 
-def _finish(raw: _Raw, task: str, drop_nonfinite: bool) -> Dataset:
+def _finish(raw: RawTable, task: str, drop_nonfinite: bool) -> Dataset:
     x, y = raw.x, raw.y
     if len(x) != len(y):
         raise DataError(f"{raw.source}: x has {len(x)} rows but y has {len(y)}; give both N rows")
@@ -106,11 +106,11 @@ def _finish(raw: _Raw, task: str, drop_nonfinite: bool) -> Dataset:
     return Dataset(x, y, raw.feature_names, raw.target_names, classes, raw.source)
 
 
-def _check_kinds(raw: _Raw, task: str) -> None:
+def _check_kinds(raw: RawTable, task: str) -> None:
     if raw.x.dtype.kind not in "biuf":
         raise DataError(f"{raw.source}: the features have dtype {raw.x.dtype}, expected numbers")
     if task == "classification":
-        _check_one_target(raw.source, raw.target_names)
+        check_one_target(raw.source, raw.target_names)
     if raw.y.dtype.kind not in ("biufUO" if task == "classification" else "biuf"):
         hint = '; class labels need task="classification"' if raw.y.dtype.kind in "UO" else ""
         raise DataError(
@@ -118,7 +118,7 @@ def _check_kinds(raw: _Raw, task: str) -> None:
         )
 
 
-def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
+def _finite_rows(raw: RawTable, drop_nonfinite: bool) -> Array:
     """A boolean mask (N,) of the rows without NaN, infinity or an empty label."""
     bad_y = np.equal(raw.y, "") if raw.y.dtype.kind in "UO" else ~np.isfinite(raw.y)
     bad = np.concatenate([~np.isfinite(raw.x), bad_y], axis=1)
@@ -129,14 +129,14 @@ def _finite_rows(raw: _Raw, drop_nonfinite: bool) -> Array:
         name = (raw.feature_names + raw.target_names)[column]
         raise DataError(
             f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f"{raw.locate(row)}, column {_shown(name)}; fix them, or drop them (--drop-nonfinite)"
+            f"{raw.locate(row)}, column {shown(name)}; fix them, or drop them (--drop-nonfinite)"
         )
     if count == n:
         raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")
     return ~bad_rows
 
 
-def _check_whole_labels(raw: _Raw) -> None:
+def _check_whole_labels(raw: RawTable) -> None:
     if raw.y.dtype.kind != "f":
         return
     labels = raw.y[:, 0].astype(np.float64)  # float16 would overflow comparing with 2**53
@@ -145,7 +145,7 @@ def _check_whole_labels(raw: _Raw) -> None:
     if wrong.any():
         row = int(np.argmax(wrong))
         raise DataError(
-            f"{raw.source} {raw.locate(row)}, column {_shown(raw.target_names[0])}: class labels "
+            f"{raw.source} {raw.locate(row)}, column {shown(raw.target_names[0])}: class labels "
             f"must be whole numbers or text, received {float(labels[row])!r}; "
             'for a continuous target use task="regression"'
         )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import numpy as np
 
 from handprop.data.dataset import DataError
-from handprop.data.raw import _Raw, _row_index
+from handprop.data.raw import RawTable, row_index
 
 #: The task each bundled data set was made for.
 DATASET_TASKS = {
@@ -17,16 +17,16 @@ DATASET_TASKS = {
 }
 
 
-def _warmup() -> _Raw:
+def _warmup() -> RawTable:
     """The tutorial's x (64, 1000) and y (64, 10), drawn in that order from RandomState(0)."""
     rng = np.random.RandomState(0)
     x = rng.standard_normal((64, 1000))
     y = rng.standard_normal((64, 10))
     features = tuple(f"x{j}" for j in range(1000))
-    return _Raw(x, y, features, tuple(f"y{j}" for j in range(10)), "warmup", _row_index)
+    return RawTable(x, y, features, tuple(f"y{j}" for j in range(10)), "warmup", row_index)
 
 
-def _sklearn(name: str, target_name: str) -> _Raw:
+def _sklearn(name: str, target_name: str) -> RawTable:
     try:
         datasets = importlib.import_module("sklearn.datasets")
     except ImportError:
@@ -39,10 +39,10 @@ def _sklearn(name: str, target_name: str) -> _Raw:
     if name == "iris":  # the species' names, whose sorted order is scikit-learn's 0, 1, 2
         y = np.asarray(bunch.target_names)[y]
     features = tuple(str(feature) for feature in bunch.feature_names)
-    return _Raw(bunch.data, y[:, None], features, (target_name,), name, _row_index)
+    return RawTable(bunch.data, y[:, None], features, (target_name,), name, row_index)
 
 
-_BUNDLED: dict[str, Callable[[], _Raw]] = {
+BUNDLED: dict[str, Callable[[], RawTable]] = {
     "diabetes": lambda: _sklearn("diabetes", "disease_progression"),
     "digits": lambda: _sklearn("digits", "digit"),
     "iris": lambda: _sklearn("iris", "species"),

@@ -8,7 +8,7 @@ from handprop.data.dataset import DataError
 
 
 @dataclass(frozen=True)
-class _Raw:
+class RawTable:
     """What a loader read, before the checks that every source shares."""
 
     x: Array  # (N, D_in), any numeric dtype
@@ -19,26 +19,22 @@ class _Raw:
     locate: Callable[[int], str]  # row index -> where the row is, e.g. "line 7"
 
 
-def _row_index(row: int) -> str:
+def row_index(row: int) -> str:
     return f"row index {row}"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _shown(name: str, limit: int = 60) -> str:
+def shown(name: str, limit: int = 60) -> str:
     """``name`` in double quotes for a message: one line, at most ``limit`` characters."""
     short = name if len(name) <= limit else name[:limit] + "..."
     escaped = (c if c.isprintable() else c.encode("unicode_escape").decode() for c in short)
     return '"' + "".join(escaped) + '"'
 
 
-def _cannot_read(path: str, error: OSError) -> str:
+def cannot_read(path: str, error: OSError) -> str:
     return f"cannot read {path}: {error.strerror or error}"
 
 
-def _check_one_target(source: str, target_names: tuple[str, ...]) -> None:
+def check_one_target(source: str, target_names: tuple[str, ...]) -> None:
     if len(target_names) != 1:
         raise DataError(
             f"{source}: classification needs exactly one target column, received "

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from handprop._text import plain
 from handprop.checkpoint import PathLike, load_model, model_config
 from handprop.data import Standardizer
 from handprop.layers import ACTIVATIONS, Linear, Module, Sequential, mlp
@@ -54,7 +55,7 @@ def metadata(
         "loss": LOSSES.name_of(training.loss_fn),
         "feature_names": [str(name) for name in feature_names or _default_names(d_in)],
         "target_names": list(targets),
-        "classes": None if classes is None else [_plain(label) for label in classes],
+        "classes": None if classes is None else [plain(label) for label in classes],
         "x_scaler": None if training.x_scaler is None else training.x_scaler.to_json(),
         "y_scaler": None if training.y_scaler is None else training.y_scaler.to_json(),
         "config": {"estimator": estimator, "params": _json_params(params)},
@@ -171,8 +172,3 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     if found["dtype"] is not None:
         found["dtype"] = np.dtype(found["dtype"]).name
     return found
-
-
-def _plain(value: object) -> object:
-    """numpy scalars as Python numbers, for JSON."""
-    return value.item() if isinstance(value, np.generic) else value
