@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -176,3 +178,71 @@ def test_import_handprop_binds_the_gradcheck_submodule_on_first_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+# ----- what a PyTorch user reaches for ---------------------------------------------------------
+
+
+def test_calling_the_model_returns_arrays_the_caller_owns() -> None:
+    model = hp.mlp(3, [5], 2, rng=0)
+    a, b = np.ones((4, 3)), -np.ones((4, 3))
+    results = [model(a), model(b)]
+    assert not np.shares_memory(results[0], results[1])
+    np.testing.assert_array_equal(results[0], model.forward(a))  # the same numbers, kept
+    assert not np.array_equal(results[0], results[1])
+    many = np.random.default_rng(0).standard_normal((9000, 3))  # more rows than one batch
+    np.testing.assert_array_equal(model.predict(many, batch_size=4096), model.forward(many))
+
+
+def test_save_and_load_in_one_call_each(tmp_path: Path) -> None:
+    model = hp.mlp(3, [5, 4], 2, activation="tanh", rng=0)
+    model.save(tmp_path / "model.safetensors")
+    loaded = hp.load(tmp_path / "model.safetensors")
+    x = np.random.default_rng(1).standard_normal((6, 3))
+    np.testing.assert_array_equal(loaded(x), model(x))
+    assert [type(layer) for layer in loaded] == [type(layer) for layer in model]
+
+
+def test_state_dict_is_pytorchs_names_and_layout_both_ways(torch: ModuleType) -> None:
+    model = hp.mlp(3, [5], 2, rng=0)
+    state = model.state_dict()
+    assert {k: v.shape for k, v in state.items()} == {
+        "0.weight": (5, 3), "0.bias": (5,), "2.weight": (2, 5), "2.bias": (2,),
+    }  # fmt: skip
+    state["0.weight"][...] = 7.0  # a copy: the model is untouched
+    assert not (model[0].weight.data == 7.0).any()  # type: ignore[attr-defined]
+    twin = torch.nn.Sequential(
+        torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)
+    ).double()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    np.testing.assert_allclose(twin(torch.from_numpy(x)).detach().numpy(), model(x), rtol=1e-14)
+    other = hp.mlp(3, [5], 2, rng=9)
+    other.load_state_dict({k: v.detach().numpy() for k, v in twin.state_dict().items()})
+    np.testing.assert_array_equal(other(x), model(x))
+    with pytest.raises(ValueError, match=r"missing \['2.bias'\]"):
+        other.load_state_dict({k: v for k, v in model.state_dict().items() if k != "2.bias"})
+    wrong = {**model.state_dict(), "0.weight": np.zeros((3, 5))}
+    with pytest.raises(ValueError, match=r"'0.weight' has shape \(3, 5\), expected \(5, 3\)"):
+        other.load_state_dict(wrong)
+
+
+def test_to_converts_the_whole_model_and_training_goes_on() -> None:
+    model = hp.mlp(3, [5], 2, rng=0).to(np.float32)
+    assert {p.dtype for p in model.parameters()} == {np.dtype(np.float32)}
+    x = np.ones((4, 3), dtype=np.float32)
+    y = np.zeros((4, 2), dtype=np.float32)
+    optimizer = hp.Adam(model.parameters())
+    assert hp.train_step(model, hp.MeanSquaredError(), optimizer, x, y) > 0
+    assert model(x).dtype == np.float32
+    with pytest.raises(TypeError, match="dtype must be float64 or float32"):
+        model.to(np.int64)
+
+
+def test_rng_takes_an_int_seed_as_numpy_does() -> None:
+    seeded = hp.Linear(3, 4, rng=7)
+    drawn = hp.Linear(3, 4, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(seeded.weight.data, drawn.weight.data)
+    np.testing.assert_array_equal(hp.mlp(3, [4], 1, rng=7)[0].weight.data, seeded.weight.data)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="rng must be a numpy Generator"):
+        hp.Linear(3, 4, rng="seven")  # type: ignore[arg-type]
