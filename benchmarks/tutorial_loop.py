@@ -8,6 +8,7 @@ the body is compiled once and executed in a namespace that persists between step
 the script's globals. The deep net runs the same lines repeated per Linear/ReLU pair.
 """
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,27 +16,19 @@ import numpy as np
 from benchmarks.contender import Contender
 from benchmarks.problem import Array, Problem
 
-TUTORIAL_BODY = """
-# Forward pass: compute predicted y
-h = x.dot(w1)
-h_relu = np.maximum(h, 0)
-y_pred = h_relu.dot(w2)
+#: The tutorial's script, verbatim: the one copy of its loop in this repository.
+SCRIPT = Path(__file__).with_name("tutorial_warmup.py")
 
-# Compute and print loss
-loss = np.square(y_pred - y).sum()
 
-# Backprop to compute gradients of w1 and w2 with respect to loss
-grad_y_pred = 2.0 * (y_pred - y)
-grad_w2 = h_relu.T.dot(grad_y_pred)
-grad_h_relu = grad_y_pred.dot(w2.T)
-grad_h = grad_h_relu.copy()
-grad_h[h < 0] = 0
-grad_w1 = x.T.dot(grad_h)
+def tutorial_body(script: Path = SCRIPT) -> str:
+    """The body of the script's ``for t in range(500):`` loop, dedented, without its print."""
+    lines = script.read_text(encoding="utf-8").splitlines()
+    start = lines.index("for t in range(500):") + 1
+    body = [line.removeprefix("    ") for line in lines[start:]]
+    return "\n".join(line for line in body if not line.startswith("print("))
 
-# Update weights
-w1 -= learning_rate * grad_w1
-w2 -= learning_rate * grad_w2
-"""
+
+TUTORIAL_BODY = tutorial_body()
 
 DEEP_BODY = """
 h_relus, hs = [x], []

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
+from benchmarks.tutorial_loop import TUTORIAL_BODY, TutorialLoop
 from handprop.warmup import WarmupConfig, run_warmup
 
 
 def tutorial_loop(seed: int, steps: int = 500) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """The "Warm-up: numpy" tutorial, as written, with np.random.seed(seed) in front."""
+    """The "Warm-up: numpy" tutorial's loop (benchmarks/tutorial_warmup.py, verbatim) after
+    its draws with np.random.seed(seed)."""
     saved = np.random.get_state()
     try:
         np.random.seed(seed)
@@ -18,27 +20,22 @@ def tutorial_loop(seed: int, steps: int = 500) -> tuple[list[float], np.ndarray,
         w2 = np.random.randn(H, D_out)
     finally:
         np.random.set_state(saved)
-
-    losses = []
-    learning_rate = 1e-6
-    for _t in range(steps):
-        h = x.dot(w1)
-        h_relu = np.maximum(h, 0)
-        y_pred = h_relu.dot(w2)
-
-        loss = np.square(y_pred - y).sum()
-        losses.append(float(loss))
-
-        grad_y_pred = 2.0 * (y_pred - y)
-        grad_w2 = h_relu.T.dot(grad_y_pred)
-        grad_h_relu = grad_y_pred.dot(w2.T)
-        grad_h = grad_h_relu.copy()
-        grad_h[h < 0] = 0
-        grad_w1 = x.T.dot(grad_h)
-
-        w1 -= learning_rate * grad_w1
-        w2 -= learning_rate * grad_w2
+    loop = TutorialLoop(x, y, [w1, w2], learning_rate=1e-6)
+    losses = [loop.step() for _t in range(steps)]
     return losses, w1, w2
+
+
+def test_the_loop_is_the_tutorials_own_lines() -> None:
+    # The one copy of the tutorial in this repository is the script; check the body read
+    # from it is the tutorial's loop, line for line (the print left out).
+    body = [line.strip() for line in TUTORIAL_BODY.splitlines() if line.strip()]
+    assert body[:3] == [
+        "# Forward pass: compute predicted y",
+        "h = x.dot(w1)",
+        "h_relu = np.maximum(h, 0)",
+    ]
+    assert "grad_h[h < 0] = 0" in body and body[-1] == "w2 -= learning_rate * grad_w2"
+    assert not any(line.startswith("print(") for line in body)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
