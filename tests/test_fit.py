@@ -313,5 +313,5 @@ def test_batches_without_generator_keep_the_order() -> None:
 
 
 def test_batch_size_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, received 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, received 0"):
         batches(10, 0, None)  # raised at the call, not at the first batch

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from handprop._types import Array, float_dtype
+from handprop._types import Array, float_dtype, positive_int
 from handprop.init import standard_normal
 from handprop.layers import Linear, ReLU, Sequential
 from handprop.losses import SumSquaredError
@@ -39,8 +39,7 @@ class WarmupConfig:
         float_dtype(self.dtype)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be an integer >= 0, received {self.steps!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, received {self.batch_size}")
+        positive_int("batch_size", self.batch_size)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from handprop._types import Array, float_dtype
+from handprop._types import Array, float_dtype, positive_int
 from handprop.data import Standardizer
 from handprop.data.transform import split_indices
 from handprop.layers import Linear, Module, Sequential
@@ -118,8 +118,8 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
         hidden=tuple(int(h) for h in hidden),
         learning_rate=float(rate),
         batch_size=200 if batch_size == "auto" else int(batch_size),
-        max_epochs=_positive(owner, "max_epochs", params["max_epochs"]),
-        patience=_positive(owner, "patience", params["patience"])
+        max_epochs=positive_int(f"{owner} max_epochs", params["max_epochs"]),
+        patience=positive_int(f"{owner} patience", params["patience"])
         if params["early_stopping"]
         else None,
         validation_fraction=float(fraction),
@@ -134,11 +134,6 @@ def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
 def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
-
-def _positive(owner: str, name: str, value: object) -> int:
-    if not (_is_int(value) and value >= 1):
-        raise ValueError(f"{owner} {name} must be an integer >= 1, received {value!r}")
-    return int(value)
 
 
 def validation_split(

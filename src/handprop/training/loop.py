@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from handprop._types import Array
+from handprop._types import Array, positive_int
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.metrics import METRICS
@@ -43,8 +43,7 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterato
     With ``rng`` the order is one permutation drawn by this call (one per epoch),
     else 0, 1, ..., n - 1. The last batch may be smaller.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, received {batch_size!r}")
+    positive_int("batch_size", batch_size)
     if n < 0:
         raise ValueError(f"the number of samples must be >= 0, received {n!r}")
     order = np.arange(n) if rng is None else rng.permutation(n)
