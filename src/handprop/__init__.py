@@ -7,6 +7,10 @@ numpy" tutorial, checked by finite differences and against PyTorch.
 from typing import TYPE_CHECKING, Any
 
 from handprop import init
+
+# Not lazy: the function has its module's name, and a lazy name would lose to the submodule
+# once anything imports handprop.explain. It imports nothing beyond the layers.
+from handprop.explain import Explanation, explain
 from handprop.fit import History, fit
 from handprop.layers import (
     Identity,
@@ -54,6 +58,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SGD",
     "Adam",
+    "Explanation",
     "GradientReport",
     "History",
     "Identity",
@@ -74,6 +79,7 @@ __all__ = [
     "__version__",
     "activation",
     "check_gradients",
+    "explain",
     "fit",
     "init",
     "mlp",
