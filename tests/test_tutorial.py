@@ -1,4 +1,4 @@
-"""The tutorial in docs/tutorial: every page runs, and each chapter has the same code in both languages.
+"""The tutorial in docs/tutorial: every page runs; both languages have the same code cells.
 
 Each page is a MyST Markdown notebook; jupytext reads it and nbclient runs it in a
 fresh ipykernel, in a temporary folder, failing on the first cell that raises.
@@ -6,6 +6,7 @@ fresh ipykernel, in a temporary folder, failing on the first cell that raises.
 
 import importlib
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -62,3 +63,16 @@ def test_the_page_runs(
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_links_between_pages_lead_to_pages(chapter: str, language: str) -> None:
+    # mkdocs-jupyter renders the pages itself, so mkdocs --strict does not see these links.
+    text = (TUTORIAL / language / chapter).read_text(encoding="utf-8")
+    links = re.findall(r"\]\((\.\./[^)#]*)\)", text)
+    assert links, f"{language}/{chapter} links to no other page"
+    page_folder = TUTORIAL / language / Path(chapter).stem  # the page's URL is a folder
+    for link in links:
+        target = (page_folder / link).resolve()
+        assert target.with_suffix(".md").is_file(), f"{language}/{chapter}: {link} leads nowhere"
