@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.layers import Identity, LeakyReLU, Linear, Module, ReLU, Sequential, Sigmoid, Tanh
+from handprop.explain_lines import LOSS_LINES, Spec, step_lines
+from handprop.layers import Linear, Module, Sequential
 
 PHASES = {
     "forward": "# Forward pass: compute predicted y",
@@ -159,8 +160,8 @@ def explain(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"explain batch_size must be a positive integer, received {batch_size!r}")
-    if loss not in _LOSSES:
-        raise ValueError(f"explain loss must be one of {', '.join(_LOSSES)}, received {loss!r}")
+    if loss not in LOSS_LINES:
+        raise ValueError(f"explain loss must be one of {', '.join(LOSS_LINES)}, received {loss!r}")
     rng = np.random.RandomState(seed)
     if model is None:
         from handprop.warmup import WarmupConfig, make_problem
@@ -179,130 +180,27 @@ def explain(
             f"received {x.shape} {x.dtype.name}"
         )
     env: dict[str, Any] = {"np": np, "learning_rate": learning_rate, "x": x}
-    specs = _step(layers, env)
-    env["y"] = rng.standard_normal(_shape_of(specs, env)).astype(dtype)
-    at = _first("loss", specs)
-    specs = [*specs[:at], *_LOSSES[loss], *specs[at:]]
+    specs = step_lines(layers, loss, env)
+    env["y"] = rng.standard_normal(_shape_of_y_pred(specs, env)).astype(dtype)
     lines = _run(specs, env, measure, seconds)
     size = 512
     rate = _gemm_rate(size, dtype, seconds / 5) if measure else None
     return Explanation(x.shape[0], dtype.name, tuple(lines), rate, size)
 
 
-# (code, operands, matmul, flops) before the names are known: "{n}" is N, the batch size.
-_Spec = tuple[str, str, tuple[str, ...], bool, int]  # phase, code, operands, matmul, flops
-
-_LOSSES: dict[str, list[_Spec]] = {
-    "sse": [
-        ("loss", "loss = np.square(y_pred - y).sum()", ("y_pred", "y"), False, 3),
-        ("backward", "grad_y_pred = 2.0 * (y_pred - y)", ("y_pred", "y"), False, 2),
-    ],
-    "mse": [
-        ("loss", "loss = np.square(y_pred - y).mean()", ("y_pred", "y"), False, 3),
-        ("backward", "grad_y_pred = 2.0 * (y_pred - y) / y.size", ("y_pred", "y"), False, 3),
-    ],
-}
-
-
-def _activation(layer: Module) -> tuple[str, str, int, list[tuple[str, int]]] | None:
-    """suffix, forward line, its FLOPs per element, backward lines; None for a Linear."""
-    if isinstance(layer, ReLU):
-        return "relu", "{o} = np.maximum({a}, 0)", 1, [
-            ("grad_{a} = grad_{o}.copy()", 0), ("grad_{a}[{a} < 0] = 0", 1),
-        ]  # fmt: skip
-    if isinstance(layer, LeakyReLU):
-        slope = repr(layer.negative_slope)
-        return "leaky", f"{{o}} = np.where({{a}} >= 0, {{a}}, {slope} * {{a}})", 2, [
-            ("grad_{a} = grad_{o}.copy()", 0), (f"grad_{{a}}[{{a}} < 0] *= {slope}", 2),
-        ]  # fmt: skip
-    if isinstance(layer, Tanh):
-        return "tanh", "{o} = np.tanh({a})", 1, [("grad_{a} = grad_{o} * (1 - {o} ** 2)", 3)]
-    if isinstance(layer, Sigmoid):
-        return "sigmoid", "{o} = 1 / (1 + np.exp(-{a}))", 4, [
-            ("grad_{a} = grad_{o} * {o} * (1 - {o})", 3),
-        ]  # fmt: skip
-    if isinstance(layer, Linear):
-        return None
-    raise ValueError(
-        "explain knows Linear, ReLU, LeakyReLU, Tanh, Sigmoid and Identity layers, "
-        f"received {type(layer).__name__}"
-    )
-
-
-def _step(layers: list[Module], env: dict[str, Any]) -> list[_Spec]:
-    """The forward, backward and update lines (no loss yet), with the weights put in ``env``."""
-    layers = [layer for layer in layers if not isinstance(layer, Identity)]
-    n_linear = sum(isinstance(layer, Linear) for layer in layers)
-    forward: list[_Spec] = []
-    backward: list[_Spec] = []
-    update: list[_Spec] = []
-    a, i = "x", 0
-    for k, layer in enumerate(layers):
-        last = k == len(layers) - 1
-        act = _activation(layer)
-        if act is None:
-            assert isinstance(layer, Linear)
-            i += 1
-            o = "y_pred" if last else ("h" if n_linear == 2 else f"h{i}")
-            forward.append(_linear_forward(layer, a, o, i, env))
-            backward[:0] = _linear_backward(layer, a, o, i, first=(k == 0))
-            update += _linear_update(layer, i)
-        else:
-            suffix, code, flops, back = act
-            o = "y_pred" if last else f"{a}_{suffix}"
-            forward.append(("forward", code.format(o=o, a=a), (a,), False, flops))
-            backward[:0] = [
-                ("backward", c.format(o=o, a=a), (f"grad_{o}",), False, f) for c, f in back
-            ]
-        a = o
-    if a != "y_pred":  # a network that is only activations ends as it started
-        forward.append(("forward", f"y_pred = {a}", (a,), False, 0))
-    return [*forward, ("loss", "", (), False, 0), *backward, *update]
-
-
-def _linear_forward(layer: Linear, a: str, o: str, i: int, env: dict[str, Any]) -> _Spec:
-    env[f"w{i}"] = layer.weight.data.copy()
-    if layer.bias is None:
-        return ("forward", f"{o} = {a}.dot(w{i})", (a, f"w{i}"), True, 0)
-    env[f"b{i}"] = layer.bias.data.copy()
-    return ("forward", f"{o} = {a}.dot(w{i}) + b{i}", (a, f"w{i}"), True, 1)
-
-
-def _linear_backward(layer: Linear, a: str, o: str, i: int, first: bool) -> list[_Spec]:
-    lines: list[_Spec] = [
-        ("backward", f"grad_w{i} = {a}.T.dot(grad_{o})", (f"{a}.T", f"grad_{o}"), True, 0)
-    ]
-    if layer.bias is not None:
-        lines.append(("backward", f"grad_b{i} = grad_{o}.sum(axis=0)", (f"grad_{o}",), False, 1))
-    if not first:  # the tutorial never computes grad_x
-        lines.append(
-            ("backward", f"grad_{a} = grad_{o}.dot(w{i}.T)", (f"grad_{o}", f"w{i}.T"), True, 0)
-        )
-    return lines
-
-
-def _linear_update(layer: Linear, i: int) -> list[_Spec]:
-    names = [f"w{i}"] + ([] if layer.bias is None else [f"b{i}"])
-    return [("update", f"{p} -= learning_rate * grad_{p}", (f"grad_{p}",), False, 2) for p in names]
-
-
-def _first(phase: str, specs: list[_Spec]) -> int:
-    return next(k for k, spec in enumerate(specs) if spec[0] == phase)
-
-
-def _shape_of(specs: list[_Spec], env: dict[str, Any]) -> tuple[int, ...]:
-    """The shape of y_pred: run the forward lines once."""
-    for _, code, _, _, _ in specs[: _first("loss", specs)]:
+def _shape_of_y_pred(specs: list[Spec], env: dict[str, Any]) -> tuple[int, ...]:
+    """Run the forward lines once; the shape of y_pred."""
+    for _, code, _, _, _ in specs:
+        if code.startswith("loss"):
+            break
         exec(code, env)
     return tuple(env["y_pred"].shape)
 
 
-def _run(specs: list[_Spec], env: dict[str, Any], measure: bool, seconds: float) -> list[Line]:
+def _run(specs: list[Spec], env: dict[str, Any], measure: bool, seconds: float) -> list[Line]:
     """Run each line once in order (recording shapes), then time it if asked."""
     lines = []
     for phase, code, operands, matmul, flops in specs:
-        if not code:
-            continue
         shapes = tuple(tuple(eval(operand, env).shape) for operand in operands)
         compiled = compile(code, "<explain>", "exec")
         exec(compiled, env)
