@@ -45,7 +45,7 @@ def layout(explanation: Explanation) -> tuple[dict[str, Point], list[tuple[str, 
         else:  # a weight's or bias's gradient, under the gradient it is computed from
             column = where[source][0] - 0.5
             taken = sum(1 for x, y in where.values() if y == -1.0 and abs(x - column) < 0.3)
-            where[name] = (column + 0.3 * taken, -1.0)
+            where[name] = (column + 0.6 * taken, -1.0)
         edges.append((source, name, line.code))
     return where, edges
 
@@ -77,10 +77,13 @@ def plot_explanation(explanation: Explanation, path: Path) -> None:
                       arrowprops={"arrowstyle": "->", "color": "0.4", "shrinkA": 24,
                                   "shrinkB": 24})  # fmt: skip
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        label = label.replace("; ", "\n")
+        if y1 == -1.0:  # a weight's gradient: label it beneath its box, clear of its neighbours
+            mx, my, label = x1, y1 - 0.45, label.replace(" = ", " =\n")
         axes.text(mx, my + 0.1, label, ha="center", fontsize=7, family="monospace")
         axes.text(mx, my - 0.14, operands[target], ha="center", fontsize=7, color="0.25")
     axes.set_xlim(-0.6, width - 0.4)
-    axes.set_ylim(-1.4, 1.4)
+    axes.set_ylim(-1.75, 1.4)
     axes.axis("off")
     axes.set_title(
         f"one training step, batch {explanation.batch_size}, {explanation.dtype}: "
