@@ -7,6 +7,10 @@ numpy" tutorial, checked by finite differences and against PyTorch.
 from typing import TYPE_CHECKING, Any
 
 from handprop import init
+
+# Not lazy: the function has its module's name, and a lazy name would lose to the submodule
+# once anything imports handprop.explain. It imports nothing beyond the layers.
+from handprop.explain import Explanation, explain
 from handprop.layers import (
     ACTIVATIONS,
     LAYERS,
@@ -65,6 +69,7 @@ __all__ = [
     "SGD",
     "Adam",
     "Callback",
+    "Explanation",
     "FitOptions",
     "GradientReport",
     "Gradients",
@@ -89,6 +94,7 @@ __all__ = [
     "__version__",
     "activation",
     "check_gradients",
+    "explain",
     "fit",
     "init",
     "load",

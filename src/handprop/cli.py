@@ -15,6 +15,7 @@ from handprop import __version__
 from handprop.arguments import non_negative_float, non_negative_int, positive_int
 from handprop.commands import TrainingFailed
 from handprop.commands.parsers import add_evaluate, add_predict, add_train
+from handprop.explain_cli import add_parser as add_explain
 
 
 def _warmup(args: argparse.Namespace) -> int:
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_evaluate(commands)
     add_predict(commands)
+    add_explain(commands)
     commands.add_parser(
         "bench",
         help="time a training step against the tutorial, PyTorch, JAX and scikit-learn "
