@@ -1,10 +1,6 @@
-"""The command-line commands that use data sets and model files: train, evaluate, predict."""
+"""Checks on the paths a command writes to, made before any work."""
 
 from pathlib import Path
-
-
-class TrainingFailed(RuntimeError):
-    """Training diverged; the message says where and what to try. The CLI exits with 1."""
 
 
 def check_output(option: str, name: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""``handprop train``: load data, standardise it, fit a network, save it, log and plot it."""
+"""``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
 from collections.abc import Callable
 from dataclasses import asdict
@@ -8,7 +8,6 @@ from typing import Any, TextIO
 import numpy as np
 
 from handprop._types import Array
-from handprop.callbacks import JsonlLog, ProgressBar, epoch_record
 from handprop.checkpoint import (
     build_model,
     build_optimizer,
@@ -18,9 +17,11 @@ from handprop.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from handprop.commands import TrainingFailed, check_output
-from handprop.commands.config import TrainConfig
-from handprop.commands.prepared import Prepared, prepare
+from handprop.cli.config import TrainConfig
+from handprop.cli.errors import TrainingFailed
+from handprop.cli.outputs import check_output
+from handprop.cli.prepared import Prepared, prepare
+from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
 from handprop.layers import Sequential, mlp
 from handprop.losses import LOSSES
@@ -238,7 +239,7 @@ def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
 
 
 def _plot(path: Path, history: History, config: TrainConfig) -> None:
-    from handprop.plot import plot_losses
+    from handprop.cli.plot import plot_losses
 
     curves = {"training loss": [log.train_loss for log in history.logs]}
     if any(log.val_loss is not None for log in history.logs):

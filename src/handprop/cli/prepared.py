@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.commands.config import TrainConfig
+from handprop.cli.config import TrainConfig
 from handprop.data import Dataset, Standardizer, load_dataset, train_validation_split
 from handprop.layers import Linear, Sequential
 
@@ -39,7 +39,7 @@ class Prepared:
             "loss": config.loss,
             "feature_names": list(data.feature_names),
             "target_names": list(data.target_names),
-            "classes": None if data.classes is None else [_plain(c) for c in data.classes],
+            "classes": None if data.classes is None else [plain(c) for c in data.classes],
             "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
             "y_scaler": None if self.y_scaler is None else self.y_scaler.to_json(),
             "config": config.to_json(),
@@ -96,6 +96,6 @@ def _scaler(saved: object) -> Standardizer | None:
     return None if saved is None else Standardizer.from_json(saved)  # type: ignore[arg-type]
 
 
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
     """numpy scalars as Python numbers, for JSON."""
     return value.item() if isinstance(value, np.generic) else value

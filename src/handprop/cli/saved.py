@@ -1,0 +1,53 @@
+"""A saved model as ``evaluate`` and ``predict`` use it: its network and what it records.
+
+The model file records what training did to the data (standardisation, class
+names, target columns); both commands apply the same to the data given to them.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handprop._types import Array
+from handprop.checkpoint import load_model
+from handprop.cli.prepared import check_input_width
+from handprop.data import Standardizer
+from handprop.fit import predict
+from handprop.layers import Sequential
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model file's network and what it records about its training data."""
+
+    path: str
+    model: Sequential
+    info: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.info.get("task", "regression"))
+
+    @property
+    def classes(self) -> list[Any] | None:
+        classes = self.info.get("classes")
+        return list(classes) if isinstance(classes, list) else None
+
+    def scaler(self, key: str) -> Standardizer | None:
+        saved = self.info.get(key)
+        return None if saved is None else Standardizer.from_json(saved)
+
+    def outputs(self, x: Array) -> Array:
+        """The network's raw outputs (class scores, or standardised targets) for raw features."""
+        check_input_width(self.model, x.shape[1], self.path, "the data")
+        scaler = self.scaler("x_scaler")
+        x = x if scaler is None else scaler.transform(x)
+        dtype = self.model.parameters()[0].dtype
+        return predict(self.model, np.ascontiguousarray(x, dtype=dtype))
+
+
+def open_model(path: Path) -> SavedModel:
+    model, info = load_model(path)
+    return SavedModel(str(path), model, info)
