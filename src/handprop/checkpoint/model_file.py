@@ -25,6 +25,7 @@ from handprop.checkpoint.files import (
     _serialize,
     write_atomically,
 )
+from handprop.checkpoint.limits import check_architecture_size
 from handprop.layers.activations import activation as activation_layer
 from handprop.layers.sequential import Sequential
 
@@ -131,6 +132,7 @@ def _model_from(path: PathLike, architecture: object, tensors: dict[str, Array])
     """The model ``architecture`` describes, its parameters copied from the checked ``tensors``."""
     try:
         dtype, layers = _checked_architecture(architecture)
+        check_architecture_size(layers)  # before any layer is made
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
     _check_tensors(path, "the architecture", _tensor_specs(dtype, layers), tensors)

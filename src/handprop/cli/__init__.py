@@ -3,7 +3,8 @@
 
 One module per command, each with its parser (``add_parser``) and what runs it (``run``).
 ``main(argv)`` returns the exit code: 0 on success, 1 when a gradient check
-fails or training diverges, 2 for bad input (one line on stderr, no traceback).
+fails or training diverges, 2 for bad input (one line on stderr, no traceback),
+130 for Ctrl-C (one line: what was saved, how to go on).
 """
 
 import argparse
@@ -13,7 +14,7 @@ from typing import NoReturn
 
 from handprop import __version__
 from handprop.cli import bench, evaluate, gradcheck, predict, train, warmup
-from handprop.cli.errors import TrainingFailed
+from handprop.cli.errors import Interrupted, TrainingFailed
 
 __all__ = ["build_parser", "main"]
 
@@ -53,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingFailed as error:
         print(f"handprop: {error}", file=sys.stderr)
         return 1
+    except Interrupted as error:
+        print(f"handprop: {error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("handprop: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError) as error:
         print(f"handprop: error: {error}", file=sys.stderr)
         return 2

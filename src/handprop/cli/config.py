@@ -4,15 +4,19 @@ checkpoint when resuming (then only the settings that cannot change the arithmet
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from handprop.data import DATASET_TASKS
+from handprop.layers import ACTIVATIONS
+from handprop.losses import LOSSES
 
+#: Where a run writes. Only the command line names them: a checkpoint's config never
+#: does, so a checkpoint handed to a user cannot make a resumed run overwrite their files.
+OUTPUTS = frozenset({"out", "checkpoint", "checkpoint_every", "log", "plot"})
 #: What a resumed run may change: where things go, and how far it trains.
-RESUMABLE = frozenset(
-    {"data", "epochs", "out", "checkpoint", "checkpoint_every", "log", "plot", "quiet"}
-)
+RESUMABLE = frozenset({"data", "epochs", "quiet"} | OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,9 @@ class TrainConfig:
     quiet: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "hidden": list(self.hidden)}
+        """The settings a model file records: everything but where this run writes."""
+        saved = {k: v for k, v in asdict(self).items() if k not in OUTPUTS}
+        return {**saved, "hidden": list(self.hidden)}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -71,11 +77,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def resumed_config(saved: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
-    """The checkpoint's settings, with the command line's changes to what may change."""
-    names = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in saved.items() if k in names})
-    config = replace(config, hidden=tuple(config.hidden))
+def resumed_config(source: str, saved: object, args: argparse.Namespace) -> TrainConfig:
+    """The checkpoint's settings, with the command line's changes to what may change.
+
+    Outputs (``--out``, ``--checkpoint``, ``--log``, ``--plot``) come from the command line
+    alone; every saved setting is checked first (ValueError naming ``source`` and the field).
+    """
+    config = saved_config(source, saved)
     changes = _given(args)
     refused = sorted(
         name for name in changes if name not in RESUMABLE and changes[name] != getattr(config, name)
@@ -89,6 +97,71 @@ def resumed_config(saved: dict[str, Any], args: argparse.Namespace) -> TrainConf
     config = replace(config, **{k: v for k, v in changes.items() if k in RESUMABLE})
     _check(config)
     return config
+
+
+def saved_config(source: str, saved: object) -> TrainConfig:
+    """The settings a checkpoint's ``config`` holds, each checked; outputs are left unset."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("data"), str):
+        raise ValueError(f"{source} was not written by handprop train --checkpoint")
+    names = {f.name for f in fields(TrainConfig)} - OUTPUTS
+    kept = {k: v for k, v in saved.items() if k in names}
+    for name, value in kept.items():
+        valid, expected = _SAVED_FIELDS[name]
+        if not valid(value):
+            raise ValueError(
+                f"{source}: saved setting {name} must be {expected}, received {value!r:.80}"
+            )
+    kept["hidden"] = tuple(kept.get("hidden", TrainConfig.hidden))
+    return TrainConfig(**kept)
+
+
+def _integer(low: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(low: float, high: float = math.inf) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int | float) and not isinstance(v, bool) and low <= v < high
+
+
+def _one_of(*choices: object) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, str | bool) and v in choices
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _widths(value: object) -> bool:
+    return isinstance(value, list) and all(_integer(1)(v) for v in value)
+
+
+_SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "data": (lambda v: isinstance(v, str), "a string"),
+    "target": (_optional(lambda v: isinstance(v, str)), "a string or null"),
+    "task": (_one_of("regression", "classification"), "regression or classification"),
+    "hidden": (_widths, "a list of positive integers"),
+    "activation": (_one_of(*ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
+    "bias": (_one_of(True, False), "true or false"),
+    "loss": (_one_of(*LOSSES), f"one of {', '.join(LOSSES)}"),
+    "optimizer": (_one_of("adam", "sgd"), "adam or sgd"),
+    "lr": (_number(0), "a finite number > 0"),
+    "momentum": (_number(0), "a finite number >= 0"),
+    "weight_decay": (_number(0), "a finite number >= 0"),
+    "batch_size": (_integer(1), "an integer >= 1"),
+    "epochs": (_integer(0), "an integer >= 0"),
+    "seed": (_integer(0), "an integer >= 0"),
+    "validation_fraction": (_number(0, 1), "a number in [0, 1)"),
+    "patience": (_optional(_integer(1)), "null or an integer >= 1"),
+    "schedule": (_one_of("none", "step", "cosine"), "none, step or cosine"),
+    "step_size": (_integer(1), "an integer >= 1"),
+    "gamma": (_number(0), "a finite number >= 0"),
+    "clip_norm": (_optional(_number(0)), "null or a finite number >= 0"),
+    "on_divergence": (_one_of("stop", "rollback"), "stop or rollback"),
+    "drop_nonfinite": (_one_of(True, False), "true or false"),
+    "standardize": (_one_of(True, False), "true or false"),
+    "dtype": (_one_of("float64", "float32"), "float64 or float32"),
+    "quiet": (_one_of(True, False), "true or false"),
+}
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,3 +3,7 @@
 
 class TrainingFailed(RuntimeError):
     """Training diverged; the message says where and what to try. The CLI exits with 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the message says what was saved and how to go on. Exit 130."""

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -42,19 +43,32 @@ def evaluate(saved: "SavedModel", data: str, target: str | None, as_json: bool, 
     from handprop.data import load_dataset
 
     dataset = load_dataset(data, target=_target(saved, data, target), task=saved.task)
-    outputs = saved.outputs(dataset.x)
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()
     if saved.classes is not None:
-        labels = _model_labels(saved, dataset)
-        scores = {"accuracy": accuracy(outputs, labels), "loss": loss_fn.forward(outputs, labels)}
+        scores = _classification_scores(saved, dataset.x, _model_labels(saved, dataset), loss_fn)
     else:
+        outputs = saved.outputs(dataset.x)
         scores = _regression_scores(saved, outputs, dataset.y.astype(outputs.dtype), loss_fn)
     scores["n"] = len(dataset)
-    if as_json:
-        out.write(json.dumps(scores) + "\n")
+    if as_json:  # JSON has no NaN or Infinity: null stands for a score that is not finite
+        finite = {k: v if math.isfinite(v) else None for k, v in scores.items()}
+        out.write(json.dumps(finite, allow_nan=False) + "\n")
     else:
         out.write("".join(f"{name}: {value:.6g}\n" for name, value in scores.items()))
     return 0
+
+
+def _classification_scores(
+    saved: "SavedModel", x: Array, labels: Array, loss_fn: Any
+) -> dict[str, Any]:
+    """Accuracy and mean loss, batch by batch: memory grows with the batch, not the data."""
+    correct, losses = 0, []
+    for start, scores in saved.output_batches(x):
+        batch = labels[start : start + len(scores)]
+        correct += round(accuracy(scores, batch) * len(batch))
+        losses.append((loss_fn.forward(scores, batch), len(batch)))
+    loss = losses[0][0] if len(losses) == 1 else sum(m * n for m, n in losses) / len(labels)
+    return {"accuracy": correct / len(labels), "loss": loss}
 
 
 def _regression_scores(

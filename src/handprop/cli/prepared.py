@@ -7,7 +7,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
-from handprop.data import Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
 from handprop.layers import Linear, Sequential
 
 
@@ -85,11 +85,23 @@ def check_input_width(model: Sequential, width: int, model_source: str, data_sou
 def _arrays(
     data: Dataset, x_scaler: Standardizer | None, y_scaler: Standardizer | None, dtype: str
 ) -> tuple[Array, Array]:
-    x = data.x if x_scaler is None else x_scaler.transform(data.x)
-    if data.classes is not None:
-        return np.ascontiguousarray(x, dtype=dtype), data.y
-    y = data.y if y_scaler is None else y_scaler.transform(data.y)
-    return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
+    with np.errstate(over="ignore"):  # checked below, with a message that says what happened
+        x = data.x if x_scaler is None else x_scaler.transform(data.x)
+        x = _finite(np.ascontiguousarray(x, dtype=dtype), "inputs", dtype, data.source)
+        if data.classes is not None:
+            return x, data.y
+        y = data.y if y_scaler is None else y_scaler.transform(data.y)
+        return x, _finite(np.ascontiguousarray(y, dtype=dtype), "targets", dtype, data.source)
+
+
+def _finite(a: Array, what: str, dtype: str, source: str) -> Array:
+    """``a``, unless standardising or converting to ``dtype`` overflowed to infinity."""
+    if not np.isfinite(a).all():
+        raise DataError(
+            f"the {what} of {source} overflow {dtype} once standardised with the training "
+            "statistics (values near the float64 limit?): rescale the data, or use float64"
+        )
+    return a
 
 
 def _scaler(saved: object) -> Standardizer | None:

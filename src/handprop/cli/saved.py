@@ -4,6 +4,7 @@ The model file records what training did to the data (standardisation, class
 names, target columns); both commands apply the same to the data given to them.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.checkpoint import load_model
+from handprop.checkpoint.limits import BATCH
+from handprop.cli.metadata import check_finite_weights, check_model_info
 from handprop.cli.prepared import check_input_width
 from handprop.data import Standardizer
 from handprop.fit import predict
@@ -41,13 +44,30 @@ class SavedModel:
 
     def outputs(self, x: Array) -> Array:
         """The network's raw outputs (class scores, or standardised targets) for raw features."""
+        return predict(self.model, self.inputs(x), batch_size=BATCH)
+
+    def output_batches(self, x: Array) -> Iterator[tuple[int, Array]]:
+        """``(start, outputs)`` for each batch of BATCH rows of raw features ``x``.
+
+        Memory grows with the batch, not with ``x``; each ``outputs`` is the model's own
+        buffer, valid until the next batch.
+        """
+        check_input_width(self.model, x.shape[1], self.path, "the data")
+        for start in range(0, len(x), BATCH):
+            yield start, self.model.forward(self.inputs(x[start : start + BATCH]))
+
+    def inputs(self, x: Array) -> Array:
+        """Raw features as the network takes them: standardised, in its dtype."""
         check_input_width(self.model, x.shape[1], self.path, "the data")
         scaler = self.scaler("x_scaler")
         x = x if scaler is None else scaler.transform(x)
         dtype = self.model.parameters()[0].dtype
-        return predict(self.model, np.ascontiguousarray(x, dtype=dtype))
+        return np.ascontiguousarray(x, dtype=dtype)
 
 
 def open_model(path: Path) -> SavedModel:
+    """The model file at ``path``, every field of its metadata checked, its weights finite."""
     model, info = load_model(path)
+    check_finite_weights(str(path), model)
+    check_model_info(str(path), model, info)
     return SavedModel(str(path), model, info)

@@ -116,13 +116,12 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from handprop.checkpoint import load_model
     from handprop.cli.config import config_from_args, resumed_config
-    from handprop.cli.training import train
+    from handprop.cli.training import check_outputs, output_paths, train
 
     if args.resume is None:
         config = config_from_args(args)
-    else:
+    else:  # outputs checked against the inputs before the checkpoint is read
+        check_outputs(output_paths(args), args.data, args.resume)
         _, info = load_model(args.resume)
-        if not isinstance(info.get("config"), dict) or "data" not in info["config"]:
-            raise ValueError(f"{args.resume} was not written by handprop train --checkpoint")
-        config = resumed_config(info["config"], args)
+        config = resumed_config(str(args.resume), info.get("config"), args)
     return train(config, args.resume, sys.stdout)

@@ -1,5 +1,6 @@
 """``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,9 +18,12 @@ from handprop.checkpoint import (
     save_checkpoint,
     save_model,
 )
+from handprop.checkpoint.limits import check_architecture_size
 from handprop.cli.config import TrainConfig
-from handprop.cli.errors import TrainingFailed
-from handprop.cli.outputs import check_output
+from handprop.cli.errors import Interrupted, TrainingFailed
+from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
+from handprop.cli.outputs import check_distinct, check_output, data_file
+from handprop.cli.plot import check_plot
 from handprop.cli.prepared import Prepared, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
@@ -31,7 +35,8 @@ from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     """Run one training job; returns the exit code (1 if training diverged)."""
-    _check_outputs(config)  # before any work: a typo in --out must not cost a training run
+    # before any work: a typo in --out must not cost a training run, nor --out eat --data
+    check_outputs(output_paths(config), config.data, resume)
     if resume is None:
         prepared = prepare(config, None)
         model = _network(config, prepared)
@@ -39,13 +44,21 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
     else:
         model, info, optimizer_state = load_checkpoint(resume)
+        source = str(resume)
+        check_finite_weights(source, model)
+        check_model_info(source, model, info)
+        check_resume_info(source, info, optimizer_state.config.get("scalars"))
+        check_architecture_size(model_config(model)["layers"], config.batch_size)
         prepared = prepare(config, info)
-        prepared.check_width(model, str(resume))
+        prepared.check_width(model, source)
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
-        state.best_parameters = _load_best(resume, state)
+        state.best_parameters = _load_best(resume, state, model)
     job = _Job(config, prepared, model, optimizer, rng)
-    history = job.run(state)
+    try:
+        history = job.run(state)
+    except KeyboardInterrupt:
+        raise Interrupted(job.interrupted_message(state)) from None
     return job.finish(history, out)
 
 
@@ -62,6 +75,21 @@ class _Job:
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
         self.loss_fn = LOSSES[config.loss]()
+        self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
+
+    def interrupted_message(self, state: TrainingState) -> str:
+        """What Ctrl-C left behind, and how to go on."""
+        checkpoint = self.config.checkpoint
+        if checkpoint is None or self.saved_epoch is None:
+            return (
+                f"interrupted after {state.epoch} epochs; nothing was saved (--checkpoint PATH "
+                "--checkpoint-every K saves a run that can be resumed)"
+            )
+        return (
+            f"interrupted after {state.epoch} epochs; {checkpoint} holds epoch "
+            f"{self.saved_epoch}: go on with handprop train --resume {checkpoint} "
+            f"--checkpoint {checkpoint} --checkpoint-every {self.config.checkpoint_every}"
+        )
 
     def run(self, state: TrainingState) -> History:
         config, prepared = self.config, self.prepared
@@ -122,6 +150,7 @@ class _Job:
                 parameter.data[...] = array
             save_model(_best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
+        self.saved_epoch = state.epoch
 
 
 class _Checkpointer(Callback):
@@ -170,21 +199,53 @@ def _state_json(state: TrainingState) -> dict[str, Any]:
     return fields
 
 
-def _check_outputs(config: TrainConfig) -> None:
-    """Refuse an output path whose folder does not exist, or that is a folder itself."""
-    for option, name in (("--out", config.out), ("--checkpoint", config.checkpoint),
-                         ("--plot", config.plot), ("--log", config.log)):  # fmt: skip
-        if name is not None:
-            check_output(option, name)
-    sidecars = (
-        ("--out", config.out, _diverged_path),
-        ("--checkpoint", config.checkpoint, _best_path),
-    )
-    for option, name, sidecar in sidecars:  # written beside them: OUT.diverged, CHECKPOINT.best
-        if name is not None and sidecar(name).is_dir():
+def output_paths(settings: TrainConfig | Namespace) -> dict[str, str | Path | None]:
+    """What a run writes, by option: its outputs and the files it writes beside them."""
+    out, checkpoint = settings.out, settings.checkpoint
+    return {
+        "--out": out,
+        "--checkpoint": checkpoint,
+        "--log": settings.log,
+        "--plot": settings.plot,
+        "--out's OUT.diverged": None if out is None else _diverged_path(out),
+        "--checkpoint's CHECKPOINT.best": None if checkpoint is None else _best_path(checkpoint),
+    }
+
+
+def check_outputs(
+    outputs: dict[str, str | Path | None], data: str | None, resume: Path | None
+) -> None:
+    """Refuse, before any work, an output that cannot be written or would destroy a file.
+
+    Each output's folder must exist and take files; no output may be the --data file,
+    the --resume checkpoint or another output (a run may go on writing the checkpoint
+    it resumed from: --checkpoint equal to --resume, and its .best, are allowed).
+    """
+    for option in ("--out", "--checkpoint", "--log", "--plot"):
+        if outputs[option] is not None:
+            check_output(option, outputs[option])  # type: ignore[arg-type]
+    for option, sidecar in _SIDECARS:  # written beside them: OUT.diverged, CHECKPOINT.best
+        path = outputs[sidecar]
+        if path is not None and Path(path).is_dir():
             raise ValueError(
-                f"{option} {name}: {sidecar(name)} is a folder, and handprop writes a file there"
+                f"{option} {outputs[option]}: {path} is a folder, and handprop writes a file there"
             )
+    if outputs["--plot"] is not None:
+        check_plot("--plot", outputs["--plot"])
+    best = None if resume is None else _best_path(resume)
+    check_distinct(
+        outputs,
+        {"--data": data_file(data), "--resume": resume, "--resume's CHECKPOINT.best": best},
+        allowed=_CONTINUED,
+    )
+
+
+_SIDECARS = (("--out", "--out's OUT.diverged"), ("--checkpoint", "--checkpoint's CHECKPOINT.best"))
+#: A run may go on writing the checkpoint it resumed from (and its best weights).
+_CONTINUED = (
+    ("--checkpoint", "--resume"),
+    ("--checkpoint's CHECKPOINT.best", "--resume's CHECKPOINT.best"),
+)
 
 
 def _diverged_path(out: str | Path) -> Path:
@@ -197,18 +258,32 @@ def _best_path(checkpoint: str | Path) -> Path:
     return path.with_name(path.name + ".best")
 
 
-def _load_best(checkpoint: Path, state: TrainingState) -> list[Array] | None:
-    """Early stopping's best weights so far, saved beside the checkpoint."""
+def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> list[Array] | None:
+    """Early stopping's best weights so far, saved beside the checkpoint.
+
+    They must have the model's shapes and dtypes (numpy would broadcast other shapes into
+    the weights), and be finite.
+    """
     if state.best_epoch is None:
         return None
     path = _best_path(checkpoint)
     if not path.exists():
         raise ValueError(f"{path} is missing: it holds the best weights that {checkpoint} needs")
     best, _ = load_model(path)
+    check_finite_weights(str(path), best)
+    expected = [(name, p.shape, p.dtype) for name, p in model.named_parameters()]
+    found = [(name, p.shape, p.dtype) for name, p in best.named_parameters()]
+    if found != expected:
+        raise ValueError(
+            f"{path} does not hold the weights of {checkpoint}'s network (another run's? "
+            f"shapes {[s for _, s, _ in found]} vs {[s for _, s, _ in expected]}, dtypes "
+            f"{found[0][2] if found else None} vs {expected[0][2] if expected else None})"
+        )
     return [p.data.copy() for p in best.parameters()]
 
 
 def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
+    """The checkpoint's TrainingState and generator (checked by check_resume_info)."""
     saved = dict(info["state"])
     saved["logs"] = [EpochLog(**log) for log in saved["logs"]]
     if saved["best_metric"] is None:
@@ -239,7 +314,7 @@ def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
 
 
 def _plot(path: Path, history: History, config: TrainConfig) -> None:
-    from handprop.cli.plot import plot_losses
+    from handprop.cli.plot import plot_losses  # imports matplotlib
 
     curves = {"training loss": [log.train_loss for log in history.logs]}
     if any(log.val_loss is not None for log in history.logs):

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from handprop.cli.arguments import non_negative_float, non_negative_int, positive_int
+from handprop.cli.outputs import check_distinct
+from handprop.cli.plot import check_plot
 
 
 def add_parser(commands: Any) -> None:
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from handprop.warmup import WarmupConfig, run_warmup
 
     config = WarmupConfig(steps=args.steps, lr=args.lr, seed=args.seed, dtype=args.dtype)
+    check_distinct({"--log": args.log, "--plot": args.plot}, {})
+    if args.plot is not None:  # before the run: a wrong extension must not cost one
+        check_plot("--plot", args.plot)
     last = config.steps - 1
     log = None if args.log is None else args.log.open("w", encoding="utf-8")
 

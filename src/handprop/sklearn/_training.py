@@ -9,6 +9,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -100,6 +101,7 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
             f"{owner} hidden_layer_sizes must be a positive integer or a sequence of them, "
             f"e.g. (100,) or (64, 32); received {params['hidden_layer_sizes']!r}"
         )
+    _check_size(owner, tuple(int(h) for h in hidden))
     rate = params["learning_rate"]
     if not _is_real(rate) or not 0 < rate < math.inf:
         raise ValueError(f"{owner} learning_rate must be a finite number > 0, received {rate!r}")
@@ -125,6 +127,25 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
         validation_fraction=float(fraction),
         dtype=None if dtype is None else float_dtype(dtype),
     )
+
+
+def _check_size(owner: str, hidden: tuple[int, ...]) -> None:
+    """Refuse a network beyond handprop.checkpoint.limits before anything is allocated.
+
+    Per row, each hidden layer keeps its output and its activation's; between hidden
+    layers the weights hold h_i * h_(i+1) values. (The input width is not known yet.)
+    """
+    from handprop.checkpoint.limits import MAX_LAYERS, MAX_WORK_VALUES
+
+    layers = 2 * len(hidden) + 1
+    weights = sum(a * b for a, b in pairwise(hidden))
+    per_row = 2 * sum(hidden)
+    if layers > MAX_LAYERS or weights > MAX_WORK_VALUES or per_row > MAX_WORK_VALUES:
+        raise ValueError(
+            f"{owner} hidden_layer_sizes={hidden!r:.80} is beyond what handprop builds: at "
+            f"most {MAX_LAYERS} layers, {MAX_WORK_VALUES} weights between hidden layers and "
+            f"{MAX_WORK_VALUES} work values per row"
+        )
 
 
 def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
