@@ -44,11 +44,13 @@ def evaluate(saved: "SavedModel", data: str, target: str | None, as_json: bool, 
 
     dataset = load_dataset(data, target=_target(saved, data, target), task=saved.task)
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()
-    if saved.classes is not None:
-        scores = _classification_scores(saved, dataset.x, _model_labels(saved, dataset), loss_fn)
-    else:
-        outputs = saved.outputs(dataset.x)
-        scores = _regression_scores(saved, outputs, dataset.y.astype(outputs.dtype), loss_fn)
+    with np.errstate(over="ignore", invalid="ignore"):  # a score that overflows is reported
+        if saved.classes is not None:
+            labels = _model_labels(saved, dataset)
+            scores = _classification_scores(saved, dataset.x, labels, loss_fn)
+        else:
+            outputs = saved.outputs(dataset.x)
+            scores = _regression_scores(saved, outputs, dataset.y.astype(outputs.dtype), loss_fn)
     scores["n"] = len(dataset)
     if as_json:  # JSON has no NaN or Infinity: null stands for a score that is not finite
         finite = {k: v if math.isfinite(v) else None for k, v in scores.items()}

@@ -61,7 +61,8 @@ def predict_file(saved: "SavedModel", data: str, output: Path, proba: bool) -> i
     x = load_features(data, names if isinstance(names, list) else None)
     tables = (_prediction_table(saved, start, scores, proba) for start, scores in
               saved.output_batches(x))  # fmt: skip
-    write_atomically(output, _encoded(tables, len(x), output.suffix))
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs are refused
+        write_atomically(output, _encoded(tables, len(x), output.suffix))
     return 0
 
 

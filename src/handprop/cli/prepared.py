@@ -1,5 +1,6 @@
 """The data of a training job, split and standardised, and what a model file records about it."""
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,18 @@ class Prepared:
             "y_scaler": None if self.y_scaler is None else self.y_scaler.to_json(),
             "config": config.to_json(),
         }
+
+    def validation_digest(self) -> str:
+        """A SHA-256 of the validation rows as the model sees them; a checkpoint records it.
+
+        A resumed run whose digest differs would train on other rows, or on validation
+        rows (another seed or validation fraction, another --data).
+        """
+        digest = hashlib.sha256()
+        for array in self.validation or ():
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def check_width(self, model: Sequential, source: str) -> None:
         check_input_width(model, self.train_x.shape[1], source, self.dataset.source)

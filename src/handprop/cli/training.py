@@ -51,6 +51,7 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
         check_architecture_size(model_config(model)["layers"], config.batch_size)
         prepared = prepare(config, info)
         prepared.check_width(model, source)
+        _check_same_split(source, info, prepared)
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
         state.best_parameters = _load_best(resume, state, model)
@@ -143,6 +144,7 @@ class _Job:
             **self.prepared.metadata(self.config),
             "state": _state_json(state),
             "rng": self.rng.bit_generator.state,
+            "validation_digest": self.prepared.validation_digest(),
         }
         if state.best_parameters is not None:  # early stopping's best weights, beside it
             best = build_model(model_config(self.model))
@@ -280,6 +282,16 @@ def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> lis
             f"{found[0][2] if found else None} vs {expected[0][2] if expected else None})"
         )
     return [p.data.copy() for p in best.parameters()]
+
+
+def _check_same_split(source: str, info: dict[str, Any], prepared: Prepared) -> None:
+    """The resumed run must hold out the validation rows the checkpoint's run held out."""
+    saved = info.get("validation_digest")
+    if saved is not None and saved != prepared.validation_digest():
+        raise ValueError(
+            f"{source}: the validation rows differ from those of the run that wrote it (its "
+            "seed, validation fraction or data changed), so resuming would train on them"
+        )
 
 
 def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
