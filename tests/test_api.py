@@ -148,7 +148,8 @@ def test_warmup_path_imports_only_what_a_step_needs() -> None:
     # Start-up time counts against `handprop warmup` (issue 5): gradcheck, the data and
     # file commands load on first use, not on `import handprop`.
     late = ["handprop.gradcheck", "handprop.data", "handprop.checkpoint",
-            "handprop.cli.training", "handprop.cli.saved", "handprop.sklearn"]  # fmt: skip
+            "handprop.cli.training", "handprop.cli.saved",
+            "handprop.cli.config", "handprop.cli.metadata", "handprop.sklearn"]  # fmt: skip
     code = f"import sys, handprop, handprop.cli; print([m for m in {late} if m in sys.modules])"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

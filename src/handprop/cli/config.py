@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from handprop.cli.metadata import is_finite_number, is_integer
 from handprop.data import DATASET_TASKS
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
@@ -116,11 +117,11 @@ def saved_config(source: str, saved: object) -> TrainConfig:
 
 
 def _integer(low: int) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+    return lambda v: is_integer(v) and v >= low
 
 
 def _number(low: float, high: float = math.inf) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, int | float) and not isinstance(v, bool) and low <= v < high
+    return lambda v: is_finite_number(v) and low <= v < high
 
 
 def _one_of(*choices: object) -> Callable[[object], bool]:

@@ -9,7 +9,7 @@ ValueError of one line that names the file and the field (exit code 2), never a 
 import math
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -125,7 +125,7 @@ def check_resume_info(source: str, info: Mapping[str, Any], scalars: object) -> 
     if not isinstance(scalars, Mapping):
         raise ValueError(f"{source}: optimizer scalars must be an object")
     t = scalars.get("t", 0)
-    if not _integer(t) or not 0 <= t <= MAX_OPTIMIZER_STEPS:
+    if not is_integer(t) or not 0 <= t <= MAX_OPTIMIZER_STEPS:
         raise ValueError(
             f"{source}: optimizer step count t must be an integer in [0, 2**53], received {t!r:.40}"
         )
@@ -154,17 +154,17 @@ def _check_state(source: str, state: Mapping[str, Any]) -> None:
     if unknown or missing:
         raise ValueError(f"{where}: unexpected {unknown} or missing {missing} fields")
     for key in ("epoch", "step", "rollbacks"):
-        if not _integer(state[key]) or state[key] < 0:
+        if not is_integer(state[key]) or state[key] < 0:
             raise ValueError(f"{where} {key} must be an integer >= 0, received {state[key]!r:.40}")
     if state.get("best_parameters") is not None:
         raise ValueError(f"{where}: best_parameters must be null (they live in CHECKPOINT.best)")
-    if not _finite(state["lr_scale"]) or state["lr_scale"] <= 0:
+    if not is_finite_number(state["lr_scale"]) or state["lr_scale"] <= 0:
         raise ValueError(f"{where} lr_scale must be a finite number > 0")
     base_lr = state.get("base_lr")
-    if base_lr is not None and (not _finite(base_lr) or base_lr <= 0):
+    if base_lr is not None and (not is_finite_number(base_lr) or base_lr <= 0):
         raise ValueError(f"{where} base_lr must be null or a finite number > 0")
     best = state["best_epoch"]
-    if best is not None and (not _integer(best) or not 1 <= best <= state["epoch"]):
+    if best is not None and (not is_integer(best) or not 1 <= best <= state["epoch"]):
         raise ValueError(f"{where} best_epoch must be null or in [1, epoch], received {best!r:.40}")
     for key in ("best_metric", "best_loss"):
         if state[key] is not None and not isinstance(state[key], int | float):
@@ -179,7 +179,7 @@ def _check_state(source: str, state: Mapping[str, Any]) -> None:
 def _check_log(where: str, log: object) -> None:
     if not isinstance(log, Mapping) or set(log) != _LOG_FIELDS:
         raise ValueError(f"{where}: each log must have exactly {sorted(_LOG_FIELDS)}")
-    if not _integer(log["epoch"]) or log["epoch"] < 1:
+    if not is_integer(log["epoch"]) or log["epoch"] < 1:
         raise ValueError(f"{where}: a log's epoch must be an integer >= 1")
     for key in _LOG_FIELDS - {"epoch"}:
         value = log[key]
@@ -187,9 +187,11 @@ def _check_log(where: str, log: object) -> None:
             raise ValueError(f"{where}: a log's {key} must be a number or null")
 
 
-def _integer(value: object) -> bool:
+def is_integer(value: object) -> TypeGuard[int]:
+    """A JSON integer (not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _finite(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[float]:
+    """A finite JSON number (not a boolean)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
