@@ -67,5 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as error:  # e.g. a --log or --plot path in a folder that does not exist
-        print(f"handprop: error: {error.strerror or error}: {error.filename}", file=sys.stderr)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"handprop: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
