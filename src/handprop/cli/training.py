@@ -1,5 +1,6 @@
 """``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
+import os
 from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import asdict
@@ -76,19 +77,24 @@ class _Job:
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
         self.loss_fn = LOSSES[config.loss]()
-        self.saved_epoch: int | None = None  # the epoch of the last checkpoint written
+        # The last checkpoint this run wrote: its epoch and its file's identity.
+        self.saved_epoch: int | None = None
+        self.saved_file = self._checkpoint_file()  # before the run: another run's, or none
 
     def interrupted_message(self, state: TrainingState) -> str:
         """What Ctrl-C left behind, and how to go on."""
-        checkpoint = self.config.checkpoint
-        if checkpoint is None or self.saved_epoch is None:
+        checkpoint, saved = self.config.checkpoint, self.saved_epoch
+        now = self._checkpoint_file()
+        if now is not None and now != self.saved_file:  # Ctrl-C right after a save's rename
+            saved = state.epoch
+        if checkpoint is None or saved is None:
             return (
                 f"interrupted after {state.epoch} epochs; nothing was saved (--checkpoint PATH "
                 "--checkpoint-every K saves a run that can be resumed)"
             )
         return (
             f"interrupted after {state.epoch} epochs; {checkpoint} holds epoch "
-            f"{self.saved_epoch}: go on with handprop train --resume {checkpoint} "
+            f"{saved}: go on with handprop train --resume {checkpoint} "
             f"--checkpoint {checkpoint} --checkpoint-every {self.config.checkpoint_every}"
         )
 
@@ -152,7 +158,15 @@ class _Job:
                 parameter.data[...] = array
             save_model(_best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
-        self.saved_epoch = state.epoch
+        self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
+
+    def _checkpoint_file(self) -> tuple[int, int] | None:
+        """The checkpoint file's inode and modification time, or None if there is none."""
+        try:
+            found = os.stat(self.config.checkpoint or "")
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns
 
 
 class _Checkpointer(Callback):
