@@ -203,6 +203,16 @@ def test_an_architecture_beyond_sane_bounds_is_refused_before_allocating(
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_train_refuses_a_network_beyond_the_bounds_before_allocating_it(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.st"
+    # 10**12 weights (8 TB) between the two hidden layers
+    refused(train(data, "--hidden", "1000000,1000000", "--out", out), capsys, "parameters")
+    refused(train(data, "--hidden", ",".join(["4"] * 600), "--out", out), capsys, "layers")
+    assert not out.exists()
+
+
 def _set(key: str, value: object) -> Callable[[dict[str, Any], dict[str, np.ndarray]], None]:
     def change(info: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
         info[key] = value

@@ -132,10 +132,13 @@ def _model_from(path: PathLike, architecture: object, tensors: dict[str, Array])
     """The model ``architecture`` describes, its parameters copied from the checked ``tensors``."""
     try:
         dtype, layers = _checked_architecture(architecture)
-        check_architecture_size(layers)  # before any layer is made
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
     _check_tensors(path, "the architecture", _tensor_specs(dtype, layers), tensors)
+    try:  # the tensors bound the Linear layers; this, the rest, before any layer is made
+        check_architecture_size(layers)
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None
     model = Sequential(*(_make_layer(layer, dtype) for layer in layers))
     for name, parameter in model.named_parameters():
         parameter.data[...] = _from_file(tensors[name])

@@ -19,7 +19,7 @@ from handprop.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from handprop.checkpoint.limits import check_architecture_size
+from handprop.checkpoint.limits import check_architecture_size, mlp_layers
 from handprop.cli.config import TrainConfig
 from handprop.cli.errors import Interrupted, TrainingFailed
 from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
@@ -179,6 +179,8 @@ class _Checkpointer(Callback):
 
 
 def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
+    d_in, d_out = prepared.train_x.shape[1], prepared.d_out
+    check_architecture_size(mlp_layers(d_in, config.hidden, d_out), config.batch_size)
     return mlp(
         prepared.train_x.shape[1], config.hidden, prepared.d_out, activation=config.activation,
         bias=config.bias, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype,

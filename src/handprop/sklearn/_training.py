@@ -9,7 +9,6 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import pairwise
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -101,7 +100,6 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
             f"{owner} hidden_layer_sizes must be a positive integer or a sequence of them, "
             f"e.g. (100,) or (64, 32); received {params['hidden_layer_sizes']!r}"
         )
-    _check_size(owner, tuple(int(h) for h in hidden))
     rate = params["learning_rate"]
     if not _is_real(rate) or not 0 < rate < math.inf:
         raise ValueError(f"{owner} learning_rate must be a finite number > 0, received {rate!r}")
@@ -110,6 +108,7 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
         raise ValueError(
             f"{owner} batch_size must be 'auto' (200) or an integer >= 1, received {batch_size!r}"
         )
+    _check_size(owner, tuple(int(h) for h in hidden), 200 if batch_size == "auto" else batch_size)
     fraction = params["validation_fraction"]
     if params["early_stopping"] and not (_is_real(fraction) and 0 < fraction < 1):
         raise ValueError(
@@ -129,23 +128,17 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
     )
 
 
-def _check_size(owner: str, hidden: tuple[int, ...]) -> None:
+def _check_size(owner: str, hidden: tuple[int, ...], batch_size: int) -> None:
     """Refuse a network beyond handprop.checkpoint.limits before anything is allocated.
 
-    Per row, each hidden layer keeps its output and its activation's; between hidden
-    layers the weights hold h_i * h_(i+1) values. (The input width is not known yet.)
+    The input and output widths are not known yet: 1 stands for them.
     """
-    from handprop.checkpoint.limits import MAX_LAYERS, MAX_WORK_VALUES
+    from handprop.checkpoint.limits import check_architecture_size, mlp_layers
 
-    layers = 2 * len(hidden) + 1
-    weights = sum(a * b for a, b in pairwise(hidden))
-    per_row = 2 * sum(hidden)
-    if layers > MAX_LAYERS or weights > MAX_WORK_VALUES or per_row > MAX_WORK_VALUES:
-        raise ValueError(
-            f"{owner} hidden_layer_sizes={hidden!r:.80} is beyond what handprop builds: at "
-            f"most {MAX_LAYERS} layers, {MAX_WORK_VALUES} weights between hidden layers and "
-            f"{MAX_WORK_VALUES} work values per row"
-        )
+    try:
+        check_architecture_size(mlp_layers(1, hidden, 1), batch_size)
+    except ValueError as error:
+        raise ValueError(f"{owner} hidden_layer_sizes={hidden!r:.80}: {error}") from None
 
 
 def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
