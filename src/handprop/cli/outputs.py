@@ -9,6 +9,9 @@ import os
 import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
+
+from handprop.cli.plot import check_plot
 
 #: The extensions of a data file; other --data values name bundled data sets.
 DATA_FILE_EXTENSIONS = (".csv", ".npy", ".npz")
@@ -74,3 +77,68 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+def output_paths(settings: Any) -> dict[str, str | Path | None]:
+    """What ``handprop train`` writes, by option: its outputs and the files beside them.
+
+    ``settings``: a TrainConfig, or the command line's Namespace (before a resume's
+    config is read).
+    """
+    out, checkpoint = settings.out, settings.checkpoint
+    return {
+        "--out": out,
+        "--checkpoint": checkpoint,
+        "--log": settings.log,
+        "--plot": settings.plot,
+        "--out's OUT.diverged": None if out is None else diverged_path(out),
+        "--checkpoint's CHECKPOINT.best": None if checkpoint is None else best_path(checkpoint),
+    }
+
+
+def check_outputs(
+    outputs: dict[str, str | Path | None], data: str | None, resume: Path | None
+) -> None:
+    """Refuse, before any work, an output that cannot be written or would destroy a file.
+
+    Each output's folder must exist and take files; no output may be the --data file,
+    the --resume checkpoint or another output (a run may go on writing the checkpoint
+    it resumed from: --checkpoint equal to --resume, and its .best, are allowed).
+    """
+    for option in ("--out", "--checkpoint", "--log", "--plot"):
+        if outputs[option] is not None:
+            check_output(option, outputs[option])  # type: ignore[arg-type]
+    for option, sidecar in _SIDECARS:  # written beside them: OUT.diverged, CHECKPOINT.best
+        path = outputs[sidecar]
+        if path is not None and Path(path).is_dir():
+            raise ValueError(
+                f"{option} {outputs[option]}: {path} is a folder, and handprop writes a file there"
+            )
+    if outputs["--plot"] is not None:
+        check_plot("--plot", outputs["--plot"])
+    best = None if resume is None else best_path(resume)
+    check_distinct(
+        outputs,
+        {"--data": data_file(data), "--resume": resume, "--resume's CHECKPOINT.best": best},
+        allowed=_CONTINUED,
+    )
+
+
+_SIDECARS = (("--out", "--out's OUT.diverged"), ("--checkpoint", "--checkpoint's CHECKPOINT.best"))
+#: A run may go on writing the checkpoint it resumed from (and its best weights).
+_CONTINUED = (
+    ("--checkpoint", "--resume"),
+    ("--checkpoint's CHECKPOINT.best", "--resume's CHECKPOINT.best"),
+)
+
+
+def diverged_path(out: str | Path) -> Path:
+    """Where a diverged run leaves its last finite weights: OUT.diverged."""
+    path = Path(out)
+    return path.with_name(path.name + ".diverged")
+
+
+def best_path(checkpoint: str | Path) -> Path:
+    """Where early stopping's best weights go beside a checkpoint: CHECKPOINT.best."""
+    path = Path(checkpoint)
+    return path.with_name(path.name + ".best")

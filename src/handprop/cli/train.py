@@ -116,7 +116,8 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from handprop.checkpoint import load_model
     from handprop.cli.config import config_from_args, resumed_config
-    from handprop.cli.training import check_outputs, output_paths, train
+    from handprop.cli.outputs import check_outputs, output_paths
+    from handprop.cli.training import train
 
     if args.resume is None:
         config = config_from_args(args)

@@ -1,7 +1,6 @@
 """``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
 import os
-from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,8 +22,7 @@ from handprop.checkpoint.limits import check_architecture_size, mlp_layers
 from handprop.cli.config import TrainConfig
 from handprop.cli.errors import Interrupted, TrainingFailed
 from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
-from handprop.cli.outputs import check_distinct, check_output, data_file
-from handprop.cli.plot import check_plot
+from handprop.cli.outputs import best_path, check_outputs, diverged_path, output_paths
 from handprop.cli.prepared import Prepared, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.fit import Callback, EpochLog, FitOptions, History, TrainingState, fit
@@ -131,7 +129,7 @@ class _Job:
         diverged = history.stop_reason == "diverged"
         saved = None
         if config.out is not None:  # a diverged run never replaces a model at --out
-            saved = _diverged_path(config.out) if diverged else Path(config.out)
+            saved = diverged_path(config.out) if diverged else Path(config.out)
             save_model(saved, self.model, metadata=self.prepared.metadata(config))
         if config.plot is not None:
             _plot(Path(config.plot), history, config)
@@ -156,7 +154,7 @@ class _Job:
             best = build_model(model_config(self.model))
             for parameter, array in zip(best.parameters(), state.best_parameters, strict=True):
                 parameter.data[...] = array
-            save_model(_best_path(self.config.checkpoint), best)
+            save_model(best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
         self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
 
@@ -211,69 +209,10 @@ def _fit_options(config: TrainConfig) -> FitOptions:
 def _state_json(state: TrainingState) -> dict[str, Any]:
     fields = asdict(state)
     fields["logs"] = [asdict(log) for log in state.logs]
-    fields["best_parameters"] = None  # saved beside the checkpoint, see _best_path
+    fields["best_parameters"] = None  # saved beside the checkpoint, see best_path
     fields["best_metric"] = None if state.best_epoch is None else state.best_metric
     fields["best_loss"] = None if state.best_epoch is None else state.best_loss
     return fields
-
-
-def output_paths(settings: TrainConfig | Namespace) -> dict[str, str | Path | None]:
-    """What a run writes, by option: its outputs and the files it writes beside them."""
-    out, checkpoint = settings.out, settings.checkpoint
-    return {
-        "--out": out,
-        "--checkpoint": checkpoint,
-        "--log": settings.log,
-        "--plot": settings.plot,
-        "--out's OUT.diverged": None if out is None else _diverged_path(out),
-        "--checkpoint's CHECKPOINT.best": None if checkpoint is None else _best_path(checkpoint),
-    }
-
-
-def check_outputs(
-    outputs: dict[str, str | Path | None], data: str | None, resume: Path | None
-) -> None:
-    """Refuse, before any work, an output that cannot be written or would destroy a file.
-
-    Each output's folder must exist and take files; no output may be the --data file,
-    the --resume checkpoint or another output (a run may go on writing the checkpoint
-    it resumed from: --checkpoint equal to --resume, and its .best, are allowed).
-    """
-    for option in ("--out", "--checkpoint", "--log", "--plot"):
-        if outputs[option] is not None:
-            check_output(option, outputs[option])  # type: ignore[arg-type]
-    for option, sidecar in _SIDECARS:  # written beside them: OUT.diverged, CHECKPOINT.best
-        path = outputs[sidecar]
-        if path is not None and Path(path).is_dir():
-            raise ValueError(
-                f"{option} {outputs[option]}: {path} is a folder, and handprop writes a file there"
-            )
-    if outputs["--plot"] is not None:
-        check_plot("--plot", outputs["--plot"])
-    best = None if resume is None else _best_path(resume)
-    check_distinct(
-        outputs,
-        {"--data": data_file(data), "--resume": resume, "--resume's CHECKPOINT.best": best},
-        allowed=_CONTINUED,
-    )
-
-
-_SIDECARS = (("--out", "--out's OUT.diverged"), ("--checkpoint", "--checkpoint's CHECKPOINT.best"))
-#: A run may go on writing the checkpoint it resumed from (and its best weights).
-_CONTINUED = (
-    ("--checkpoint", "--resume"),
-    ("--checkpoint's CHECKPOINT.best", "--resume's CHECKPOINT.best"),
-)
-
-
-def _diverged_path(out: str | Path) -> Path:
-    path = Path(out)
-    return path.with_name(path.name + ".diverged")
-
-
-def _best_path(checkpoint: str | Path) -> Path:
-    path = Path(checkpoint)
-    return path.with_name(path.name + ".best")
 
 
 def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> list[Array] | None:
@@ -284,7 +223,7 @@ def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> lis
     """
     if state.best_epoch is None:
         return None
-    path = _best_path(checkpoint)
+    path = best_path(checkpoint)
     if not path.exists():
         raise ValueError(f"{path} is missing: it holds the best weights that {checkpoint} needs")
     best, _ = load_model(path)
