@@ -149,8 +149,9 @@ def test_import_handprop_stays_lean() -> None:
 def test_warmup_path_imports_only_what_a_step_needs() -> None:
     # Start-up time counts against `handprop warmup` (issue 5): gradcheck, the data and
     # file commands load on first use, not on `import handprop`.
-    late = ["handprop.gradcheck", "handprop.selfcheck", "handprop.data", "handprop.checkpoint",
-            "handprop.commands.train", "handprop.commands.use", "handprop.sklearn"]  # fmt: skip
+    late = ["handprop.gradcheck", "handprop.data", "handprop.checkpoint",
+            "handprop.cli.training", "handprop.cli.saved",
+            "handprop.cli.config", "handprop.cli.metadata", "handprop.sklearn"]  # fmt: skip
     code = f"import sys, handprop, handprop.cli; print([m for m in {late} if m in sys.modules])"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -153,19 +153,30 @@ def test_warmup_plot_into_a_missing_folder_is_a_clean_error(
     assert err.startswith("handprop: error: cannot write the plot")
 
 
-def test_bench_help_explains_both_harnesses(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_help_explains_both_harnesses(capfd: pytest.CaptureFixture[str]) -> None:
+    # The harness runs as a child process: capfd sees its output, capsys would not.
     assert main(["bench", "--help"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "usage: handprop bench [process] [OPTIONS]" in out
     assert "--only" in out  # the step harness's own options follow
     assert main(["bench", "process", "--help"]) == 0
-    assert "--runs" in capsys.readouterr().out
+    assert "--runs" in capfd.readouterr().out
+
+
+def test_bench_passes_the_harness_exit_code_through_and_leaves_sys_path_alone(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    path = list(sys.path)
+    assert main(["bench", "--no-such-option"]) == 2  # the harness's own usage error
+    assert "--no-such-option" in capfd.readouterr().err
+    assert sys.path == path
+    assert "benchmarks.step" not in sys.modules
 
 
 def test_bench_runs_the_harness_and_checks_the_first_update(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # A smoke run, in this process, of the floor and handprop at the tutorial size: the
+    # A smoke run, in one child process, of the floor and handprop at the tutorial size: the
     # harness must finish, time both and find handprop's first update equal to the tutorial's.
     out_json = tmp_path / "bench.json"
     argv = ["bench", "--sizes", "tutorial", "--dtypes", "float64", "--only", "gemm,handprop",
@@ -177,13 +188,13 @@ def test_bench_runs_the_harness_and_checks_the_first_update(
     assert set(results) == {"gemm", "handprop"}
     assert all(r["status"] == "ok" and r["median_ms"] > 0 for r in results.values())
     assert results["handprop"]["check"].startswith("ok"), results["handprop"]["check"]
-    assert "| tutorial | float64 |" in capsys.readouterr().out
+    assert "| tutorial | float64 |" in capfd.readouterr().out
 
 
 def test_bench_outside_a_checkout_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("handprop.cli._checkout_with_benchmarks", lambda: None)
+    monkeypatch.setattr("handprop.cli.bench.checkout_with_benchmarks", lambda: None)
     assert main(["bench", "--quick"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "source checkout" in err

@@ -103,7 +103,9 @@ def test_checkpoint_survives_sigkill_at_any_moment(tmp_path: Path) -> None:
              "--checkpoint", str(ckpt), "--checkpoint-every", "1", "--epochs", "1000000",
              "--quiet", "--patience", "0", "--validation-fraction", "0", "--hidden", "4",
              "--batch-size", "16"]  # fmt: skip
+    # Outputs come from the command line only (issue 11): the resumed run names its checkpoint.
     resume = [sys.executable, "-m", "handprop", "train", "--resume", str(ckpt),
+              "--checkpoint", str(ckpt), "--checkpoint-every", "1",
               "--epochs", "1000000", "--quiet"]  # fmt: skip
     rng = np.random.default_rng(2024)
     last_epoch, inode = 0, None

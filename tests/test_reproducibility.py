@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import handprop.commands.train as train_command
+import handprop.cli.training as train_command
 from handprop.checkpoint import build_optimizer, load_checkpoint, load_model, save_checkpoint
 from handprop.cli import main
 from handprop.data import Standardizer, load_dataset

@@ -35,7 +35,7 @@ def _activation(layer: Module) -> tuple[str, str, int, list[tuple[str, int]]] | 
             ("grad_{a} = grad_{o}.copy()", 0), ("grad_{a}[{a} < 0] = 0", 1),
         ]  # fmt: skip
     if isinstance(layer, LeakyReLU):
-        slope = repr(layer.negative_slope)
+        slope = repr(float(layer.negative_slope))  # a number, never text from a file
         return "leaky", f"{{o}} = np.where({{a}} >= 0, {{a}}, {slope} * {{a}})", 2, [
             ("grad_{a} = grad_{o}.copy()", 0), (f"grad_{{a}}[{{a}} < 0] *= {slope}", 2),
         ]  # fmt: skip

@@ -8,6 +8,7 @@ import socket
 import stat
 import tempfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -40,9 +41,11 @@ def serialize(tensors: dict[str, Array], metadata: dict[str, str]) -> bytes:
 _HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, rename it onto ``path``.
 
+    ``data``: the bytes, or an iterable of chunks written as they come (memory then grows
+    with a chunk, not the file); an exception raised while producing them is re-raised.
     Whatever fails, the file already at ``path`` stays as it was; an OSError
     becomes a ModelFileError (a ValueError) that names the path and the reason.
     The temporary's name, ``.NAME.PID-HOST.RANDOM.tmp``, says who writes it: those
@@ -57,7 +60,8 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise ModelFileError(f"cannot write {path}: {_reason(error)}") from error
     try:
         try:
-            _write_all(descriptor, data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                _write_all(descriptor, chunk)
             os.fsync(descriptor)
         finally:
             os.close(descriptor)

@@ -25,6 +25,7 @@ from handprop.checkpoint.files import (
     serialize,
     write_atomically,
 )
+from handprop.checkpoint.limits import check_architecture_size
 from handprop.layers.activations import ACTIVATIONS
 from handprop.layers.sequential import Sequential
 
@@ -125,7 +126,8 @@ def _model_from(path: PathLike, architecture: object, tensors: dict[str, Array])
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
     check_tensors(path, "the architecture", specs, tensors)  # sizes bounded by the file's
-    try:
+    try:  # the tensors bound the parameters; this, the rest, before any layer is made
+        check_architecture_size(layers)
         model = Sequential(*(make_layer(index, layer, dtype) for index, layer in enumerate(layers)))
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None

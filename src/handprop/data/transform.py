@@ -61,9 +61,13 @@ class Standardizer:
         # underflows (values near 1e-300) nor overflows (near 1e200).
         unit = np.abs(a).max(axis=0)
         unit[unit == 0] = 1.0
+        with np.errstate(over="ignore"):
+            mean = a.mean(axis=0)
+        if not np.isfinite(mean).all():  # the sum of values near the float64 limit overflowed
+            mean = (a / unit).mean(axis=0) * unit
         std = (a / unit).std(axis=0) * unit
         scale = np.where(constant | (std == 0), 1.0, std)
-        return cls(a.mean(axis=0).astype(np.float64), scale.astype(np.float64))
+        return cls(mean.astype(np.float64), scale.astype(np.float64))
 
     def transform(self, a: Array) -> Array:
         """``(a - mean) / scale``, a new array (N, D)."""

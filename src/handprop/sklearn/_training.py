@@ -108,6 +108,7 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
         raise ValueError(
             f"{owner} batch_size must be 'auto' (200) or an integer >= 1, received {batch_size!r}"
         )
+    _check_size(owner, tuple(int(h) for h in hidden), 200 if batch_size == "auto" else batch_size)
     fraction = params["validation_fraction"]
     if params["early_stopping"] and not (_is_real(fraction) and 0 < fraction < 1):
         raise ValueError(
@@ -127,13 +128,25 @@ def check_settings(owner: str, params: dict[str, Any]) -> Settings:
     )
 
 
+def _check_size(owner: str, hidden: tuple[int, ...], batch_size: int) -> None:
+    """Refuse a network beyond handprop.checkpoint.limits before anything is allocated.
+
+    The input and output widths are not known yet: 1 stands for them.
+    """
+    from handprop.checkpoint.limits import check_architecture_size, mlp_layers
+
+    try:
+        check_architecture_size(mlp_layers(1, hidden, 1), batch_size)
+    except ValueError as error:
+        raise ValueError(f"{owner} hidden_layer_sizes={hidden!r:.80}: {error}") from None
+
+
 def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
 
 
 def validation_split(

@@ -115,6 +115,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
         return log_softmax(self._outputs(X))
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
+        _check_label_kinds(y)
         x, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")
         check_classification_targets(y)
         return x, y
@@ -146,3 +147,21 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
                 f"labels; received {classes!r:.80}"
             )
         self.classes_ = np.asarray(classes)
+
+
+def _check_label_kinds(y: Any) -> None:
+    """Refuse labels that mix text and numbers: numpy would turn 1 into '1' or fail to sort."""
+    dtype = getattr(y, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return  # one kind by construction
+    try:
+        values = np.asarray(y, dtype=object).ravel()
+    except (TypeError, ValueError):
+        return  # validate_data says what is wrong
+    text = [v for v in values if isinstance(v, str)]
+    if text and len(text) != len(values):
+        other = next(v for v in values if not isinstance(v, str))
+        raise ValueError(
+            f"y mixes text and other labels (e.g. {text[0]!r} and {other!r}); give labels "
+            "of one kind, e.g. all strings"
+        )

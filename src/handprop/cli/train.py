@@ -1,21 +1,23 @@
-"""The command-line options of ``train``, ``evaluate`` and ``predict``, and what runs them."""
+"""``handprop train``: its options; the job itself is in training.py."""
 
 import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
-from handprop.arguments import non_negative_float, non_negative_int, positive_int, widths
+from handprop.cli.arguments import (
+    DATA_HELP,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    widths,
+)
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
-
-_DATA_HELP = (
-    "a .csv file (header row), a .npy/.npz file (arrays x and y in a .npz), or a bundled data "
-    "set: digits, iris, diabetes (need scikit-learn), warmup"
-)
+from handprop.optim import OPTIMIZERS
 
 
-def add_train(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     train = commands.add_parser(
         "train",
         help="train a network on a data set and save it",
@@ -26,7 +28,7 @@ def add_train(commands: Any) -> None:
             "(a bar on a terminal), a summary to stdout."
         ),
     )
-    train.add_argument("--data", help=_DATA_HELP)
+    train.add_argument("--data", help=DATA_HELP)
     train.add_argument("--target", help="target column(s): NAME[,NAME...] (CSV) or indices (.npy)")
     train.add_argument(
         "--task",
@@ -47,7 +49,7 @@ def add_train(commands: Any) -> None:
         choices=LOSSES.names(),
         help="default: cross-entropy for classification, mse for regression",
     )
-    train.add_argument("--optimizer", choices=["adam", "sgd"], help="default: adam")
+    train.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="default: adam")
     train.add_argument(
         "--lr", type=non_negative_float, help="learning rate; default: 0.001 (adam), 0.01 (sgd)"
     )
@@ -109,61 +111,19 @@ def add_train(commands: Any) -> None:
     train.add_argument("--log", help="write one JSON line per epoch to this file")
     train.add_argument("--plot", help="draw the loss curves to this .png (needs matplotlib)")
     train.add_argument("--quiet", action="store_const", const=True, help="print nothing")
-    train.set_defaults(run=_run_train)  # fmt: skip
+    train.set_defaults(run=run)  # fmt: skip
 
 
-def add_evaluate(commands: Any) -> None:
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="print a saved model's metrics on a data set",
-        description="Accuracy and loss (classification), or R², MSE and loss (regression).",
-    )
-    evaluate.add_argument("model", type=Path, help="a model file written by handprop train")
-    evaluate.add_argument("--data", required=True, help=_DATA_HELP)
-    evaluate.add_argument("--target", help="target column(s); default: the model's")
-    evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    evaluate.set_defaults(run=_run_evaluate)
-
-
-def add_predict(commands: Any) -> None:
-    predict = commands.add_parser(
-        "predict",
-        help="write a saved model's predictions for a data set",
-        description=(
-            "Predict for every row: class labels (classification) or targets in their original "
-            "units (regression). A CSV needs the model's feature columns (others are ignored); "
-            "a .npy holds the features only; a .npz its array x."
-        ),
-    )
-    predict.add_argument("model", type=Path, help="a model file written by handprop train")
-    predict.add_argument("--data", required=True, help=_DATA_HELP)
-    predict.add_argument("--output", type=Path, required=True, help="a .csv or .npy file")
-    predict.add_argument("--proba", action="store_true", help="class probabilities instead")
-    predict.set_defaults(run=_run_predict)
-
-
-def _run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from handprop.checkpoint import load_model
-    from handprop.commands.config import config_from_args, resumed_config
-    from handprop.commands.train import train
+    from handprop.cli.config import config_from_args, resumed_config
+    from handprop.cli.outputs import check_outputs, output_paths
+    from handprop.cli.training import train
 
     if args.resume is None:
         config = config_from_args(args)
-    else:
+    else:  # outputs checked against the inputs before the checkpoint is read
+        check_outputs(output_paths(args), args.data, args.resume)
         _, info = load_model(args.resume)
-        if not isinstance(info.get("config"), dict) or "data" not in info["config"]:
-            raise ValueError(f"{args.resume} was not written by handprop train --checkpoint")
-        config = resumed_config(info["config"], args)
+        config = resumed_config(str(args.resume), info.get("config"), args)
     return train(config, args.resume, sys.stdout)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from handprop.commands.use import evaluate, open_model
-
-    return evaluate(open_model(args.model), args.data, args.target, args.json, sys.stdout)
-
-
-def _run_predict(args: argparse.Namespace) -> int:
-    from handprop.commands.use import open_model, predict_file
-
-    return predict_file(open_model(args.model), args.data, args.output, args.proba)

@@ -1,5 +1,6 @@
 """Callbacks the command line uses to show and record training: a progress bar and a JSONL log."""
 
+import contextlib
 import json
 from pathlib import Path
 from types import TracebackType
@@ -51,18 +52,31 @@ class ProgressBar(Callback):
 
 
 class JsonlLog(Callback):
-    """Writes one JSON object per epoch to a file, flushed as it goes."""
+    """Writes one JSON object per epoch to a file, a whole line at a time.
+
+    A write that fails (disk full, file too large) is undone back to the last whole
+    line and raises a ValueError that names the file.
+    """
 
     def __init__(self, path: Path, metric: str) -> None:
-        self.metric = metric
-        self.file: IO[str] = path.open("w", encoding="utf-8")
+        self.path, self.metric = path, metric
+        self.file: IO[bytes] = path.open("wb", buffering=0)
+        self.size = 0  # bytes in whole lines so far
 
     def on_epoch_end(self, log: EpochLog, state: TrainingState) -> None:
         self.write(epoch_record(log, self.metric))
 
     def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self.file.write(line) or 0 :]
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                self.file.truncate(self.size)  # no torn last line
+            reason = error.strerror or type(error).__name__
+            raise ValueError(f"cannot write the log {self.path}: {reason}") from None
+        self.size = self.file.tell()
 
     def __enter__(self) -> "JsonlLog":
         return self

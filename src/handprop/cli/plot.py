@@ -4,13 +4,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-def plot_losses(
-    path: Path, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str
-) -> None:
-    """Draw each curve against 1..n (or 0..n-1 for steps) and save the figure to ``path``.
+def check_plot(option: str, path: str | Path) -> None:
+    """Before any work: matplotlib is installed and can write files with ``path``'s extension."""
+    _matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
 
-    The y axis is logarithmic when the values are positive and span more than two decades.
-    """
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    extension = Path(path).suffix.lower().lstrip(".")
+    if extension not in kinds:
+        shown = extension or "files without an extension"
+        raise ValueError(
+            f"{option} {path}: matplotlib cannot write {shown!r}; "
+            f"end the name in one of .{', .'.join(sorted(kinds))}"
+        )
+
+
+def _matplotlib() -> None:
     try:
         import matplotlib
     except ImportError:
@@ -18,6 +27,16 @@ def plot_losses(
             "--plot needs matplotlib: pip install 'handprop[plot]' (or pip install matplotlib)"
         ) from None
     matplotlib.use("Agg")
+
+
+def plot_losses(
+    path: Path, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str
+) -> None:
+    """Draw each curve against 1..n (or 0..n-1 for steps) and save the figure to ``path``.
+
+    The y axis is logarithmic when the values are positive and span more than two decades.
+    """
+    _matplotlib()
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)

@@ -49,3 +49,10 @@ def widths(text: str) -> tuple[int, ...]:
             f"must be comma-separated positive integers like 100,50, received {text!r}"
         )
     return values
+
+
+#: The help of --data, for every command that reads a data set.
+DATA_HELP = (
+    "a .csv file (header row), a .npy/.npz file (arrays x and y in a .npz), or a bundled data "
+    "set: digits, iris, diabetes (need scikit-learn), warmup"
+)

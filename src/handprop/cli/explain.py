@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from handprop.arguments import non_negative_float, positive_int
+from handprop.cli.arguments import non_negative_float, positive_int
 
 
 def add_parser(commands: Any) -> None:

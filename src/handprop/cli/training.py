@@ -1,5 +1,6 @@
-"""``handprop train``: load data, standardise it, fit a network, save it, log and plot it."""
+"""``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -8,7 +9,6 @@ from typing import Any, TextIO
 import numpy as np
 
 from handprop._types import Array
-from handprop.callbacks import JsonlLog, ProgressBar, epoch_record
 from handprop.checkpoint import (
     build_model,
     build_optimizer,
@@ -18,19 +18,24 @@ from handprop.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from handprop.commands import TrainingFailed, check_output
-from handprop.commands.config import TrainConfig
-from handprop.commands.prepared import Prepared, prepare
+from handprop.checkpoint.limits import check_architecture_size, mlp_layers
+from handprop.cli.config import TrainConfig
+from handprop.cli.errors import Interrupted, TrainingFailed
+from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
+from handprop.cli.outputs import best_path, check_outputs, diverged_path, output_paths
+from handprop.cli.prepared import Prepared, prepare
+from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.layers import Sequential, mlp
 from handprop.losses import LOSSES
-from handprop.optim import SGD, Adam, Optimizer
+from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
 
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     """Run one training job; returns the exit code (1 if training diverged)."""
-    _check_outputs(config)  # before any work: a typo in --out must not cost a training run
+    # before any work: a typo in --out must not cost a training run, nor --out eat --data
+    check_outputs(output_paths(config), config.data, resume)
     if resume is None:
         prepared = prepare(config, None)
         model = _network(config, prepared)
@@ -38,13 +43,22 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
     else:
         model, info, optimizer_state = load_checkpoint(resume)
+        source = str(resume)
+        check_finite_weights(source, model)
+        check_model_info(source, model, info)
+        check_resume_info(source, info, optimizer_state.config.get("scalars"))
+        check_architecture_size(model_config(model)["layers"], config.batch_size)
         prepared = prepare(config, info)
-        prepared.check_width(model, str(resume))
+        prepared.check_width(model, source)
+        _check_same_split(source, info, prepared)
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
-        state.best_parameters = _load_best(resume, state)
+        state.best_parameters = _load_best(resume, state, model)
     job = _Job(config, prepared, model, optimizer, rng)
-    history = job.run(state)
+    try:
+        history = job.run(state)
+    except KeyboardInterrupt:
+        raise Interrupted(job.interrupted_message(state)) from None
     return job.finish(history, out)
 
 
@@ -61,6 +75,26 @@ class _Job:
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
         self.loss_fn = LOSSES[config.loss]()
+        # The last checkpoint this run wrote: its epoch and its file's identity.
+        self.saved_epoch: int | None = None
+        self.saved_file = self._checkpoint_file()  # before the run: another run's, or none
+
+    def interrupted_message(self, state: TrainingState) -> str:
+        """What Ctrl-C left behind, and how to go on."""
+        checkpoint, saved = self.config.checkpoint, self.saved_epoch
+        now = self._checkpoint_file()
+        if now is not None and now != self.saved_file:  # Ctrl-C right after a save's rename
+            saved = state.epoch
+        if checkpoint is None or saved is None:
+            return (
+                f"interrupted after {state.epoch} epochs; nothing was saved (--checkpoint PATH "
+                "--checkpoint-every K saves a run that can be resumed)"
+            )
+        return (
+            f"interrupted after {state.epoch} epochs; {checkpoint} holds epoch "
+            f"{saved}: go on with handprop train --resume {checkpoint} "
+            f"--checkpoint {checkpoint} --checkpoint-every {self.config.checkpoint_every}"
+        )
 
     def run(self, state: TrainingState) -> History:
         config, prepared = self.config, self.prepared
@@ -95,7 +129,7 @@ class _Job:
         diverged = history.stop_reason == "diverged"
         saved = None
         if config.out is not None:  # a diverged run never replaces a model at --out
-            saved = _diverged_path(config.out) if diverged else Path(config.out)
+            saved = diverged_path(config.out) if diverged else Path(config.out)
             save_model(saved, self.model, metadata=self.prepared.metadata(config))
         if config.plot is not None:
             _plot(Path(config.plot), history, config)
@@ -116,13 +150,23 @@ class _Job:
             **self.prepared.metadata(self.config),
             "state": _state_json(state),
             "rng": self.rng.bit_generator.state,
+            "validation_digest": self.prepared.validation_digest(),
         }
         if state.best_parameters is not None:  # early stopping's best weights, beside it
             best = build_model(model_config(self.model))
             for parameter, array in zip(best.parameters(), state.best_parameters, strict=True):
                 parameter.data[...] = array
-            save_model(_best_path(self.config.checkpoint), best)
+            save_model(best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
+        self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
+
+    def _checkpoint_file(self) -> tuple[int, int] | None:
+        """The checkpoint file's inode and modification time, or None if there is none."""
+        try:
+            found = os.stat(self.config.checkpoint or "")
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns
 
 
 class _Checkpointer(Callback):
@@ -135,6 +179,8 @@ class _Checkpointer(Callback):
 
 
 def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
+    d_in, d_out = prepared.train_x.shape[1], prepared.d_out
+    check_architecture_size(mlp_layers(d_in, config.hidden, d_out), config.batch_size)
     return mlp(
         prepared.train_x.shape[1], config.hidden, prepared.d_out, activation=config.activation,
         bias=config.bias, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype,
@@ -142,12 +188,11 @@ def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
 
 
 def _optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
-    if config.optimizer == "sgd":
-        return SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )  # fmt: skip
-    return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    """The optimizer named by --optimizer, with the flags it takes (--momentum is SGD's)."""
+    return OPTIMIZERS[config.optimizer].from_options(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
 
 
 def _fit_options(config: TrainConfig) -> FitOptions:
@@ -165,51 +210,48 @@ def _fit_options(config: TrainConfig) -> FitOptions:
 def _state_json(state: TrainingState) -> dict[str, Any]:
     fields = asdict(state)
     fields["logs"] = [asdict(log) for log in state.logs]
-    fields["best_parameters"] = None  # saved beside the checkpoint, see _best_path
+    fields["best_parameters"] = None  # saved beside the checkpoint, see best_path
     fields["best_metric"] = None if state.best_epoch is None else state.best_metric
     fields["best_loss"] = None if state.best_epoch is None else state.best_loss
     return fields
 
 
-def _check_outputs(config: TrainConfig) -> None:
-    """Refuse an output path whose folder does not exist, or that is a folder itself."""
-    for option, name in (("--out", config.out), ("--checkpoint", config.checkpoint),
-                         ("--plot", config.plot), ("--log", config.log)):  # fmt: skip
-        if name is not None:
-            check_output(option, name)
-    sidecars = (
-        ("--out", config.out, _diverged_path),
-        ("--checkpoint", config.checkpoint, _best_path),
-    )
-    for option, name, sidecar in sidecars:  # written beside them: OUT.diverged, CHECKPOINT.best
-        if name is not None and sidecar(name).is_dir():
-            raise ValueError(
-                f"{option} {name}: {sidecar(name)} is a folder, and handprop writes a file there"
-            )
+def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> list[Array] | None:
+    """Early stopping's best weights so far, saved beside the checkpoint.
 
-
-def _diverged_path(out: str | Path) -> Path:
-    path = Path(out)
-    return path.with_name(path.name + ".diverged")
-
-
-def _best_path(checkpoint: str | Path) -> Path:
-    path = Path(checkpoint)
-    return path.with_name(path.name + ".best")
-
-
-def _load_best(checkpoint: Path, state: TrainingState) -> list[Array] | None:
-    """Early stopping's best weights so far, saved beside the checkpoint."""
+    They must have the model's shapes and dtypes (numpy would broadcast other shapes into
+    the weights), and be finite.
+    """
     if state.best_epoch is None:
         return None
-    path = _best_path(checkpoint)
+    path = best_path(checkpoint)
     if not path.exists():
         raise ValueError(f"{path} is missing: it holds the best weights that {checkpoint} needs")
     best, _ = load_model(path)
+    check_finite_weights(str(path), best)
+    expected = [(name, p.shape, p.dtype) for name, p in model.named_parameters()]
+    found = [(name, p.shape, p.dtype) for name, p in best.named_parameters()]
+    if found != expected:
+        raise ValueError(
+            f"{path} does not hold the weights of {checkpoint}'s network (another run's? "
+            f"shapes {[s for _, s, _ in found]} vs {[s for _, s, _ in expected]}, dtypes "
+            f"{found[0][2] if found else None} vs {expected[0][2] if expected else None})"
+        )
     return [p.data.copy() for p in best.parameters()]
 
 
+def _check_same_split(source: str, info: dict[str, Any], prepared: Prepared) -> None:
+    """The resumed run must hold out the validation rows the checkpoint's run held out."""
+    saved = info.get("validation_digest")
+    if saved is not None and saved != prepared.validation_digest():
+        raise ValueError(
+            f"{source}: the validation rows differ from those of the run that wrote it (its "
+            "seed, validation fraction or data changed), so resuming would train on them"
+        )
+
+
 def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
+    """The checkpoint's TrainingState and generator (checked by check_resume_info)."""
     saved = dict(info["state"])
     saved["logs"] = [EpochLog(**log) for log in saved["logs"]]
     if saved["best_metric"] is None:
@@ -240,7 +282,7 @@ def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
 
 
 def _plot(path: Path, history: History, config: TrainConfig) -> None:
-    from handprop.plot import plot_losses
+    from handprop.cli.plot import plot_losses  # imports matplotlib
 
     curves = {"training loss": [log.train_loss for log in history.logs]}
     if any(log.val_loss is not None for log in history.logs):

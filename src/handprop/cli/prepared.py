@@ -1,13 +1,14 @@
 """The data of a training job, split and standardised, and what a model file records about it."""
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
-from handprop.commands.config import TrainConfig
-from handprop.data import Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.cli.config import TrainConfig
+from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
 from handprop.layers import Linear, Sequential
 
 
@@ -39,11 +40,23 @@ class Prepared:
             "loss": config.loss,
             "feature_names": list(data.feature_names),
             "target_names": list(data.target_names),
-            "classes": None if data.classes is None else [_plain(c) for c in data.classes],
+            "classes": None if data.classes is None else [plain(c) for c in data.classes],
             "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
             "y_scaler": None if self.y_scaler is None else self.y_scaler.to_json(),
             "config": config.to_json(),
         }
+
+    def validation_digest(self) -> str:
+        """A SHA-256 of the validation rows as the model sees them; a checkpoint records it.
+
+        A resumed run whose digest differs would train on other rows, or on validation
+        rows (another seed or validation fraction, another --data).
+        """
+        digest = hashlib.sha256()
+        for array in self.validation or ():
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     def check_width(self, model: Sequential, source: str) -> None:
         check_input_width(model, self.train_x.shape[1], source, self.dataset.source)
@@ -85,17 +98,29 @@ def check_input_width(model: Sequential, width: int, model_source: str, data_sou
 def _arrays(
     data: Dataset, x_scaler: Standardizer | None, y_scaler: Standardizer | None, dtype: str
 ) -> tuple[Array, Array]:
-    x = data.x if x_scaler is None else x_scaler.transform(data.x)
-    if data.classes is not None:
-        return np.ascontiguousarray(x, dtype=dtype), data.y
-    y = data.y if y_scaler is None else y_scaler.transform(data.y)
-    return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
+    with np.errstate(over="ignore"):  # checked below, with a message that says what happened
+        x = data.x if x_scaler is None else x_scaler.transform(data.x)
+        x = _finite(np.ascontiguousarray(x, dtype=dtype), "inputs", dtype, data.source)
+        if data.classes is not None:
+            return x, data.y
+        y = data.y if y_scaler is None else y_scaler.transform(data.y)
+        return x, _finite(np.ascontiguousarray(y, dtype=dtype), "targets", dtype, data.source)
+
+
+def _finite(a: Array, what: str, dtype: str, source: str) -> Array:
+    """``a``, unless standardising or converting to ``dtype`` overflowed to infinity."""
+    if not np.isfinite(a).all():
+        raise DataError(
+            f"the {what} of {source} overflow {dtype} once standardised with the training "
+            "statistics (values near the float64 limit?): rescale the data, or use float64"
+        )
+    return a
 
 
 def _scaler(saved: object) -> Standardizer | None:
     return None if saved is None else Standardizer.from_json(saved)  # type: ignore[arg-type]
 
 
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
     """numpy scalars as Python numbers, for JSON."""
     return value.item() if isinstance(value, np.generic) else value
