@@ -109,6 +109,10 @@ class MaxPool2d(_Pool2d):
             np.add(target, grad_y, out=target, where=self.bigger)  # grad_x[argmax] += grad_y
         return self.grad_x
 
+    def pieces(self) -> Array | None:
+        """Which input won each window in the last forward (for gradcheck: a kink if it changes)."""
+        return None if self.argmax is None else self.argmax.copy()
+
 
 @LAYERS.register("AvgPool2d")
 class AvgPool2d(_Pool2d):
