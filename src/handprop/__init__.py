@@ -27,6 +27,7 @@ from handprop.layers import (
     Sigmoid,
     Tanh,
     activation,
+    build_layers,
     mlp,
 )
 from handprop.losses import (
@@ -114,6 +115,7 @@ __all__ = [
     "TrainingState",
     "__version__",
     "activation",
+    "build_layers",
     "check_gradients",
     "fit",
     "init",

@@ -17,6 +17,7 @@ from handprop.layers.module import LAYERS, Module
 from handprop.layers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from handprop.layers.pooling import AvgPool2d, Flatten, MaxPool2d
 from handprop.layers.sequential import Sequential
+from handprop.layers.spec import build_layers
 
 __all__ = [
     "ACTIVATIONS",
@@ -38,5 +39,6 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "activation",
+    "build_layers",
     "mlp",
 ]
