@@ -1,20 +1,23 @@
 """The 2-D convolution, as im2col and one matrix product: ``Linear`` over image patches.
 
 Every output pixel is a dot product of the weight with one patch of the input.
-Copy every patch into a row of ``cols`` (im2col) and the convolution is
-``Linear``'s ``h = x.dot(w)``::
+Copy every patch into a column of ``cols`` (im2col) and the convolution is
+``Linear``'s ``h = x.dot(w)`` with ``x = cols.T`` (one row per output pixel) and
+``w = weight.T`` (the weight as a (C_out, C_in * kh * kw) matrix)::
 
-    cols: (N * H_out * W_out, C_in * kh * kw)    one row per output pixel
-    h_rows = cols.dot(w.T)                       (N * H_out * W_out, C_out)
+    cols: (C_in * kh * kw, N * H_out * W_out)    one column per output pixel
+    h_cols = weight.dot(cols)                    (C_out, N * H_out * W_out)
 
-and its backward is Linear's two transpose products::
+and its backward is Linear's two transpose products, transposed::
 
-    grad_w = grad_h_rows.T.dot(cols)             (C_out, C_in * kh * kw)
-    grad_cols = grad_h_rows.dot(w)               (N * H_out * W_out, C_in * kh * kw)
+    grad_weight = grad_h_cols.dot(cols.T)        Linear's x.T.dot(grad_h)
+    grad_cols = weight.T.dot(grad_h_cols)        Linear's grad_h.dot(w.T)
 
 followed by col2im, im2col's transpose: each patch's gradient is added back
 where the patch came from. Patches overlap, so col2im adds; it loops over the
-kh * kw kernel offsets, each adding one strided slice of the input's gradient.
+kh * kw kernel offsets, each adding one strided slice of the input's gradient
+(im2col copies along the same slices). Pixels are the columns, not the rows, so
+that every copy runs along an image row and both products are one BLAS call.
 """
 
 import math
@@ -40,12 +43,6 @@ def nonnegative_int(what: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
         raise ValueError(f"{what} must be an integer >= 0, received {value!r}")
     return int(value)
-
-
-def patches(x: Array, kernel: int, stride: int) -> Array:
-    """The kh x kw windows of ``x`` (N, C, H, W), a view: (N, C, H_out, W_out, kh, kw)."""
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
-    return windows[:, :, ::stride, ::stride]
 
 
 @LAYERS.register("Conv2d")
@@ -90,9 +87,9 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
         self.x_pad: Array | None = None  # the cache: the last input, zero-padded
         self.cols: Array | None = None  # work buffers
-        self.h_rows: Array | None = None
+        self.h_cols: Array | None = None
         self.h: Array | None = None
-        self.grad_h_rows: Array | None = None
+        self.grad_h_cols: Array | None = None
         self.grad_cols: Array | None = None
         self.grad_x_pad: Array | None = None
         self.grad_x: Array | None = None
@@ -136,72 +133,84 @@ class Conv2d(Module):
         x = self._check_input(x)
         n, c_out, h_out, w_out = self.output_shape(x.shape[0], x.shape[2], x.shape[3])
         x_pad = self.x_pad = self._pad(x)
-        k = self.kernel_size
-        # im2col: cols[(n, i, j), (c, di, dj)] = x_pad[n, c, i * stride + di, j * stride + dj]
-        self.cols = reuse(self.cols, (n * h_out * w_out, self.in_channels * k * k), self.dtype)
-        cols_6d = self.cols.reshape(n, h_out, w_out, self.in_channels, k, k)
-        np.copyto(cols_6d, patches(x_pad, k, self.stride).transpose(0, 2, 3, 1, 4, 5))
-        w = self.weight.data.reshape(c_out, -1)
-        self.h_rows = reuse(self.h_rows, (n * h_out * w_out, c_out), self.dtype)
-        np.matmul(self.cols, w.T, out=self.h_rows)  # h = x.dot(w1), one row per output pixel
-        # the rows back to (N, C_out, H_out, W_out), adding the bias on the way
+        k, c_in, pixels = self.kernel_size, self.in_channels, n * h_out * w_out
+        # im2col: cols[(c, di, dj), (n, i, j)] = x_pad[n, c, i * stride + di, j * stride + dj]
+        self.cols = reuse(self.cols, (c_in * k * k, pixels), self.dtype)
+        cols_6d = self.cols.reshape(c_in, k, k, n, h_out, w_out)
+        for di, dj in self._offsets():
+            window = self._window(x_pad, di, dj, h_out, w_out)
+            np.copyto(cols_6d[:, di, dj], window.transpose(1, 0, 2, 3))
+        self.h_cols = reuse(self.h_cols, (c_out, pixels), self.dtype)
+        np.matmul(self.weight.data.reshape(c_out, -1), self.cols, out=self.h_cols)  # h = x.dot(w1)
+        # the columns back to (N, C_out, H_out, W_out), adding the bias on the way
         self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
-        h_pixels = self.h_rows.reshape(n, h_out * w_out, c_out).transpose(0, 2, 1)
+        h_3d, h_pixels = self.h.reshape(n, c_out, -1), self.h_cols.reshape(c_out, n, -1)
         if self.bias is None:
-            np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+            np.copyto(h_3d, h_pixels.transpose(1, 0, 2))
         else:
-            np.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
+            np.add(h_pixels.transpose(1, 0, 2), self.bias.data[:, None], out=h_3d)
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
-        x_pad, grad_h_rows = self._grad_rows(grad_h)
-        k, s, (n, c_in, height, width) = self.kernel_size, self.stride, x_pad.shape
-        h_out, w_out = grad_h.shape[2], grad_h.shape[3]
+        x_pad, grad_h_cols = self._grad_cols(grad_h)
+        k, (n, c_in, _, _), (h_out, w_out) = self.kernel_size, x_pad.shape, grad_h.shape[2:]
+        weight = self.weight.data.reshape(self.out_channels, -1)
         # grad_cols = grad_h.dot(w1.T), Linear's input gradient, for every patch
-        self.grad_cols = reuse(self.grad_cols, (len(grad_h_rows), c_in * k * k), self.dtype)
-        np.matmul(grad_h_rows, self.weight.data.reshape(self.out_channels, -1), out=self.grad_cols)
-        self._parameter_grads(grad_h_rows, grads)  # after the weight's last read
+        self.grad_cols = reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
+        np.matmul(weight.T, grad_h_cols, out=self.grad_cols)
+        self._parameter_grads(grad_h_cols, grads)  # after the weight's last read
         # col2im: each patch's gradient goes back where the patch came from, adding up
         self.grad_x_pad = reuse(self.grad_x_pad, x_pad.shape, self.dtype)
         self.grad_x_pad.fill(0)
-        grad_cols_6d = self.grad_cols.reshape(n, h_out, w_out, c_in, k, k)
-        for di in range(k):
-            for dj in range(k):
-                target = self.grad_x_pad[
-                    :, :, di : di + s * (h_out - 1) + 1 : s, dj : dj + s * (w_out - 1) + 1 : s
-                ]
-                target += grad_cols_6d[:, :, :, :, di, dj].transpose(0, 3, 1, 2)
-        if not self.padding:
-            return self.grad_x_pad
+        grad_cols_6d = self.grad_cols.reshape(c_in, k, k, n, h_out, w_out)
+        for di, dj in self._offsets():
+            target = self._window(self.grad_x_pad, di, dj, h_out, w_out)
+            target += grad_cols_6d[:, di, dj].transpose(1, 0, 2, 3)
         p = self.padding
-        self.grad_x = reuse(self.grad_x, (n, c_in, height - 2 * p, width - 2 * p), self.dtype)
+        if not p:
+            return self.grad_x_pad
+        self.grad_x = reuse(self.grad_x, self._unpadded_shape(x_pad), self.dtype)
         np.copyto(self.grad_x, self.grad_x_pad[:, :, p:-p, p:-p])
         return self.grad_x
 
     def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
-        _, grad_h_rows = self._grad_rows(grad_h)
-        self._parameter_grads(grad_h_rows, grads)
+        _, grad_h_cols = self._grad_cols(grad_h)
+        self._parameter_grads(grad_h_cols, grads)
 
-    def _parameter_grads(self, grad_h_rows: Array, grads: Gradients) -> None:
+    def _parameter_grads(self, grad_h_cols: Array, grads: Gradients) -> None:
         assert self.cols is not None
-        grads.add_product(self.weight, grad_h_rows.T, self.cols)  # grad_w1 = x.T.dot(grad_h)
+        grads.add_product(self.weight, grad_h_cols, self.cols.T)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
-            grads.add(self.bias, grad_h_rows.sum(axis=0))  # grad_b1 = grad_h.sum(axis=0)
+            grads.add(self.bias, grad_h_cols.sum(axis=1))  # grad_b1 = grad_h.sum(axis=0)
 
-    def _grad_rows(self, grad_h: Array) -> tuple[Array, Array]:
-        """The cache, and ``grad_h`` as rows (N * H_out * W_out, C_out) like ``h_rows``."""
+    def _grad_cols(self, grad_h: Array) -> tuple[Array, Array]:
+        """The cache, and ``grad_h`` as columns (C_out, N * H_out * W_out) like ``h_cols``."""
         x_pad = self.x_pad
-        shape = None if x_pad is None else self.output_shape(*self._unpadded(x_pad))
+        shape = None
+        if x_pad is not None:
+            n, _, height, width = self._unpadded_shape(x_pad)
+            shape = self.output_shape(n, height, width)
         x_pad, grad_h = require_cache("Conv2d", x_pad, grad_h, shape)
         n, c_out, h_out, w_out = grad_h.shape
-        self.grad_h_rows = reuse(self.grad_h_rows, (n * h_out * w_out, c_out), self.dtype)
-        rows_3d = self.grad_h_rows.reshape(n, h_out * w_out, c_out)
-        np.copyto(rows_3d, grad_h.reshape(n, c_out, -1).transpose(0, 2, 1))
-        return x_pad, self.grad_h_rows
+        self.grad_h_cols = reuse(self.grad_h_cols, (c_out, n * h_out * w_out), self.dtype)
+        grad_h_3d = grad_h.reshape(n, c_out, -1).transpose(1, 0, 2)
+        np.copyto(self.grad_h_cols.reshape(c_out, n, -1), grad_h_3d)
+        return x_pad, self.grad_h_cols
 
-    def _unpadded(self, x_pad: Array) -> tuple[int, int, int]:
-        p = self.padding
-        return x_pad.shape[0], x_pad.shape[2] - 2 * p, x_pad.shape[3] - 2 * p
+    def cols_shape(self, grad_h_cols: Array) -> tuple[int, int]:
+        return self.in_channels * self.kernel_size**2, grad_h_cols.shape[1]
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        return [(di, dj) for di in range(self.kernel_size) for dj in range(self.kernel_size)]
+
+    def _window(self, image: Array, di: int, dj: int, h_out: int, w_out: int) -> Array:
+        """Element (di, dj) of every patch of ``image``: a strided view (N, C, H_out, W_out)."""
+        s = self.stride
+        return image[:, :, di : di + s * (h_out - 1) + 1 : s, dj : dj + s * (w_out - 1) + 1 : s]
+
+    def _unpadded_shape(self, x_pad: Array) -> tuple[int, int, int, int]:
+        n, c, height, width = x_pad.shape
+        return n, c, height - 2 * self.padding, width - 2 * self.padding
 
     def _pad(self, x: Array) -> Array:
         """``x`` with ``padding`` zeros around each image, in a reused buffer (``x`` if none)."""
