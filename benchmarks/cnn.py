@@ -65,7 +65,7 @@ def products_step(model: Any) -> Callable[[], None]:
                 calls.append((w.T, layer.grad_h_cols, layer.grad_cols))  # input gradient
         elif isinstance(layer, hp.Linear):
             grad_w = np.empty_like(layer.weight.data)
-            grad_h = np.empty_like(layer.h)
+            grad_h = layer.h.copy()  # numbers of a gradient's size (np.empty may hold denormals)
             calls.append((layer.x, layer.weight.data, layer.h))
             calls.append((layer.x.T, grad_h, grad_w))
             calls.append((grad_h, layer.weight.data.T, np.empty_like(layer.x)))

@@ -107,6 +107,14 @@ def test_pooling(torch: ModuleType, layer: hp.Module) -> None:
     check_layer(torch, layer, rng(2).standard_normal((2, 3, 7, 8)))
 
 
+@pytest.mark.parametrize(
+    "layer", [hp.MaxPool2d(2), hp.MaxPool2d(3, 2), hp.MaxPool2d(2, 3)], ids=repr
+)
+def test_max_pooling_ties_go_to_the_first_maximum(torch: ModuleType, layer: hp.Module) -> None:
+    # after a ReLU most windows hold ties (zeros); torch sends the gradient to the first
+    check_layer(torch, layer, np.maximum(rng(3).integers(-2, 2, (2, 3, 7, 8)), 0.0))
+
+
 def test_flatten(torch: ModuleType) -> None:
     check_layer(torch, hp.Flatten(), rng(2).standard_normal((2, 3, 4, 5)))
 

@@ -81,36 +81,46 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size: int, stride: int | None = None) -> None:
         super().__init__(kernel_size, stride)
         self.argmax: Array | None = None  # which offset won each window (cached with x)
-        self.bigger: Array | None = None  # work buffer
+        self.bigger: Array | None = None  # work buffers
+        self.winners: Array | None = None
+        self.grad_part: Array | None = None
 
     def forward(self, x: Array) -> Array:
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
         self.y = reuse(self.y, shape, x.dtype)
         self.argmax = reuse(self.argmax, shape, self._offset_dtype())
+        self.winners = reuse(self.winners, shape, self._offset_dtype())
         self.bigger = reuse(self.bigger, shape, np.dtype(np.bool_))
         np.copyto(self.y, self._window(x, 0, 0, shape))  # y = the first offset's element
         self.argmax.fill(0)
         for offset, (di, dj) in enumerate(self._offsets()[1:], start=1):
             candidate = self._window(x, di, dj, shape)
             np.greater(candidate, self.y, out=self.bigger)  # strictly: the first max stays
-            np.copyto(self.argmax, offset, where=self.bigger)
-            np.copyto(self.y, candidate, where=self.bigger)  # y = max(y, candidate)
+            np.maximum(self.y, candidate, out=self.y)
+            # argmax = offset where bigger: offsets only grow, so a max does it (no branches)
+            np.multiply(self.bigger.view(np.uint8), offset, out=self.winners, casting="unsafe")
+            np.maximum(self.argmax, self.winners, out=self.argmax)
         return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         x, grad_y = self._cached(grad_y)
-        assert self.argmax is not None and self.bigger is not None
+        assert self.argmax is not None
         self.grad_x = reuse(self.grad_x, x.shape, x.dtype)
-        self.grad_x.fill(0)
-        overlapping = self.stride < self.kernel_size  # then an input may win several windows
+        self.grad_part = reuse(self.grad_part, grad_y.shape, x.dtype)
+        k, s, (height, width) = self.kernel_size, self.stride, x.shape[2:]
+        overlapping = s < k  # then an input may win several windows
+        if overlapping or s > k or height % k or width % k:  # else the windows cover x
+            self.grad_x.fill(0)
         for offset, (di, dj) in enumerate(self._offsets()):
-            np.equal(self.argmax, offset, out=self.bigger)  # the windows this offset won
+            # grad_part = grad_y where this offset won the window, else 0
+            np.equal(self.argmax, offset, out=self.grad_part, casting="unsafe")
+            self.grad_part *= grad_y
             target = self._window(self.grad_x, di, dj, grad_y.shape)
             if overlapping:
-                np.add(target, grad_y, out=target, where=self.bigger)  # grad_x[argmax] += grad_y
-            else:  # each input in one window at most: a copy (faster than numpy's add)
-                np.copyto(target, grad_y, where=self.bigger)  # grad_x[argmax] = grad_y
+                target += self.grad_part  # grad_x[argmax] += grad_y
+            else:
+                np.copyto(target, self.grad_part)  # grad_x[argmax] = grad_y
         return self.grad_x
 
     def _offset_dtype(self) -> np.dtype[Any]:
