@@ -50,3 +50,10 @@ def test_the_scikit_learn_example_builds_a_working_pipeline() -> None:
     classifier = namespace["classifier"]
     classifier.set_params(handpropclassifier__max_epochs=30)  # type: ignore[attr-defined]
     assert classifier.fit(x, labels).score(x, labels) > 0.9  # type: ignore[attr-defined]
+
+
+def test_the_cnn_example_learns_the_digits() -> None:
+    (block,) = [block for block in python_blocks() if "build_layers" in block]
+    assert "epochs=30" in block
+    accuracy = float(run_block(block.replace("epochs=30", "epochs=3")).splitlines()[-1])
+    assert accuracy > 0.8  # 3 epochs instead of the README's 30, to stay fast

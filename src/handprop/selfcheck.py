@@ -4,8 +4,30 @@ and the tutorial's network."""
 import numpy as np
 
 from handprop.gradcheck import GradientReport, check_gradients
-from handprop.layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Tanh
-from handprop.losses import MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+from handprop.layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    Module,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from handprop.losses import (
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    SumSquaredError,
+)
 from handprop.warmup import WarmupConfig, make_problem
 
 
@@ -30,6 +52,9 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list[Gradien
             Sequential(Linear(d_in, 6, rng=rng), Tanh(), Linear(6, d_out, rng=rng), Sigmoid()),
             x(n, d_in),
         ),
+        *_image_layers(rng),
+        ("BatchNorm1d", BatchNorm1d(d_in), x(n, d_in)),
+        ("LayerNorm", LayerNorm(d_in), x(n, d_in)),
     ]
     reports = [check_gradients(m, inp, rng=rng, name=name) for name, m, inp in layers]
     reports += [
@@ -40,6 +65,14 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list[Gradien
             x(n, d_out),
             rng.integers(0, d_out, n),
             name="SoftmaxCrossEntropy",
+        ),
+        check_gradients(MeanAbsoluteError(), x(n, d_out), x(n, d_out), name="MeanAbsoluteError"),
+        check_gradients(Huber(), 2 * x(n, d_out), x(n, d_out), name="Huber"),
+        check_gradients(
+            SoftmaxCrossEntropy(weight=np.array([0.5, 1.0, 2.0])),
+            x(n, d_out),
+            rng.integers(0, d_out, n),
+            name="SoftmaxCrossEntropy(weight)",
         ),
     ]
     problem = make_problem(WarmupConfig(seed=seed))
@@ -55,3 +88,19 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list[Gradien
         )
     )
     return reports
+
+
+def _image_layers(rng: np.random.Generator) -> list[tuple[str, Module, np.ndarray]]:
+    """The image layers on (2, 2, 5, 6) inputs (N, C, H, W)."""
+
+    def images() -> np.ndarray:
+        return rng.standard_normal((2, 2, 5, 6))
+
+    return [
+        ("Conv2d(2, 3, 3, padding=1)", Conv2d(2, 3, 3, padding=1, rng=rng), images()),
+        ("Conv2d(2, 3, 2, stride=2)", Conv2d(2, 3, 2, stride=2, rng=rng), images()),
+        ("MaxPool2d(2)", MaxPool2d(2), images()),
+        ("AvgPool2d(3, stride=2)", AvgPool2d(3, 2), images()),
+        ("Flatten", Flatten(), images()),
+        ("BatchNorm2d", BatchNorm2d(2), images()),
+    ]
