@@ -27,6 +27,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from handprop._blas import gemm
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.init import RandomSource, as_generator
 from handprop.layers.module import LAYERS, Module, require_array, require_cache
@@ -91,7 +92,7 @@ class Conv2d(Module):
         self.h: Array | None = None
         self.grad_h_cols: Array | None = None
         self.grad_cols: Array | None = None
-        self.grad_x_pad: Array | None = None
+        self.grad_x_pad: Array | None = None  # (C_in, N, H + 2p, W + 2p), the columns' order
         self.grad_x: Array | None = None
 
     def config(self) -> dict[str, Any]:
@@ -141,14 +142,16 @@ class Conv2d(Module):
             window = self._window(x_pad, di, dj, h_out, w_out)
             np.copyto(cols_6d[:, di, dj], window.transpose(1, 0, 2, 3))
         self.h_cols = reuse(self.h_cols, (c_out, pixels), self.dtype)
-        np.matmul(self.weight.data.reshape(c_out, -1), self.cols, out=self.h_cols)  # h = x.dot(w1)
-        # the columns back to (N, C_out, H_out, W_out), adding the bias on the way
-        self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
-        h_3d, h_pixels = self.h.reshape(n, c_out, -1), self.h_cols.reshape(c_out, n, -1)
+        weight = self.weight.data.reshape(c_out, -1)
         if self.bias is None:
-            np.copyto(h_3d, h_pixels.transpose(1, 0, 2))
-        else:
-            np.add(h_pixels.transpose(1, 0, 2), self.bias.data[:, None], out=h_3d)
+            np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
+        else:  # h = x.dot(w1) + b1: the bias first, then the product added to it (beta = 1)
+            np.copyto(self.h_cols, self.bias.data[:, None])
+            gemm(weight, self.cols, out=self.h_cols, beta=1.0)
+        # the columns back to images (N, C_out, H_out, W_out)
+        self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
+        h_pixels = self.h_cols.reshape(c_out, n, -1).transpose(1, 0, 2)
+        np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
@@ -159,18 +162,18 @@ class Conv2d(Module):
         self.grad_cols = reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
         np.matmul(weight.T, grad_h_cols, out=self.grad_cols)
         self._parameter_grads(grad_h_cols, grads)  # after the weight's last read
-        # col2im: each patch's gradient goes back where the patch came from, adding up
-        self.grad_x_pad = reuse(self.grad_x_pad, x_pad.shape, self.dtype)
+        # col2im: each patch's gradient goes back where the patch came from, adding up.
+        # In the columns' order (C_in, N, H, W), then transposed to images once.
+        shape_cn = (c_in, n, x_pad.shape[2], x_pad.shape[3])
+        self.grad_x_pad = reuse(self.grad_x_pad, shape_cn, self.dtype)
         self.grad_x_pad.fill(0)
         grad_cols_6d = self.grad_cols.reshape(c_in, k, k, n, h_out, w_out)
         for di, dj in self._offsets():
-            target = self._window(self.grad_x_pad, di, dj, h_out, w_out)
-            target += grad_cols_6d[:, di, dj].transpose(1, 0, 2, 3)
-        p = self.padding
-        if not p:
-            return self.grad_x_pad
+            self._window(self.grad_x_pad, di, dj, h_out, w_out)[...] += grad_cols_6d[:, di, dj]
+        p, height, width = self.padding, x_pad.shape[2], x_pad.shape[3]
         self.grad_x = reuse(self.grad_x, self._unpadded_shape(x_pad), self.dtype)
-        np.copyto(self.grad_x, self.grad_x_pad[:, :, p:-p, p:-p])
+        inside = self.grad_x_pad[:, :, p : height - p, p : width - p]
+        np.copyto(self.grad_x, inside.transpose(1, 0, 2, 3))
         return self.grad_x
 
     def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
