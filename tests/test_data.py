@@ -340,7 +340,8 @@ def test_npz_takes_no_target_option(tmp_path: Path) -> None:
 
 def test_no_code_in_src_unpickles_or_evaluates() -> None:
     forbidden = re.compile(
-        r"pickle\.loads?\b|import pickle|allow_pickle\s*=\s*True|(?<![\w.])(eval|exec)\("
+        # eval( and exec( the builtins; not a method (def eval(self), model.eval(), ``eval()``)
+        r"pickle\.loads?\b|import pickle|allow_pickle\s*=\s*True|(?<!def )(?<![\w.`])(eval|exec)\("
     )
     # explain.py runs the tutorial's lines it writes itself, from fixed templates (numbers
     # enter as repr of a float): nothing a file holds is ever evaluated as code.

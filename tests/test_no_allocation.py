@@ -7,6 +7,7 @@ size makes any per-step temporary of activation size (512 KiB) stand out.
 import tracemalloc
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 import handprop as hp
@@ -45,3 +46,36 @@ def test_100_steps_allocate_under_64_kib(config: WarmupConfig, optimizer_name: s
         tracemalloc.stop()
 
     assert peak - start < 64 * 1024
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adam"])
+def test_cnn_steps_allocate_no_arrays(optimizer_name: str) -> None:
+    """After warm-up a step allocates no array: its peak stays far below one activation.
+
+    The first activation is 4 MiB (256 x 8 x 16 x 16 float64). What the peak does hold
+    (~200 KiB, the same at any batch size) is numpy's iteration buffers: a ufunc over
+    strided or broadcast operands (a pooling window, a per-channel scale) holds up to
+    8192 elements per operand for the call's duration (``numpy.getbufsize()``).
+    MeanSquaredError, because SoftmaxCrossEntropy allocates its (N, C) arrays.
+    """
+    spec = "conv 8 3 pad 1, batchnorm, relu, maxpool 2, conv 16 3, relu, avgpool 2, dropout 0.2, "
+    model = hp.build_layers(spec + "flatten, linear 10", (1, 16, 16), rng=0)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((256, 1, 16, 16)), rng.standard_normal((256, 10))
+    loss_fn = hp.MeanSquaredError()
+    params = model.parameters()
+    optimizer = hp.SGD(params, lr=0.01) if optimizer_name == "sgd" else hp.Adam(params, lr=1e-3)
+    for _ in range(3):  # warm-up: the buffers are made here
+        hp.train_step(model, loss_fn, optimizer, x, y)
+
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        for _ in range(10):
+            hp.train_step(model, loss_fn, optimizer, x, y)
+        end, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak - start < 256 * 1024
+    assert end - start < 64 * 1024

@@ -12,8 +12,8 @@ README = ROOT / "README.md"
 README_ZH = ROOT / "README.zh-CN.md"
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+def python_blocks(page: Path = README) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
 
 
 def command_blocks(readme: Path) -> list[tuple[str, str]]:
@@ -65,3 +65,11 @@ def test_the_chinese_readme_has_the_english_commands_and_code_in_the_same_order(
     english, chinese = command_blocks(README), command_blocks(README_ZH)
     assert len(english) >= 6  # the two commands, the table's two sides, library, CLI, sklearn
     assert chinese == english, "README.zh-CN.md's code blocks must be README.md's, in order"
+
+
+def test_the_cnn_example_learns_the_digits() -> None:
+    page = README.parent / "docs" / "cnn.md"
+    (block,) = [block for block in python_blocks(page) if "build_layers" in block]
+    assert "epochs=30" in block
+    accuracy = float(run_block(block.replace("epochs=30", "epochs=3")).splitlines()[-1])
+    assert accuracy > 0.8  # 3 epochs instead of the page's 30, to stay fast

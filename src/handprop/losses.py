@@ -5,6 +5,7 @@ error) sums over every element, ``MeanSquaredError`` averages over them, and
 ``SoftmaxCrossEntropy`` averages over the batch.
 """
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -113,6 +114,83 @@ class MeanSquaredError(_SquaredError):
         return self._times_error(2.0 / error.size)
 
 
+class _ElementwiseError(Loss):
+    """A mean over all N * D_out elements of ``f(y_pred - y)``, the error kept for backward."""
+
+    def __init__(self) -> None:
+        self.error: Array | None = None  # y_pred - y: the cache
+        self.grad_y_pred: Array | None = None  # work buffer
+
+    def _error(self, y_pred: Array, y: Array) -> Array:
+        owner = type(self).__name__
+        y_pred = require_array(owner, y_pred)
+        y = require_array(f"{owner} target", y)
+        if y_pred.shape != y.shape or y_pred.size == 0:
+            raise ValueError(
+                f"{owner} expected y_pred and y of the same non-empty shape, "
+                f"received {y_pred.shape} and {y.shape}"
+            )
+        check_dtype(owner, "a target", y, y_pred.dtype)
+        self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
+        return self.error
+
+    def _grad_buffer(self) -> tuple[Array, Array]:
+        error = self._require_cache(self.error)
+        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
+        return error, self.grad_y_pred
+
+
+@LOSSES.register("mae")
+class MeanAbsoluteError(_ElementwiseError):
+    """``loss = mean(|y_pred - y|)``, as ``torch.nn.L1Loss()``.
+
+    Shape: y_pred and y (N, D_out). ``grad_y_pred = sign(y_pred - y) / (N * D_out)``
+    (0 where they are equal, as torch).
+    """
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        return float(np.abs(self._error(y_pred, y)).sum()) / y.size
+
+    def backward(self) -> Array:
+        error, grad_y_pred = self._grad_buffer()
+        np.sign(error, out=grad_y_pred)
+        grad_y_pred /= error.size
+        return grad_y_pred
+
+
+@LOSSES.register("huber")
+class Huber(_ElementwiseError):
+    """The mean of ``0.5 * e**2`` where ``|e| <= delta``, else ``delta * (|e| - 0.5 * delta)``.
+
+    ``e = y_pred - y``; as ``torch.nn.HuberLoss(delta=delta)``. Shape: y_pred and y
+    (N, D_out). ``grad_y_pred = clip(e, -delta, delta) / (N * D_out)``.
+    """
+
+    def __init__(self, delta: float = 1.0) -> None:
+        super().__init__()
+        if isinstance(delta, bool) or not (
+            isinstance(delta, int | float) and math.isfinite(delta) and delta > 0
+        ):
+            raise ValueError(f"Huber delta must be a finite number > 0, received {delta!r}")
+        self.delta = float(delta)
+
+    def forward(self, y_pred: Array, y: Array) -> float:
+        error = np.abs(self._error(y_pred, y))
+        quadratic = np.minimum(error, self.delta)  # the part of |e| inside delta
+        linear = error - quadratic  # the part beyond
+        loss = 0.5 * quadratic**2 + self.delta * linear
+        return float(loss.sum()) / y.size
+
+    def backward(self) -> Array:
+        error, grad_y_pred = self._grad_buffer()
+        np.clip(error, -self.delta, self.delta, out=grad_y_pred)
+        grad_y_pred /= error.size
+        return grad_y_pred
+
+    def __repr__(self) -> str:
+        return f"Huber(delta={self.delta})"
+
+
 def log_softmax(scores: Array) -> Array:
     """``log(softmax(scores))`` along the last axis, a new array, from ``scores - max(scores)``.
 
@@ -131,12 +209,17 @@ class SoftmaxCrossEntropy(Loss):
     Shape: y_pred (N, C) unnormalised scores; y (N,) integer class labels in [0, C).
     ``grad_y_pred = (softmax(y_pred) - one_hot(y)) / N``. Computed from
     ``y_pred - max(y_pred)``, so large scores neither overflow nor warn.
+
+    ``weight`` (C,), optional, weighs each class as ``torch.nn.CrossEntropyLoss(weight=)``
+    does: ``loss = sum(weight[y] * nll) / sum(weight[y])``, and the gradient rows
+    are scaled by ``weight[y] / sum(weight[y])`` instead of ``1 / N``.
     """
 
     task = "classification"
     metric = "accuracy"
 
-    def __init__(self) -> None:
+    def __init__(self, weight: Array | None = None) -> None:
+        self.weight = None if weight is None else _class_weights(weight)
         self.probs: Array | None = None  # softmax(y_pred)
         self.y: Array | None = None
 
@@ -145,14 +228,46 @@ class SoftmaxCrossEntropy(Loss):
         y = _check_labels(y_pred, y)
         log_probs = log_softmax(y_pred)
         self.probs, self.y = np.exp(log_probs), y
-        return float(-log_probs[np.arange(len(y)), y].mean())
+        nll = -log_probs[np.arange(len(y)), y]
+        if self.weight is None:
+            return float(nll.mean())
+        weights = self._sample_weights(y_pred)
+        return float((weights * nll).sum() / weights.sum())
 
     def backward(self) -> Array:
         probs, y = self._require_cache(self.probs), self._require_cache(self.y)
         grad_y_pred = probs.copy()
         grad_y_pred[np.arange(len(y)), y] -= 1
-        grad_y_pred /= len(y)
+        if self.weight is None:
+            grad_y_pred /= len(y)
+        else:
+            weights = self._sample_weights(probs)
+            grad_y_pred *= (weights / weights.sum())[:, None]
         return grad_y_pred
+
+    def _sample_weights(self, y_pred: Array) -> Array:
+        """``weight[y]``, one per sample, in the scores' dtype."""
+        assert self.weight is not None and self.y is not None
+        if len(self.weight) != y_pred.shape[1]:
+            raise ValueError(
+                f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
+                f"have {y_pred.shape[1]} classes"
+            )
+        return self.weight[self.y].astype(y_pred.dtype)
+
+    def __repr__(self) -> str:
+        weight = "" if self.weight is None else f"weight={self.weight.tolist()}"
+        return f"SoftmaxCrossEntropy({weight})"
+
+
+def _class_weights(weight: object) -> Array:
+    array = np.asarray(weight, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ValueError(
+            f"SoftmaxCrossEntropy weight must be a non-empty 1-D array of finite numbers >= 0, "
+            f"one per class, received {weight!r:.80}"
+        )
+    return array
 
 
 def _check_labels(y_pred: Array, y: object) -> Array:

@@ -16,7 +16,7 @@ import numpy as np
 from handprop._blas import add as blas_add
 from handprop._blas import gemm
 from handprop._types import Array
-from handprop.parameter import Gradients, Parameter
+from handprop.parameter import Gradients, Parameter, as_matrix
 from handprop.registry import Registry
 
 #: Optimizer classes by the names the command line, scikit-learn's ``solver`` and checkpoints use.
@@ -221,12 +221,13 @@ class _FusedSGD(Gradients):
             parameter.accumulate_product(a, b)
             return
         factor = -self.optimizer.lr
+        rows, columns = a.shape[0], b.shape[1]
         if self.exact:  # round(-lr * (a @ b)), then add: as w -= lr * grad rounds
             scratch = self.optimizer.scratch[index]
-            gemm(a, b, out=scratch, alpha=factor, beta=0.0)
+            gemm(a, b, out=as_matrix(scratch, rows, columns), alpha=factor, beta=0.0)
             blas_add(scratch, parameter.data)
         else:
-            gemm(a, b, out=parameter.data, alpha=factor, beta=1.0)
+            gemm(a, b, out=as_matrix(parameter.data, rows, columns), alpha=factor, beta=1.0)
         self.updated.add(index)
 
 

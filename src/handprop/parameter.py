@@ -59,15 +59,25 @@ class Parameter:
             self._grad += contribution
 
     def accumulate_product(self, a: Array, b: Array) -> None:
-        """``grad += a @ b`` (e.g. ``x.T @ grad_h``) without a temporary: BLAS gemm, beta = 1."""
+        """``grad += a @ b`` (e.g. ``x.T @ grad_h``) without a temporary: BLAS gemm, beta = 1.
+
+        ``a @ b`` has the parameter's shape, or is its (rows, columns) matrix (a
+        convolution's (C_out, C_in, kh, kw) weight as (C_out, C_in * kh * kw)).
+        """
+        grad = as_matrix(self._grad, a.shape[0], b.shape[1])
         if self._grad_is_zero:
-            np.matmul(a, b, out=self._grad)
+            np.matmul(a, b, out=grad)
             self._grad_is_zero = False
         else:
-            gemm(a, b, out=self._grad, alpha=1.0, beta=1.0)
+            gemm(a, b, out=grad, alpha=1.0, beta=1.0)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype.name})"
+
+
+def as_matrix(array: Array, rows: int, columns: int) -> Array:
+    """``array`` itself if it is 2-D, else its (rows, columns) view (a C-contiguous array)."""
+    return array if array.ndim == 2 else array.reshape(rows, columns)
 
 
 class Gradients:
@@ -87,7 +97,11 @@ class Gradients:
         parameter.accumulate(grad)
 
     def add_product(self, parameter: Parameter, a: Array, b: Array) -> None:
-        """``parameter.grad += a @ b``, without a temporary."""
+        """``parameter.grad += a @ b``, without a temporary.
+
+        ``a @ b`` has the parameter's shape or, for a parameter of more than two
+        axes, that of its C-ordered (rows, columns) matrix.
+        """
         parameter.accumulate_product(a, b)
 
 

@@ -61,7 +61,10 @@ def build_model(config: Mapping[str, Any]) -> Sequential:
 def checked_architecture(
     config: object,
 ) -> tuple[str, list[Mapping[str, Any]], dict[str, TensorSpec]]:
-    """The dtype, the layers and the parameters' specs of ``config``, every field checked.
+    """The dtype, the layers and the tensors' specs of ``config``, every field checked.
+
+    A tensor is in the model's dtype unless its layer's ``buffer_dtypes`` says otherwise
+    (BatchNorm's ``num_batches_tracked``: int64, as torch keeps it).
 
     Allocates nothing; a malformed ``config`` is a ModelFileError.
     """
@@ -77,8 +80,10 @@ def checked_architecture(
         raise ModelFileError(f"architecture layers must be a list, received {layers!r:.80}")
     specs: dict[str, TensorSpec] = {}
     for index, layer in enumerate(layers):
-        for name, shape in _checked_layer(index, layer).items():
-            specs[f"{index}.{name}"] = shape, dtype
+        shapes = _checked_layer(index, layer)  # a checked layer: its type is registered
+        buffer_dtypes: dict[str, str] = LAYERS[layer["type"]].buffer_dtypes
+        for name, shape in shapes.items():
+            specs[f"{index}.{name}"] = shape, buffer_dtypes.get(name, str(dtype))
     _check_widths(layers)
     return dtype, layers, specs
 

@@ -24,6 +24,8 @@ PathLike: TypeAlias = str | os.PathLike[str]
 MAX_HEADER_BYTES = 100_000_000
 
 _DTYPES: dict[str, np.dtype[Any]] = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
+#: Integer tensors a model may hold besides its floats (BatchNorm's num_batches_tracked).
+_INTEGER_DTYPES = {"I64": np.dtype(np.int64)}
 #: What a file may start with instead of safetensors, and what to do about it.
 _LOOKALIKES = {
     b"\x80": "a pickle; handprop never unpickles, which can run code: save with safetensors",
@@ -193,7 +195,10 @@ def _parse_header(path: PathLike, raw: bytes) -> dict[str, Any]:
 
 
 def check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
-    """Check the tensors' dtypes and extent before decoding them; return their dtype's name."""
+    """Check the tensors' dtypes and extent before decoding them; return the float dtype's name.
+
+    The floating tensors share one dtype; int64 ones (counters) may sit beside them.
+    """
     dtypes: dict[str, str] = {}  # dtype -> the first tensor that has it
     end = 0
     for name, entry in header.items():
@@ -205,12 +210,13 @@ def check_header(path: PathLike, header: dict[str, Any], data: bytes) -> str:
                 "dtype, shape and data_offsets)"
             )
         found = entry.get("dtype")
-        if not isinstance(found, str) or found not in _DTYPES:
+        if not isinstance(found, str) or found not in {**_DTYPES, **_INTEGER_DTYPES}:
             raise ModelFileError(
                 f"{path}: tensor {name!r} has dtype {found!r:.40}; handprop reads F32 "
-                "(float32) and F64 (float64) tensors"
+                "(float32) and F64 (float64) tensors, and I64 (int64) counters"
             )
-        dtypes.setdefault(found, name)
+        if found in _DTYPES:
+            dtypes.setdefault(found, name)
         offsets = entry.get("data_offsets")
         if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int):
             end = max(end, offsets[1])

@@ -31,7 +31,7 @@ from handprop.layers.sequential import Sequential
 
 #: The handprop metadata format this module writes and reads.
 FORMAT = 1
-_RESERVED = ("format", "version", "architecture", "optimizer")
+_RESERVED = ("format", "version", "architecture", "optimizer", "layer_state")
 
 
 def save_model(

@@ -30,6 +30,8 @@ def save_checkpoint(
     parameters) adds tensors ``optimizer.<i>.<slot>`` (i: position in
     ``optimizer.params``; slot: ``velocity``, ``m`` or ``v``), which PyTorch's
     strict ``load_state_dict`` refuses: the ``save_model`` file is the one for PyTorch.
+    Layers' extra state (Dropout's generator) goes into the metadata as
+    ``"layer_state": {"<index>": ...}``, and ``load_checkpoint`` puts it back.
     """
     config = {
         "type": _registered_name(optimizer),
@@ -41,7 +43,15 @@ def save_checkpoint(
     tensors.update(
         {name: torch_layout(array).copy() for name, array in _slot_arrays(optimizer).items()}
     )
-    info = handprop_metadata(model, metadata, {"optimizer": config})
+    extra: dict[str, Any] = {"optimizer": config}
+    layer_state = {
+        str(index): state
+        for index, layer in enumerate(model.layers)
+        if (state := layer.get_extra_state()) is not None
+    }
+    if layer_state:
+        extra["layer_state"] = layer_state
+    info = handprop_metadata(model, metadata, extra)
     write_atomically(Path(path), serialize(tensors, info))
 
 
@@ -72,7 +82,25 @@ def load_checkpoint(path: PathLike) -> tuple[Sequential, dict[str, Any], Optimiz
             f"{path} holds no optimizer state: it is a model file, not a checkpoint "
             "(checkpoints are written by save_checkpoint)"
         )
+    _restore_layer_state(path, model, info.get("layer_state", {}))
     return model, info, OptimizerState(config, tensors, str(path))
+
+
+def _restore_layer_state(path: PathLike, model: Sequential, saved: object) -> None:
+    """Give each layer the extra state (``get_extra_state``) the checkpoint holds for it."""
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{path}: its 'layer_state' must be an object, received {saved!r:.80}")
+    for key, state in saved.items():
+        index = int(key) if key.isdecimal() and len(key) < 10 else -1
+        if not 0 <= index < len(model.layers) or not isinstance(state, dict):
+            raise ModelFileError(
+                f"{path}: its 'layer_state' has {key!r}: {state!r:.80}, expected an object "
+                f"for a layer index in 0..{len(model.layers) - 1}"
+            )
+        try:
+            model.layers[index].set_extra_state(state)
+        except ValueError as error:
+            raise ModelFileError(f"{path}: layer {index}: {error}") from None
 
 
 def build_optimizer(params: Iterable[Parameter], state: OptimizerState) -> Optimizer:

@@ -11,6 +11,7 @@ from handprop.cli.arguments import non_negative_int, positive_int
 
 if TYPE_CHECKING:
     from handprop.gradcheck import GradientReport
+    from handprop.layers import Module
 
 
 def add_parser(commands: Any) -> None:
@@ -51,8 +52,24 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list["Gradie
     """Check each built-in layer and loss on small random inputs, then the warmup network."""
     # imported here: `handprop warmup` should not pay for them
     from handprop.gradcheck import check_gradients
-    from handprop.layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Tanh
-    from handprop.losses import MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+    from handprop.layers import (
+        BatchNorm1d,
+        Identity,
+        LayerNorm,
+        LeakyReLU,
+        Linear,
+        ReLU,
+        Sequential,
+        Sigmoid,
+        Tanh,
+    )
+    from handprop.losses import (
+        Huber,
+        MeanAbsoluteError,
+        MeanSquaredError,
+        SoftmaxCrossEntropy,
+        SumSquaredError,
+    )
     from handprop.warmup import WarmupConfig, make_problem
 
     rng = np.random.default_rng(seed)
@@ -61,7 +78,7 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list["Gradie
     def x(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape)
 
-    layers = [
+    layers: list[tuple[str, Module, np.ndarray]] = [
         ("Linear", Linear(d_in, d_out, rng=rng), x(n, d_in)),
         ("Linear(bias=False)", Linear(d_in, d_out, bias=False, rng=rng), x(n, d_in)),
         ("ReLU", ReLU(), x(n, d_in)),
@@ -74,6 +91,9 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list["Gradie
             Sequential(Linear(d_in, 6, rng=rng), Tanh(), Linear(6, d_out, rng=rng), Sigmoid()),
             x(n, d_in),
         ),
+        *_image_layers(rng),
+        ("BatchNorm1d", BatchNorm1d(d_in), x(n, d_in)),
+        ("LayerNorm", LayerNorm(d_in), x(n, d_in)),
     ]
     reports = [check_gradients(m, inp, rng=rng, name=name) for name, m, inp in layers]
     reports += [
@@ -84,6 +104,14 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list["Gradie
             x(n, d_out),
             rng.integers(0, d_out, n),
             name="SoftmaxCrossEntropy",
+        ),
+        check_gradients(MeanAbsoluteError(), x(n, d_out), x(n, d_out), name="MeanAbsoluteError"),
+        check_gradients(Huber(), 2 * x(n, d_out), x(n, d_out), name="Huber"),
+        check_gradients(
+            SoftmaxCrossEntropy(weight=np.array([0.5, 1.0, 2.0])),
+            x(n, d_out),
+            rng.integers(0, d_out, n),
+            name="SoftmaxCrossEntropy(weight)",
         ),
     ]
     problem = make_problem(WarmupConfig(seed=seed))
@@ -99,3 +127,20 @@ def builtin_checks(seed: int = 0, max_entries: int | None = 200) -> list["Gradie
         )
     )
     return reports
+
+
+def _image_layers(rng: np.random.Generator) -> list[tuple[str, "Module", np.ndarray]]:
+    """The image layers on (2, 2, 5, 6) inputs (N, C, H, W)."""
+    from handprop.layers import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d
+
+    def images() -> np.ndarray:
+        return rng.standard_normal((2, 2, 5, 6))
+
+    return [
+        ("Conv2d(2, 3, 3, padding=1)", Conv2d(2, 3, 3, padding=1, rng=rng), images()),
+        ("Conv2d(2, 3, 2, stride=2)", Conv2d(2, 3, 2, stride=2, rng=rng), images()),
+        ("MaxPool2d(2)", MaxPool2d(2), images()),
+        ("AvgPool2d(3, stride=2)", AvgPool2d(3, 2), images()),
+        ("Flatten", Flatten(), images()),
+        ("BatchNorm2d", BatchNorm2d(2), images()),
+    ]

@@ -12,6 +12,7 @@ Every problem a user can fix raises ``DataError`` with a one-line message.
 """
 
 from handprop.data.dataset import TASKS, DataError, Dataset
+from handprop.data.images import digits_images, load_images
 from handprop.data.load import load_dataset, load_features
 from handprop.data.named import DATASET_TASKS
 from handprop.data.transform import Standardizer, train_validation_split
@@ -22,7 +23,9 @@ __all__ = [
     "DataError",
     "Dataset",
     "Standardizer",
+    "digits_images",
     "load_dataset",
     "load_features",
+    "load_images",
     "train_validation_split",
 ]

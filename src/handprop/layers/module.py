@@ -37,6 +37,10 @@ class Module:
 
     #: The names of ``config()``'s fields, which model files check.
     config_fields: ClassVar[tuple[str, ...]] = ()
+    #: The dtypes of buffers that are not in the model's float dtype (BatchNorm's counter).
+    buffer_dtypes: ClassVar[dict[str, str]] = {}
+    #: Training mode (dropout drops, batch norm uses the batch's statistics) or evaluation.
+    training: bool = True
 
     def forward(self, x: Array) -> Array:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
@@ -77,9 +81,38 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return [parameter for _, parameter in self.named_parameters()]
 
+    def named_buffers(self) -> list[tuple[str, Array]]:
+        """State that is not trained but saved (BatchNorm's running statistics), as torch names it.
+
+        The arrays themselves (``load_state_dict`` copies into them); none by default.
+        """
+        return []
+
     def modules(self) -> Iterator["Module"]:
         """This module and every module inside it, depth first."""
         yield self
+
+    def train(self, mode: bool = True) -> Self:
+        """Training mode (``mode=True``) or evaluation mode for this module and those inside it.
+
+        As in PyTorch: ``fit`` trains in training mode and scores in evaluation mode;
+        ``predict`` and ``model(x)`` run in whatever mode the model is in.
+        """
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> Self:
+        """``train(False)``: Dropout passes its input through, BatchNorm uses running statistics."""
+        return self.train(False)
+
+    def get_extra_state(self) -> dict[str, Any] | None:
+        """JSON-able state beyond arrays that a checkpoint keeps (Dropout's generator); or None."""
+        return None
+
+    def set_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``get_extra_state`` returned; a ValueError if it does not fit."""
+        raise ValueError(f"{type(self).__name__} keeps no extra state, received {state!r:.80}")
 
     def zero_grad(self) -> None:
         for parameter in self.parameters():
@@ -100,24 +133,32 @@ class Module:
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         """Check ``config``'s values (a ValueError says which is wrong), allocating nothing.
 
-        Returns the shapes of the parameters it implies, by name, in PyTorch's layout.
+        Returns the shapes of the parameters and buffers it implies, by name, in
+        PyTorch's layout (a buffer's dtype is the model's unless ``buffer_dtypes`` says).
         """
         return {}
 
     def state_dict(self) -> dict[str, Array]:
-        """Copies of the parameters by name, in PyTorch's names and layout (weights (D_out, D_in)).
+        """Copies of the parameters and buffers by name, in PyTorch's names and layout.
 
+        Weights are (D_out, D_in) as torch has them.
         ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in ...})`` accepts it.
         """
-        return {name: torch_layout(p.data).copy() for name, p in self.named_parameters()}
+        return {name: torch_layout(array).copy() for name, array in self._named_arrays().items()}
+
+    def _named_arrays(self) -> dict[str, Array]:
+        """Parameters' data and buffers, by name, in state_dict's order."""
+        arrays = {name: p.data for name, p in self.named_parameters()}
+        arrays.update(self.named_buffers())
+        return arrays
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copy ``state`` (``state_dict()``'s names, shapes and layout) into the parameters.
+        """Copy ``state`` (``state_dict()``'s names, shapes and layout) into parameters and buffers.
 
         Every name must be there, no other, each of the right shape; values are
         converted to the parameter's dtype. Nothing is copied if anything differs.
         """
-        named = dict(self.named_parameters())
+        named = self._named_arrays()
         missing, unexpected = sorted(set(named) - set(state)), sorted(set(state) - set(named))
         if missing or unexpected:
             raise ValueError(
@@ -125,15 +166,15 @@ class Module:
                 f"{unexpected or 'nothing'}; expected {list(named)}"
             )
         arrays = {name: np.asarray(value) for name, value in state.items()}
-        for name, parameter in named.items():
-            expected = torch_layout(parameter.data).shape
+        for name, target in named.items():
+            expected = torch_layout(target).shape
             if arrays[name].shape != expected:
                 raise ValueError(
                     f"load_state_dict: {name!r} has shape {arrays[name].shape}, "
                     f"expected {expected} (PyTorch's layout)"
                 )
-        for name, parameter in named.items():
-            parameter.data[...] = from_torch_layout(arrays[name])
+        for name, target in named.items():
+            target[...] = from_torch_layout(arrays[name])
 
     def to(self, dtype: npt.DTypeLike) -> Self:
         """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self.
@@ -145,7 +186,12 @@ class Module:
             if parameter.dtype != resolved:
                 parameter.data = parameter.data.astype(resolved)
                 parameter.grad = np.zeros_like(parameter.data)
+        for module in self.modules():
+            module.convert_buffers(resolved)
         return self
+
+    def convert_buffers(self, dtype: np.dtype[Any]) -> None:
+        """Convert this module's own floating buffers to ``dtype`` (for ``to``); none by default."""
 
     def save(self, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> None:
         """Write the model to a safetensors file that ``handprop.load`` (and PyTorch) reads.

@@ -47,6 +47,13 @@ class Sequential(Module):
             for name, parameter in layer.named_parameters()
         ]
 
+    def named_buffers(self) -> list[tuple[str, Array]]:
+        return [
+            (f"{index}.{name}", buffer)
+            for index, layer in enumerate(self.layers)
+            for name, buffer in layer.named_buffers()
+        ]
+
     def parameters(self) -> list[Parameter]:
         # named_parameters without formatting the names (train_step asks every step), from
         # the same calls, so that the two cannot differ; a subclass's own names decide.

@@ -82,6 +82,9 @@ def fit(
     R² for the squared errors). ``rng``
     shuffles (default: seeded with 0). Pass the ``state`` of an interrupted run
     (with its rng and optimizer restored) to continue it exactly.
+    Training runs in training mode (``model.train()``: Dropout drops, BatchNorm uses
+    the batch's statistics), the scores in evaluation mode; the model is left in the
+    modes it came in.
     """
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
@@ -90,7 +93,13 @@ def fit(
     if state.base_lr is None:
         state.base_lr = optimizer.lr
     rng = rng or np.random.default_rng(0)
-    return trainer.run(data, validation, epochs, batch_size, rng, state)
+    modes = [(module, module.training) for module in model.modules()]
+    model.train()  # training mode, scoring in evaluation mode; then the caller's modes again
+    try:
+        return trainer.run(data, validation, epochs, batch_size, rng, state)
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _check_fit_arguments(
@@ -121,6 +130,8 @@ class _Trainer:
         self.options, self.callbacks = options, callbacks
         self.metric = loss_fn.metric
         self.params = model.parameters()
+        # what a snapshot holds: the parameters, and the buffers (BatchNorm's running statistics)
+        self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
 
     def run(
         self,
@@ -136,7 +147,7 @@ class _Trainer:
                 self._restore(state.best_parameters)
                 return self._history(state, "early stopping")
             self._set_learning_rate(state)
-            snapshot, step = [p.data.copy() for p in self.params], state.step
+            snapshot, step = [array.copy() for array in self.arrays], state.step
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
                     self._epoch(data, batch_size, rng, state)
@@ -215,14 +226,19 @@ class _Trainer:
     def _scores(
         self, data: tuple[Array, Array], validation: tuple[Array, Array] | None
     ) -> tuple[float, float, float | None, float | None]:
-        train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
-        if validation is None:
-            return train_loss, train_metric, None, None
-        return (
-            train_loss,
-            train_metric,
-            *evaluate(self.model, self.loss_fn, *validation, self.metric),
-        )
+        """Losses and metrics in evaluation mode (Dropout off, BatchNorm's running statistics)."""
+        self.model.eval()
+        try:
+            train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
+            if validation is None:
+                return train_loss, train_metric, None, None
+            return (
+                train_loss,
+                train_metric,
+                *evaluate(self.model, self.loss_fn, *validation, self.metric),
+            )
+        finally:
+            self.model.train()
 
     def _log(
         self, scores: tuple[float, float, float | None, float | None], state: TrainingState
@@ -246,12 +262,12 @@ class _Trainer:
             state.best_metric, state.best_loss, state.best_epoch = (
                 log.val_metric, log.val_loss, log.epoch,
             )  # fmt: skip
-            state.best_parameters = [p.data.copy() for p in self.params]
+            state.best_parameters = [array.copy() for array in self.arrays]
 
     def _restore(self, saved: list[Array] | None) -> None:
         if saved is not None:
-            for parameter, array in zip(self.params, saved, strict=True):
-                parameter.data[...] = array
+            for target, array in zip(self.arrays, saved, strict=True):
+                target[...] = array
 
     def _history(
         self,

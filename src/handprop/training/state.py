@@ -31,7 +31,7 @@ class TrainingState:
     best_epoch: int | None = None
     best_metric: float = -math.inf
     best_loss: float = math.inf  # breaks ties between epochs with the same metric
-    best_parameters: list[Array] | None = None
+    best_parameters: list[Array] | None = None  # parameters' data, then the buffers
     base_lr: float | None = None  # the optimizer's rate when training first started
 
     def to_json(self) -> dict[str, Any]:

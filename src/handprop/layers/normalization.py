@@ -1,0 +1,288 @@
+"""Normalisation: BatchNorm1d/2d (over the batch, per channel) and LayerNorm (per sample).
+
+Both compute ``x_hat = (x - mean) / sqrt(var + eps)`` (the biased variance) and
+``y = weight * x_hat + bias``. Over the ``n`` values one mean covers, the backward is::
+
+    grad_weight = sum(grad_y * x_hat);  grad_bias = sum(grad_y)
+    grad_x_hat = grad_y * weight
+    grad_x = (grad_x_hat - mean(grad_x_hat) - x_hat * mean(grad_x_hat * x_hat)) / sqrt(var + eps)
+
+(the two means are the paths through ``mean`` and ``var``).
+"""
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
+from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.parameter import ACCUMULATE, Gradients, Parameter
+
+
+def _positive_float(what: str, value: object, upper: float = math.inf) -> float:
+    """``value`` as a float if it is a finite number in (0, upper], else a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and 0 < value <= upper)
+    ):
+        bound = f" and <= {upper}" if upper != math.inf else ""
+        raise ValueError(f"{what} must be a finite number > 0{bound}, received {value!r}")
+    return float(value)
+
+
+class _BatchNorm(Module):
+    """BatchNorm over the batch axis and every axis after the channels (``axes``)."""
+
+    config_fields = ("num_features", "eps", "momentum")
+    buffer_dtypes: ClassVar[dict[str, str]] = {"num_batches_tracked": "int64"}
+    #: The input's number of dimensions.
+    ndim: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        dtype: npt.DTypeLike = np.float64,
+    ) -> None:
+        name = type(self).__name__
+        self.num_features = positive_int(f"{name} num_features", num_features)
+        self.eps = _positive_float(f"{name} eps", eps)
+        self.momentum = _positive_float(f"{name} momentum", momentum, upper=1.0)
+        dtype = float_dtype(dtype)
+        self.weight = Parameter(np.ones(self.num_features, dtype=dtype))
+        self.bias = Parameter(np.zeros(self.num_features, dtype=dtype))
+        self.running_mean = np.zeros(self.num_features, dtype=dtype)
+        self.running_var = np.ones(self.num_features, dtype=dtype)
+        self.num_batches_tracked = np.zeros((), dtype=np.int64)
+        self.x_hat: Array | None = None  # the cache, with inv_std
+        self.inv_std: Array | None = None  # 1 / sqrt(var + eps), per channel
+        self.batch_stats = True  # whether the last forward normalised with the batch's statistics
+        self.mean: Array | None = None  # work buffers
+        self.y: Array | None = None
+        self.grad_x: Array | None = None
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return (0, *range(2, self.ndim))
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: str) -> Self:
+        return cls(**config, dtype=dtype)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        c = positive_int("num_features", config["num_features"])
+        _positive_float("eps", config["eps"])
+        _positive_float("momentum", config["momentum"], upper=1.0)
+        shapes: dict[str, tuple[int, ...]] = {"weight": (c,), "bias": (c,)}
+        return {**shapes, "running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.weight.dtype
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [("weight", self.weight), ("bias", self.bias)]
+
+    def named_buffers(self) -> list[tuple[str, Array]]:
+        return [
+            ("running_mean", self.running_mean),
+            ("running_var", self.running_var),
+            ("num_batches_tracked", self.num_batches_tracked),
+        ]
+
+    def convert_buffers(self, dtype: np.dtype[Any]) -> None:
+        self.running_mean = self.running_mean.astype(dtype)
+        self.running_var = self.running_var.astype(dtype)
+
+    def _per_channel(self, values: Array) -> Array:
+        """A (C,) array shaped to broadcast against the input: (1, C, 1, ...)."""
+        return values.reshape((1, -1) + (1,) * (self.ndim - 2))
+
+    def forward(self, x: Array) -> Array:
+        x = self._check_input(x)
+        n = x.size // self.num_features  # the values each channel's mean covers
+        self.batch_stats = self.training
+        self.x_hat = reuse(self.x_hat, x.shape, self.dtype)
+        self.y = reuse(self.y, x.shape, self.dtype)
+        if self.training:
+            self.mean = np.mean(x, axis=self.axes, keepdims=True, out=self.mean)
+            np.subtract(x, self.mean, out=self.x_hat)  # x - mean
+            np.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
+            var = self.y.mean(axis=self.axes)
+            self._update_running(self.mean.reshape(-1), var, n)
+        else:
+            np.subtract(x, self._per_channel(self.running_mean), out=self.x_hat)
+            var = self.running_var
+        self.inv_std = 1 / np.sqrt(var + self.eps)
+        self.x_hat *= self._per_channel(self.inv_std)  # x_hat = (x - mean) / sqrt(var + eps)
+        np.multiply(self.x_hat, self._per_channel(self.weight.data), out=self.y)
+        self.y += self._per_channel(self.bias.data)  # y = weight * x_hat + bias
+        return self.y
+
+    def _update_running(self, mean: Array, var: Array, n: int) -> None:
+        """As torch: running = (1 - momentum) * running + momentum * batch (var unbiased)."""
+        m = self.momentum
+        self.running_mean *= 1 - m
+        self.running_mean += m * mean
+        self.running_var *= 1 - m
+        self.running_var += (m * n / max(n - 1, 1)) * var
+        self.num_batches_tracked += 1
+
+    def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
+        x_hat, grad_y = require_cache(type(self).__name__, self.x_hat, grad_y)
+        assert self.inv_std is not None
+        grad_bias = grad_y.sum(axis=self.axes)  # grad_bias = sum(grad_y)
+        self.grad_x = reuse(self.grad_x, x_hat.shape, self.dtype)
+        np.multiply(grad_y, x_hat, out=self.grad_x)
+        grad_weight = self.grad_x.sum(axis=self.axes)  # grad_weight = sum(grad_y * x_hat)
+        # grad_x_hat = grad_y * weight, then through (x - mean) / sqrt(var + eps)
+        scale = self._per_channel(self.weight.data * self.inv_std)
+        if self.batch_stats:  # the paths through the batch's mean and variance
+            n = x_hat.size // self.num_features
+            np.multiply(x_hat, self._per_channel(grad_weight / n), out=self.grad_x)
+            np.subtract(grad_y, self.grad_x, out=self.grad_x)
+            self.grad_x -= self._per_channel(grad_bias / n)
+            self.grad_x *= scale
+        else:  # evaluation mode: mean and variance are constants
+            np.multiply(grad_y, scale, out=self.grad_x)
+        grads.add(self.weight, grad_weight)  # after the weight's last read
+        grads.add(self.bias, grad_bias)
+        return self.grad_x
+
+    def _check_input(self, x: Array) -> Array:
+        name = type(self).__name__
+        x = require_array(name, x)
+        c = self.num_features
+        expected = {2: f"(N, {c})", 3: f"(N, {c}, L)", 4: f"(N, {c}, H, W)"}[self.ndim]
+        if x.ndim != self.ndim or x.shape[1] != c:
+            raise ValueError(f"{name} expected input of shape {expected}, received {x.shape}")
+        if self.training and x.size // c < 2:
+            raise ValueError(
+                f"{name} needs more than one value per channel in training, received {x.shape}"
+            )
+        check_dtype(name, "input", x, self.dtype)
+        return x
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
+            f"momentum={self.momentum}, dtype={self.dtype.name})"
+        )
+
+
+@LAYERS.register("BatchNorm1d")
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of each feature, as ``torch.nn.BatchNorm1d``.
+
+    Shape: x (N, C) -> y (N, C). weight (C,) ones, bias (C,) zeros; buffers
+    running_mean, running_var (C,) and num_batches_tracked (int64). Training mode
+    normalises with the batch's mean and biased variance and updates the running
+    statistics (``running = (1 - momentum) * running + momentum * batch``, the
+    variance unbiased); evaluation mode normalises with the running statistics.
+    """
+
+    ndim = 2
+
+
+@LAYERS.register("BatchNorm2d")
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of each channel over (N, H, W), as ``torch.nn.BatchNorm2d``.
+
+    Shape: x (N, C, H, W) -> y (N, C, H, W); otherwise as ``BatchNorm1d``.
+    """
+
+    ndim = 4
+
+
+@LAYERS.register("LayerNorm")
+class LayerNorm(Module):
+    """Each sample normalised over its last axis (D), as ``torch.nn.LayerNorm(D)``.
+
+    Shape: x (N, ..., D) -> y (N, ..., D); weight (D,) ones, bias (D,) zeros.
+    Training and evaluation are the same.
+    """
+
+    config_fields = ("normalized_shape", "eps")
+
+    def __init__(
+        self, normalized_shape: int, eps: float = 1e-5, *, dtype: npt.DTypeLike = np.float64
+    ) -> None:
+        self.normalized_shape = positive_int("LayerNorm normalized_shape", normalized_shape)
+        self.eps = _positive_float("LayerNorm eps", eps)
+        dtype = float_dtype(dtype)
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype))
+        self.x_hat: Array | None = None  # the cache, with inv_std
+        self.inv_std: Array | None = None  # 1 / sqrt(var + eps), per sample: (M, 1)
+        self.y: Array | None = None  # work buffers
+        self.grad_x: Array | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: str) -> Self:
+        return cls(**config, dtype=dtype)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        d = positive_int("normalized_shape", config["normalized_shape"])
+        _positive_float("eps", config["eps"])
+        return {"weight": (d,), "bias": (d,)}
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.weight.dtype
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        return [("weight", self.weight), ("bias", self.bias)]
+
+    def forward(self, x: Array) -> Array:
+        x = require_array("LayerNorm", x)
+        d = self.normalized_shape
+        if x.ndim < 2 or x.shape[-1] != d:
+            raise ValueError(f"LayerNorm expected input of shape (N, ..., {d}), received {x.shape}")
+        check_dtype("LayerNorm", "input", x, self.dtype)
+        self.x_hat = reuse(self.x_hat, x.shape, self.dtype)
+        self.y = reuse(self.y, x.shape, self.dtype)
+        mean = x.mean(axis=-1, keepdims=True)
+        np.subtract(x, mean, out=self.x_hat)  # x - mean
+        np.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
+        self.inv_std = 1 / np.sqrt(self.y.mean(axis=-1, keepdims=True) + self.eps)
+        self.x_hat *= self.inv_std  # x_hat = (x - mean) / sqrt(var + eps)
+        np.multiply(self.x_hat, self.weight.data, out=self.y)
+        self.y += self.bias.data  # y = weight * x_hat + bias
+        return self.y
+
+    def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
+        x_hat, grad_y = require_cache("LayerNorm", self.x_hat, grad_y)
+        assert self.inv_std is not None
+        batch_axes = tuple(range(x_hat.ndim - 1))
+        self.grad_x = reuse(self.grad_x, x_hat.shape, self.dtype)
+        np.multiply(grad_y, x_hat, out=self.grad_x)
+        grad_weight = self.grad_x.sum(axis=batch_axes)  # grad_weight = sum(grad_y * x_hat)
+        grad_bias = grad_y.sum(axis=batch_axes)  # grad_bias = sum(grad_y)
+        np.multiply(grad_y, self.weight.data, out=self.grad_x)  # grad_x_hat = grad_y * weight
+        mean_grad = self.grad_x.mean(axis=-1, keepdims=True)
+        self.grad_x *= x_hat
+        mean_grad_x_hat = self.grad_x.mean(axis=-1, keepdims=True)  # mean(grad_x_hat * x_hat)
+        np.multiply(grad_y, self.weight.data, out=self.grad_x)
+        self.grad_x -= mean_grad
+        self.grad_x -= x_hat * mean_grad_x_hat
+        self.grad_x *= self.inv_std
+        grads.add(self.weight, grad_weight)  # after the weight's last read
+        grads.add(self.bias, grad_bias)
+        return self.grad_x
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps}, dtype={self.dtype.name})"
