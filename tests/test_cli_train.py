@@ -332,7 +332,7 @@ def test_model_width_differs_from_the_data(
     run(train_args(regression_csv, model, "--epochs", 1), capsys)
     narrow = write_csv(tmp_path / "narrow.csv", ["a", "price"], [[1, 2], [3, 4]])
     assert_clean_failure(
-        ["evaluate", model, "--data", narrow, "--target", "price"], capsys, "3 input features", "1"
+        ["evaluate", model, "--data", narrow, "--target", "price"], capsys, 'no feature column "b"'
     )
 
 
@@ -368,8 +368,8 @@ def test_a_failed_predict_leaves_the_old_output_alone(
     model, preds = tmp_path / "m.safetensors", tmp_path / "p.csv"
     run(train_args(regression_csv, model, "--epochs", 1), capsys)
     preds.write_text("precious\n")
-    bad = write_csv(tmp_path / "bad.csv", ["a", "b", "c"], [[1, 2, "?"]])
-    assert_clean_failure(["predict", model, "--data", bad, "--output", preds], capsys, "'?'")
+    bad = write_csv(tmp_path / "bad.csv", ["a", "b", "c"], [[1, 2, "x?"]])
+    assert_clean_failure(["predict", model, "--data", bad, "--output", preds], capsys, "'x?'")
     assert preds.read_text() == "precious\n"
 
 

@@ -4,19 +4,21 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from handprop._types import Array
-from handprop.cli.arguments import DATA_HELP
+from handprop.cli.arguments import DATA_HELP, add_csv_options
+from handprop.data.csv_file import CsvFormat
 from handprop.losses import LOSSES
 from handprop.metrics import accuracy, mean_squared_error, r2_score
 
 if TYPE_CHECKING:
     from handprop.cli.saved import SavedModel
-    from handprop.data import Dataset
+    from handprop.data import Dataset, Encoding
 
 
 def add_parser(commands: Any) -> None:
@@ -29,20 +31,57 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument("--data", required=True, help=DATA_HELP)
     evaluate.add_argument("--target", help="target column(s); default: the model's")
     evaluate.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    add_reading_options(evaluate)
     evaluate.set_defaults(run=run)
+
+
+def add_reading_options(parser: Any) -> None:
+    """--delimiter, --decimal (default: the model's) and --drop-nonfinite."""
+    add_csv_options(parser)
+    parser.add_argument(
+        "--drop-nonfinite",
+        action="store_true",
+        help="drop rows with a missing cell the model does not impute, instead of refusing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from handprop.cli.saved import open_model
 
-    return evaluate(open_model(args.model), args.data, args.target, args.json, sys.stdout)
+    saved = open_model(args.model)
+    reading = Reading(saved.csv_format(args.delimiter, args.decimal), args.drop_nonfinite)
+    return evaluate(saved, args.data, args.target, args.json, sys.stdout, reading)
 
 
-def evaluate(saved: "SavedModel", data: str, target: str | None, as_json: bool, out: TextIO) -> int:
+@dataclass(frozen=True)
+class Reading:
+    """How evaluate and predict read their data: a CSV's format, and whether to drop rows."""
+
+    form: CsvFormat = CsvFormat()  # noqa: RUF009 (frozen)
+    drop_nonfinite: bool = False
+
+
+def model_encoding(saved: "SavedModel", data: str) -> "Encoding | None":
+    """The encoding to apply to ``data``: the model's for a table of named columns, or one that
+    imputes or one-hot encodes; None where the columns are taken as they are (arrays)."""
+    encoding = saved.encoding
+    if encoding is None or (encoding.is_plain and not data.lower().endswith((".csv", ".tsv"))):
+        return None
+    return encoding
+
+
+def evaluate(
+    saved: "SavedModel", data: str, target: str | None, as_json: bool, out: TextIO,
+    reading: Reading = Reading(),
+) -> int:  # fmt: skip
     """Print the model's metrics on ``data``: text, or exactly one JSON object with ``as_json``."""
     from handprop.data import load_dataset
 
-    dataset = load_dataset(data, target=_target(saved, data, target), task=saved.task)
+    dataset = load_dataset(
+        data, target=_target(saved, data, target), task=saved.task,
+        drop_nonfinite=reading.drop_nonfinite, form=reading.form,
+        encoding=model_encoding(saved, data),
+    )  # fmt: skip
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()
     with np.errstate(over="ignore", invalid="ignore"):  # a score that overflows is reported
         if saved.classes is not None:
@@ -89,7 +128,12 @@ def _regression_scores(
 def _target(saved: "SavedModel", data: str, target: str | None) -> str | None:
     """The target columns: as given, else (for a CSV file) the ones the model was trained on."""
     names = saved.info.get("target_names")
-    if target is None and data.endswith(".csv") and isinstance(names, list) and names:
+    if (
+        target is None
+        and data.lower().endswith((".csv", ".tsv"))
+        and isinstance(names, list)
+        and names
+    ):
         return ",".join(str(name) for name in names)
     return target
 

@@ -8,7 +8,15 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
-from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.data import (
+    Columns,
+    CsvFormat,
+    DataError,
+    Dataset,
+    Standardizer,
+    load_dataset,
+    train_validation_split,
+)
 from handprop.layers import Linear, Sequential
 
 
@@ -36,9 +44,10 @@ class Prepared:
         """What ``evaluate`` and ``predict`` need to use the model on new data."""
         data = self.dataset
         return {
-            "task": config.task,
+            "task": data.task,
             "loss": config.loss,
             "feature_names": list(data.feature_names),
+            "encoding": None if data.encoding is None else data.encoding.to_json(),
             "target_names": list(data.target_names),
             "classes": None if data.classes is None else [plain(c) for c in data.classes],
             "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
@@ -67,9 +76,11 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
 
     ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
     """
+    columns = Columns(config.features, config.drop, config.categorical, config.impute)
     dataset = load_dataset(
-        config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite
-    )
+        config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
+        columns=columns, form=csv_format(config.delimiter, config.decimal),
+    )  # fmt: skip
     training, validation = train_validation_split(
         dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
     )
@@ -83,6 +94,10 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
     return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler)
+
+
+def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:
+    return CsvFormat(delimiter, decimal or ".")
 
 
 def check_input_width(model: Sequential, width: int, model_source: str, data_source: str) -> None:

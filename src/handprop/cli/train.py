@@ -7,11 +7,13 @@ from typing import Any
 
 from handprop.cli.arguments import (
     DATA_HELP,
+    add_column_options,
     non_negative_float,
     non_negative_int,
     positive_int,
     widths,
 )
+from handprop.data.encoding import IMPUTE
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
 from handprop.optim import OPTIMIZERS
@@ -33,7 +35,15 @@ def add_parser(commands: Any) -> None:
     train.add_argument(
         "--task",
         choices=["regression", "classification"],
-        help="default: classification for digits and iris, else regression",
+        help="default: inferred from the target (text, true/false or at most 20 distinct whole "
+        "numbers: classification; else regression) and printed",
+    )
+    add_column_options(train)
+    train.add_argument(
+        "--impute",
+        choices=IMPUTE,
+        help="fill missing cells with the column's mean, median or most frequent value "
+        "(categories: the most frequent), computed on the data and saved with the model",
     )
     train.add_argument("--hidden", type=widths, help="hidden widths, e.g. 100,50; default: 100")
     train.add_argument("--activation", choices=ACTIVATIONS.names(), help="default: relu")
@@ -65,7 +75,7 @@ def add_parser(commands: Any) -> None:
     train.add_argument(
         "--validation-fraction",
         type=non_negative_float,
-        help="share held out for validation; default: 0.1",
+        help="share held out for validation; default: 0.1 (0: none, and no early stopping)",
     )
     train.add_argument(
         "--patience",

@@ -1,6 +1,7 @@
 """``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +39,13 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     check_outputs(output_paths(config), config.data, resume)
     if resume is None:
         prepared = prepare(config, None)
+        config = config.with_task(prepared.dataset.task)
+        if prepared.dataset.task_note and not config.quiet:
+            flag = "regression" if config.task == "classification" else "classification"
+            print(
+                f"task: {config.task} ({prepared.dataset.task_note}); --task {flag} overrides",
+                file=sys.stderr,
+            )
         model = _network(config, prepared)
         optimizer = _optimizer(config, model)
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
@@ -74,7 +82,7 @@ class _Job:
         self.config, self.prepared, self.model, self.optimizer, self.rng = (
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
-        self.loss_fn = LOSSES[config.loss]()
+        self.loss_fn = LOSSES[config.loss or "mse"]()  # set by with_task before a job starts
         # The last checkpoint this run wrote: its epoch and its file's identity.
         self.saved_epoch: int | None = None
         self.saved_file = self._checkpoint_file()  # before the run: another run's, or none
@@ -139,9 +147,7 @@ class _Job:
             kept = (
                 f"; they are saved in {saved}, and {config.out} was left as it was" if saved else ""
             )
-            # the library names the class; the command line names its flag
-            message = history.message.replace("(MeanSquaredError)", "(--loss mse)")
-            raise TrainingFailed(message + kept)
+            raise TrainingFailed(history.message + kept)  # main() names the flags
         return 0
 
     def _save_checkpoint(self, state: TrainingState) -> None:

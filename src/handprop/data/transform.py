@@ -31,7 +31,8 @@ def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Ar
     if not 1 <= n_validation <= n - 1:
         raise DataError(
             f"a validation fraction of {fraction!r} of {n} samples leaves {n - n_validation} "
-            f"for training and {n_validation} for validation; each side needs at least 1"
+            f"for training and {n_validation} for validation; each side needs at least 1 (or "
+            "train without a validation part: validation_fraction=0)"
         )
     order = rng.permutation(n)
     return order[n_validation:], order[:n_validation]

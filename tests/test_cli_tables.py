@@ -1,0 +1,150 @@
+"""handprop train, evaluate and predict on tables as users have them (issue 14)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handprop.checkpoint import load_model
+from handprop.cli import main
+
+
+def run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def iris_like(tmp_path: Path) -> Path:
+    """Integer class labels 0, 1, 2 that a regression would silently fit."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((150, 2))
+    y = (x[:, 0] > -0.4).astype(int) + (x[:, 0] > 0.4)
+    lines = ["a,b,species"] + [f"{a:.5f},{b:.5f},{c}" for (a, b), c in zip(x, y, strict=True)]
+    path = tmp_path / "iris.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """Semicolons, a decimal comma, a category, an ID and a missing cell."""
+    rng = np.random.default_rng(1)
+    colors = ["red", "green", "blue"]
+    lines = ["id;color;size;price"]
+    for i in range(120):
+        color, size = colors[i % 3], rng.uniform(1, 5)
+        price = 10 * (color == "red") + 3 * size + rng.normal(0, 0.1)
+        size_text = "" if i == 7 else f"{size:.3f}".replace(".", ",")
+        lines.append(f"u{i};{color};{size_text};{price:.3f}".replace(".", ","))
+    path = tmp_path / "shop.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_integer_labels_train_a_classifier_and_say_so(
+    iris_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: a regression, without a word.
+    model = tmp_path / "m.safetensors"
+    code, _, err = run(["train", "--data", iris_like, "--out", model, "--epochs", 5], capsys)
+    assert code == 0
+    assert 'task: classification (the target "species" holds 3 distinct whole numbers); ' in err
+    assert "--task regression overrides" in err
+    _, info = load_model(model)
+    assert info["task"] == "classification" and info["classes"] == [0, 1, 2]
+    assert info["config"]["loss"] == "cross-entropy"
+
+
+def test_messages_name_flags_not_python(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Was: 'class labels need task="classification"'.
+    path = tmp_path / "pets.csv"
+    path.write_text("a,kind\n1,cat\n2,dog\n3,cat\n")
+    code, _, err = run(["train", "--data", path, "--task", "regression"], capsys)
+    assert code == 2
+    assert "--task classification" in err and "task=" not in err
+
+
+def test_categorical_csv_end_to_end(
+    shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "every column is a target" (semicolons), then "'red' is not a number".
+    model, preds = tmp_path / "m.safetensors", tmp_path / "p.csv"
+    train = ["train", "--data", shop, "--out", model, "--decimal", ",", "--drop", "id",
+             "--impute", "median", "--epochs", 40, "--quiet"]  # fmt: skip
+    assert run(train, capsys) == (0, "", "")
+    _, info = load_model(model)
+    assert info["feature_names"] == ["color=blue", "color=green", "color=red", "size"]
+    assert info["encoding"]["columns"][0]["categories"] == ["blue", "green", "red"]
+    code, out, err = run(["evaluate", model, "--data", shop, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["r2"] > 0.9
+    new = tmp_path / "new.csv"
+    new.write_text("size;color\n2,5;red\n2,5;blue\n;green\n")
+    assert run(["predict", model, "--data", new, "--output", preds], capsys)[0] == 0
+    price = [float(line) for line in preds.read_text().splitlines()[1:]]
+    assert len(price) == 3 and abs(price[0] - price[1] - 10) < 1.5
+    new.write_text("size;color\n2,5;purple\n")
+    code, _, err = run(["predict", model, "--data", new, "--output", preds], capsys)
+    assert code == 2 and "'purple' is a category the model never saw" in err
+
+
+def test_an_id_column_says_which_flag_drops_it(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["train", "--data", shop, "--decimal", ","], capsys)
+    assert code == 2 and '--drop "id"' in err and '--categorical "id"' in err
+
+
+def test_evaluate_and_predict_accept_drop_nonfinite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: they recommended --drop-nonfinite, then refused it as unrecognized.
+    data, model = tmp_path / "d.csv", tmp_path / "m.safetensors"
+    data.write_text("a,y\n" + "".join(f"{i},{2 * i}\n" for i in range(30)))
+    assert run(["train", "--data", data, "--out", model, "--epochs", 2, "--quiet"], capsys)[0] == 0
+    holes = tmp_path / "holes.csv"
+    holes.write_text("a,y\n1,2\n,4\n3,6\n")
+    code, _, err = run(["evaluate", model, "--data", holes], capsys)
+    assert code == 2 and "--drop-nonfinite" in err
+    code, out, _ = run(["evaluate", model, "--data", holes, "--drop-nonfinite", "--json"], capsys)
+    assert code == 0 and json.loads(out)["n"] == 2
+    code, out, _ = run(
+        ["predict", model, "--data", holes, "--drop-nonfinite", "--output", "-"], capsys
+    )
+    assert code == 0 and len(out.splitlines()) == 3
+
+
+def test_predict_writes_to_standard_output(
+    iris_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "m.safetensors"
+    run(["train", "--data", iris_like, "--out", model, "--epochs", 2, "--quiet"], capsys)
+    code, out, err = run(["predict", model, "--data", iris_like, "--output", "-"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "label" and len(lines) == 151 and set(lines[1:]) <= {"0", "1", "2"}
+    assert not (tmp_path / "-").exists()
+
+
+def test_validation_fraction_zero_needs_no_patience_flag(
+    iris_like: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "--patience watches the validation set: give ... or --patience 0".
+    argv = ["train", "--data", iris_like, "--validation-fraction", 0, "--epochs", 2]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "epoch 2/2: completed" in out
+
+
+def test_four_rows_say_how_to_train_without_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "tiny.csv"
+    data.write_text("a,y\n1,1.5\n2,2.5\n3,3.5\n4,4.5\n")
+    code, _, err = run(["train", "--data", data, "--epochs", 1], capsys)
+    assert code == 2 and "--validation-fraction 0" in err
+    assert run(["train", "--data", data, "--epochs", 1, "--validation-fraction", 0,
+                "--quiet"], capsys)[0] == 0  # fmt: skip
