@@ -141,7 +141,7 @@ def infer_task(raw: RawTable) -> tuple[str, str]:
     values = values[np.isfinite(values)]
     distinct = np.unique(values)
     if (
-        len(distinct)
+        len(distinct) >= 2
         and (distinct == np.round(distinct)).all()
         and len(distinct) <= MAX_INFERRED_CLASSES
     ):

@@ -59,6 +59,8 @@ class FitOptions:
     clip_norm: float | None = None  # rescale gradients whose global L2 norm exceeds this
     on_divergence: Literal["stop", "rollback"] = "stop"
     max_rollbacks: int = 3  # "rollback": restore the epoch's start, halve the rate, go on
+    # a training loss above this many times the first epoch's (at least 1) counts as diverged
+    divergence_factor: float = 1e6
 
 
 def fit(
@@ -144,6 +146,7 @@ class _Trainer:
                 if not math.isfinite(scores[0]):  # finite steps, but the weights grew too far
                     what = "the training loss"
                     raise TrainingDiverged(self._divergence(state, scores[0], batch_size, what))
+                self._check_growth(state, scores[0], batch_size)
             except TrainingDiverged as error:
                 self._restore(snapshot)
                 state.step = step
@@ -208,6 +211,17 @@ class _Trainer:
             f"training diverged in epoch {state.epoch + 1} at step {state.step}: {what} became "
             f"{loss} with learning rate {lr:g}; {advice}"
         )
+
+    def _check_growth(self, state: TrainingState, loss: float, batch_size: int) -> None:
+        """A finite loss that grew past ``divergence_factor`` times the first epoch's diverged."""
+        if not state.logs:
+            return
+        first = state.logs[0].train_loss
+        bound = self.options.divergence_factor * max(abs(first), 1.0)
+        if loss > bound:
+            what = f"the training loss (over {self.options.divergence_factor:g} times the first "
+            what += f"epoch's, {first:.4g})"
+            raise TrainingDiverged(self._divergence(state, loss, batch_size, what))
 
     def _kept(self, state: TrainingState) -> str:
         return f"kept the weights from the start of epoch {state.epoch + 1}, the last finite ones"
