@@ -148,3 +148,59 @@ def test_four_rows_say_how_to_train_without_validation(
     assert code == 2 and "--validation-fraction 0" in err
     assert run(["train", "--data", data, "--epochs", 1, "--validation-fraction", 0,
                 "--quiet"], capsys)[0] == 0  # fmt: skip
+
+
+def rare_csv(tmp_path: Path, findable: bool) -> Path:
+    """95/5 classes; the rare class lies where a one-feature threshold finds it, or anywhere."""
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.standard_normal((n, 2))
+    y = np.where((x[:, 0] if findable else rng.standard_normal(n)) > 1.64, "rare", "common")
+    lines = ["a,b,kind"] + [f"{a:.5f},{b:.5f},{c}" for (a, b), c in zip(x, y, strict=True)]
+    path = tmp_path / "rare.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def rare(tmp_path: Path) -> Path:
+    return rare_csv(tmp_path, findable=True)
+
+
+def test_one_class_for_everything_is_shown_and_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: accuracy 0.95 and nothing else.
+    model, rare = tmp_path / "m.safetensors", rare_csv(tmp_path, findable=False)
+    argv = ["train", "--data", rare, "--out", model, "--epochs", 20, "--lr", 0.05, "--hidden",
+            "none", "--patience", 0]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0
+    assert "predicts class 'common' for every validation row" in err
+    assert "--class-weight balanced" in err
+    code, out, _ = run(["evaluate", model, "--data", rare, "--json"], capsys)
+    scores = json.loads(out)
+    assert scores["balanced_accuracy"] == 0.5
+    common, rare_scores = scores["per_class"]
+    assert common["class"] == "common" and common["recall"] == 1.0
+    assert rare_scores == {"class": "rare", "precision": 0.0, "recall": 0.0, "f1": 0.0,
+                           "support": scores["confusion_matrix"][1][0]}  # fmt: skip
+    assert scores["confusion_matrix"][0][1] == scores["confusion_matrix"][1][1] == 0
+    code, out, _ = run(["evaluate", model, "--data", rare], capsys)
+    assert "balanced_accuracy: 0.5\n" in out and "confusion matrix" in out
+
+
+def test_balanced_class_weights_find_the_rare_class(
+    rare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scores = {}
+    for weighting in ([], ["--class-weight", "balanced"]):
+        model = tmp_path / "m.safetensors"
+        argv = ["train", "--data", rare, "--out", model, "--epochs", 20, "--hidden", "none",
+                "--lr", 0.05, "--quiet", *weighting]  # fmt: skip
+        assert run(argv, capsys)[0] == 0
+        out = run(["evaluate", model, "--data", rare, "--json"], capsys)[1]
+        scores[bool(weighting)] = json.loads(out)["per_class"][1]["recall"]
+    _, info = load_model(model)
+    assert info["config"]["class_weight"] == "balanced"
+    assert scores[True] == 1.0 and scores[False] < 0.8  # measured: 1.0 and 0.6

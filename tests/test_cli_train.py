@@ -79,7 +79,9 @@ def test_classification_with_text_labels(
 
     code, out, _ = run(["evaluate", model, "--data", classification_csv, "--json"], capsys)
     assert code == 0
-    assert set(json.loads(out)) == {"accuracy", "loss", "n"}
+    assert set(json.loads(out)) == {
+        "accuracy", "balanced_accuracy", "loss", "per_class", "confusion_matrix", "n"
+    }  # fmt: skip
     assert json.loads(out)["accuracy"] > 0.9
 
     labels, proba = tmp_path / "labels.csv", tmp_path / "proba.npy"

@@ -128,31 +128,64 @@ def log_softmax(scores: Array) -> Array:
 class SoftmaxCrossEntropy(Loss):
     """Softmax of the scores followed by the negative log-likelihood, averaged over the batch.
 
-    Shape: y_pred (N, C) unnormalised scores; y (N,) integer class labels in [0, C).
-    ``grad_y_pred = (softmax(y_pred) - one_hot(y)) / N``. Computed from
+    Shape: y_pred (N, C) unnormalised scores; y (N,) integer class labels in [0, C);
+    ``weight`` (C,) per-class weights, as ``torch.nn.CrossEntropyLoss(weight=...)``: the
+    mean becomes ``sum(w[y_i] * nll_i) / sum(w[y_i])``.
+    ``grad_y_pred = (softmax(y_pred) - one_hot(y)) / N`` (with weights: each row times
+    ``w[y_i] / sum(w[y])``). Computed from
     ``y_pred - max(y_pred)``, so large scores neither overflow nor warn.
     """
 
     task = "classification"
     metric = "accuracy"
 
-    def __init__(self) -> None:
+    def __init__(self, weight: Array | None = None) -> None:
+        self.weight = None if weight is None else _check_weight(weight)
         self.probs: Array | None = None  # softmax(y_pred)
         self.y: Array | None = None
+        self.row_weight: Array | None = None  # weight[y] / sum(weight[y]), with a weight
 
     def forward(self, y_pred: Array, y: Array) -> float:
         y_pred = require_array("SoftmaxCrossEntropy", y_pred)
         y = _check_labels(y_pred, y)
         log_probs = log_softmax(y_pred)
         self.probs, self.y = np.exp(log_probs), y
-        return float(-log_probs[np.arange(len(y)), y].mean())
+        nll = -log_probs[np.arange(len(y)), y]
+        if self.weight is None:
+            return float(nll.mean())
+        # torch's weighted mean: sum(w[y_i] * nll_i) / sum(w[y_i])
+        if len(self.weight) != y_pred.shape[1]:
+            raise ValueError(
+                f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores have "
+                f"{y_pred.shape[1]} classes"
+            )
+        w_y = self.weight[y].astype(y_pred.dtype)
+        self.row_weight = w_y / w_y.sum()
+        return float((self.row_weight * nll).sum())
 
     def backward(self) -> Array:
         probs, y = self._require_cache(self.probs), self._require_cache(self.y)
         grad_y_pred = probs.copy()
         grad_y_pred[np.arange(len(y)), y] -= 1
-        grad_y_pred /= len(y)
+        if self.weight is None:
+            grad_y_pred /= len(y)
+        else:
+            grad_y_pred *= self._require_cache(self.row_weight)[:, None]
         return grad_y_pred
+
+    def __repr__(self) -> str:
+        return "SoftmaxCrossEntropy()" if self.weight is None else (
+            f"SoftmaxCrossEntropy(weight={self.weight.tolist()})"
+        )  # fmt: skip
+
+
+def _check_weight(weight: object) -> Array:
+    array = np.asarray(weight, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0 or not (np.isfinite(array).all() and (array >= 0).all()):
+        raise ValueError(
+            "SoftmaxCrossEntropy expected weight to be a 1-D array (C,) of finite numbers >= 0"
+        )
+    return array
 
 
 def _check_labels(y_pred: Array, y: object) -> Array:

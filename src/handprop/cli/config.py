@@ -52,6 +52,7 @@ class TrainConfig:
     impute: str | None = None
     delimiter: str | None = None
     decimal: str = "."
+    class_weight: str | None = None
     standardize: bool = True
     dtype: str = "float64"
     out: str | None = None
@@ -192,6 +193,7 @@ _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "impute": (_optional(_one_of(*IMPUTE)), f"null or one of {', '.join(IMPUTE)}"),
     "delimiter": (_optional(_one_of(",", ";", "\t")), "null, comma, semicolon or tab"),
     "decimal": (_one_of(".", ","), '"." or ","'),
+    "class_weight": (_optional(_one_of("balanced")), "null or balanced"),
     "standardize": (_one_of(True, False), "true or false"),
     "dtype": (_one_of("float64", "float32"), "float64 or float32"),
     "quiet": (_one_of(True, False), "true or false"),
@@ -214,6 +216,8 @@ def _check(config: TrainConfig) -> None:
         )
     if config.task == "regression" and config.loss == "cross-entropy":
         raise ValueError("--loss cross-entropy needs --task classification (class labels)")
+    if config.class_weight is not None and config.task == "regression":
+        raise ValueError("--class-weight needs --task classification (class labels)")
     if not 0 <= config.validation_fraction < 1:
         raise ValueError(
             f"--validation-fraction must be in [0, 1), received {config.validation_fraction}"

@@ -14,7 +14,14 @@ from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP, add_csv_options
 from handprop.data.csv_file import CsvFormat
 from handprop.losses import LOSSES
-from handprop.metrics import accuracy, mean_squared_error, r2_score
+from handprop._text import plain
+from handprop.metrics import (
+    balanced_accuracy,
+    confusion_matrix,
+    mean_squared_error,
+    per_class_scores,
+    r2_score,
+)
 
 if TYPE_CHECKING:
     from handprop.cli.saved import SavedModel
@@ -92,24 +99,63 @@ def evaluate(
             scores = _regression_scores(saved, outputs, dataset.y.astype(outputs.dtype), loss_fn)
     scores["n"] = len(dataset)
     if as_json:  # JSON has no NaN or Infinity: null stands for a score that is not finite
-        finite = {k: v if math.isfinite(v) else None for k, v in scores.items()}
-        out.write(json.dumps(finite, allow_nan=False) + "\n")
+        out.write(json.dumps(_finite(scores), allow_nan=False) + "\n")
     else:
-        out.write("".join(f"{name}: {value:.6g}\n" for name, value in scores.items()))
+        out.write(_text(scores))
     return 0
 
 
 def _classification_scores(
     saved: "SavedModel", x: Array, labels: Array, loss_fn: Any
 ) -> dict[str, Any]:
-    """Accuracy and mean loss, batch by batch: memory grows with the batch, not the data."""
-    correct, losses = 0, []
+    """Accuracy, balanced accuracy, mean loss, per-class scores and the confusion matrix,
+    batch by batch: memory grows with the batch, not the data."""
+    assert saved.classes is not None
+    n_classes = len(saved.classes)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    losses = []
     for start, scores in saved.output_batches(x):
         batch = labels[start : start + len(scores)]
-        correct += round(accuracy(scores, batch) * len(batch))
+        confusion += confusion_matrix(np.argmax(scores, axis=1), batch, n_classes)
         losses.append((loss_fn.forward(scores, batch), len(batch)))
     loss = losses[0][0] if len(losses) == 1 else sum(m * n for m, n in losses) / len(labels)
-    return {"accuracy": correct / len(labels), "loss": loss}
+    per_class = per_class_scores(confusion)
+    return {
+        "accuracy": float(np.trace(confusion)) / len(labels),
+        "balanced_accuracy": balanced_accuracy(confusion),
+        "loss": loss,
+        "per_class": [
+            {"class": label, **{k: plain(v[i]) for k, v in per_class.items()}}
+            for i, label in enumerate(saved.classes)
+        ],
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _text(scores: dict[str, Any]) -> str:
+    """The scores a line each; per-class scores as a table, then the confusion matrix."""
+    lines = [f"{k}: {v:.6g}" for k, v in scores.items() if isinstance(v, int | float)]
+    if "per_class" in scores:
+        rows = scores["per_class"]
+        width = max(len(str(row["class"])) for row in rows) + 2
+        lines.append(f"{'class':<{width}}precision  recall  f1      support")
+        lines += [
+            f"{row['class']!s:<{width}}{row['precision']:<11.4f}{row['recall']:<8.4f}"
+            f"{row['f1']:<8.4f}{row['support']}"
+            for row in rows
+        ]
+        lines.append("confusion matrix (rows: true class, columns: predicted, in that order):")
+        lines += ["  " + " ".join(f"{count:>6}" for count in row) for row in
+                  scores["confusion_matrix"]]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _regression_scores(

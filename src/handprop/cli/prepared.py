@@ -139,3 +139,20 @@ def _scaler(saved: object) -> Standardizer | None:
 def plain(value: object) -> object:
     """numpy scalars as Python numbers, for JSON."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def collapse_warning(model: Sequential, prepared: Prepared) -> str:
+    """A warning when the model predicts one class for every validation row, though the data
+    has several (on 95/5 data, an accuracy of 0.95 that means nothing); else ""."""
+    classes = prepared.dataset.classes
+    if classes is None or prepared.validation is None:
+        return ""
+    x, _ = prepared.validation
+    predicted = np.unique(np.argmax(model.predict(x), axis=1))
+    if len(predicted) != 1 or len(classes) < 2:
+        return ""
+    return (
+        f"warning: the model predicts class {classes[int(predicted[0])]!r} for every validation "
+        "row; its accuracy says nothing: see handprop evaluate's per-class recall, and try "
+        "--class-weight balanced"
+    )

@@ -59,6 +59,12 @@ def add_parser(commands: Any) -> None:
         choices=LOSSES.names(),
         help="default: cross-entropy for classification, mse for regression",
     )
+    train.add_argument(
+        "--class-weight",
+        choices=["balanced"],
+        help="weigh each class's loss by N / (classes * its count in the training part), as "
+        "scikit-learn's class_weight='balanced'; default: every sample alike",
+    )
     train.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="default: adam")
     train.add_argument(
         "--lr", type=non_negative_float, help="learning rate; default: 0.001 (adam), 0.01 (sgd)"

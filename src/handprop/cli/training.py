@@ -24,10 +24,11 @@ from handprop.cli.config import TrainConfig
 from handprop.cli.errors import Interrupted, TrainingFailed
 from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
 from handprop.cli.outputs import best_path, check_outputs, diverged_path, output_paths
-from handprop.cli.prepared import Prepared, prepare
+from handprop.cli.prepared import Prepared, collapse_warning, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.layers import Sequential, mlp
-from handprop.losses import LOSSES
+from handprop.data.transform import balanced_class_weights
+from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
@@ -82,7 +83,7 @@ class _Job:
         self.config, self.prepared, self.model, self.optimizer, self.rng = (
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
-        self.loss_fn = LOSSES[config.loss or "mse"]()  # set by with_task before a job starts
+        self.loss_fn = _loss(config, prepared)
         # The last checkpoint this run wrote: its epoch and its file's identity.
         self.saved_epoch: int | None = None
         self.saved_file = self._checkpoint_file()  # before the run: another run's, or none
@@ -143,6 +144,9 @@ class _Job:
             _plot(Path(config.plot), history, config)
         if not config.quiet:
             out.write(_summary(history, config, saved))
+            warning = collapse_warning(self.model, self.prepared)
+            if warning:
+                print(warning, file=sys.stderr)
         if diverged:
             kept = (
                 f"; they are saved in {saved}, and {config.out} was left as it was" if saved else ""
@@ -191,6 +195,14 @@ def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
         prepared.train_x.shape[1], config.hidden, prepared.d_out, activation=config.activation,
         bias=config.bias, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype,
     )  # fmt: skip
+
+
+def _loss(config: TrainConfig, prepared: Prepared) -> Loss:
+    """The loss named by --loss (set by with_task before a job starts), with --class-weight."""
+    if config.class_weight == "balanced":
+        weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+        return SoftmaxCrossEntropy(weight=weight)
+    return LOSSES[config.loss or "mse"]()
 
 
 def _optimizer(config: TrainConfig, model: Sequential) -> Optimizer:

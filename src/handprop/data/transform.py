@@ -38,6 +38,15 @@ def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Ar
     return order[n_validation:], order[:n_validation]
 
 
+def balanced_class_weights(y: Array, n_classes: int) -> Array:
+    """scikit-learn's "balanced" weights (C,): ``N / (C * count(c))`` for labels ``y`` (N,).
+
+    A class absent from ``y`` counts as one sample (its weight is then never used).
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    return len(y) / (n_classes * np.maximum(counts, 1).astype(np.float64))
+
+
 @dataclass(frozen=True, eq=False)
 class Standardizer:
     """Per-column ``(a - mean) / scale``, fitted on training data.
