@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from handprop._text import plain
 from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP, add_csv_options
 from handprop.data.csv_file import CsvFormat
 from handprop.losses import LOSSES
-from handprop._text import plain
 from handprop.metrics import (
     balanced_accuracy,
     confusion_matrix,

@@ -26,8 +26,8 @@ from handprop.cli.metadata import check_finite_weights, check_model_info, check_
 from handprop.cli.outputs import best_path, check_outputs, diverged_path, output_paths
 from handprop.cli.prepared import Prepared, collapse_warning, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
-from handprop.layers import Sequential, mlp
 from handprop.data.transform import balanced_class_weights
+from handprop.layers import Sequential, mlp
 from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
