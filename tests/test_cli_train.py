@@ -56,7 +56,8 @@ def test_regression_end_to_end(
     code, out, _ = run(["evaluate", model, "--data", regression_csv, "--json"], capsys)
     scores = json.loads(out)
     assert code == 0
-    assert set(scores) == {"r2", "mse", "loss", "n"}
+    assert set(scores) == {"r2", "mse", "rmse", "mae", "loss", "loss_scale", "n"}
+    assert scores["loss_scale"] == "standardized"
     assert scores["n"] == 200
     assert scores["r2"] > 0.99
 
@@ -101,7 +102,22 @@ def test_evaluate_text_output(
     run(train_args(regression_csv, model, "--epochs", 2), capsys)
     code, out, _ = run(["evaluate", model, "--data", regression_csv], capsys)
     assert code == 0
-    assert [line.split(":")[0] for line in out.splitlines()] == ["r2", "mse", "loss", "n"]
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["r2", "mse", "rmse", "mae", "loss", "n"]
+    assert "loss is on the standardised targets" in lines[-1]
+
+
+def test_regression_scores_are_in_the_targets_units(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, preds = tmp_path / "m.safetensors", tmp_path / "p.csv"
+    run(train_args(regression_csv, model, "--epochs", 2), capsys)
+    scores = json.loads(run(["evaluate", model, "--data", regression_csv, "--json"], capsys)[1])
+    run(["predict", model, "--data", regression_csv, "--output", preds], capsys)
+    y_pred = np.loadtxt(preds, skiprows=1)
+    y = np.loadtxt(regression_csv, delimiter=",", skiprows=1)[:, -1]
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(y_pred - y)), rel=1e-12)
+    assert scores["rmse"] == pytest.approx(np.sqrt(np.mean((y_pred - y) ** 2)), rel=1e-12)
 
 
 def test_a_trained_file_loads_into_torch(

@@ -32,7 +32,11 @@ def add_parser(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="print a saved model's metrics on a data set",
-        description="Accuracy and loss (classification), or R², MSE and loss (regression).",
+        description=(
+            "Classification: accuracy, balanced accuracy, loss, per-class precision, recall "
+            "and F1, and the confusion matrix. Regression: R², MSE, RMSE and MAE in the "
+            "target's units, and the loss on the scale the network was trained on."
+        ),
     )
     evaluate.add_argument("model", type=Path, help="a model file written by handprop train")
     evaluate.add_argument("--data", required=True, help=DATA_HELP)
@@ -143,6 +147,11 @@ def _finite(value: Any) -> Any:
 def _text(scores: dict[str, Any]) -> str:
     """The scores a line each; per-class scores as a table, then the confusion matrix."""
     lines = [f"{k}: {v:.6g}" for k, v in scores.items() if isinstance(v, int | float)]
+    if scores.get("loss_scale") == "standardized":
+        lines.append(
+            "(r2, mse, rmse and mae are in the target's units; loss is on the standardised "
+            "targets the network was trained on)"
+        )
     if "per_class" in scores:
         rows = scores["per_class"]
         width = max(len(str(row["class"])) for row in rows) + 2
@@ -164,10 +173,14 @@ def _regression_scores(
     scaler = saved.scaler("y_scaler")
     y_pred = outputs if scaler is None else scaler.inverse_transform(outputs)
     y_trained = y if scaler is None else scaler.transform(y).astype(outputs.dtype)
-    return {
+    mse = mean_squared_error(y_pred, y)
+    return {  # r2, mse, rmse and mae in the target's own units; the loss as training saw it
         "r2": r2_score(y_pred, y),
-        "mse": mean_squared_error(y_pred, y),
+        "mse": mse,
+        "rmse": math.sqrt(mse) if mse >= 0 else math.nan,
+        "mae": float(np.mean(np.abs(y_pred - y))),
         "loss": loss_fn.forward(outputs, y_trained),
+        "loss_scale": "standardized" if scaler is not None else "original",
     }
 
 
