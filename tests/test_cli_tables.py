@@ -204,3 +204,50 @@ def test_balanced_class_weights_find_the_rare_class(
     _, info = load_model(model)
     assert info["config"]["class_weight"] == "balanced"
     assert scores[True] == 1.0 and scores[False] < 0.8  # measured: 1.0 and 0.6
+
+
+def test_monitor_is_explicit_in_help_summary_and_plot(
+    iris_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import handprop.cli.plot
+
+    marks = []
+    monkeypatch.setattr(handprop.cli.plot, "check_plot", lambda option, path: None)
+    monkeypatch.setattr(handprop.cli.plot, "plot_losses",
+                        lambda *args, **kwargs: marks.append(kwargs["marked"]))  # fmt: skip
+    assert main(["train", "--help"]) == 0
+    assert "default: val-metric" in " ".join(capsys.readouterr().out.split())
+    summaries = {}
+    for monitor in ("val-metric", "val-loss"):
+        argv = ["train", "--data", iris_like, "--epochs", 40, "--patience", 5, "--monitor",
+                monitor, "--plot", tmp_path / "p.png", "--lr", 0.05]  # fmt: skip
+        code, out, _ = run(argv, capsys)
+        assert code == 0
+        summaries[monitor] = out.splitlines()[0]
+    assert "by validation accuracy kept" in summaries["val-metric"]
+    assert "by validation loss kept" in summaries["val-loss"]
+    kept = [int(summary.split("best epoch ")[1].split()[0]) for summary in summaries.values()]
+    assert [mark[0] for mark in marks] == kept
+    assert marks[1][1] == f"kept: epoch {kept[1]} (validation loss)"
+
+
+def test_test_fraction_reports_a_held_out_score(
+    iris_like: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handprop.cli.training
+
+    sizes = []
+    fit = handprop.cli.training.fit
+
+    def counting_fit(*args: object, **kwargs: object) -> object:
+        sizes.append((len(args[3][0]), len(kwargs["validation"][0])))  # type: ignore[index, arg-type]
+        return fit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handprop.cli.training, "fit", counting_fit)
+    code, out, _ = run(["train", "--data", iris_like, "--epochs", 3, "--test-fraction", 0.2],
+                       capsys)  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[3].startswith("test:       loss ")
+    assert out.splitlines()[3].endswith("(30 rows)")
+    assert sizes == [(108, 12)]  # 150 - 30 held out, then 10% of 120 for validation

@@ -3,9 +3,12 @@
 import contextlib
 import io
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -65,3 +68,24 @@ def test_the_chinese_readme_has_the_english_commands_and_code_in_the_same_order(
     english, chinese = command_blocks(README), command_blocks(README_ZH)
     assert len(english) >= 6  # the two commands, the table's two sides, library, CLI, sklearn
     assert chinese == english, "README.zh-CN.md's code blocks must be README.md's, in order"
+
+
+def test_the_categorical_csv_example_prints_what_the_readme_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handprop.cli import main
+
+    (block,) = [text for kind, text in command_blocks(README) if "pets-train.csv" in text]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    commands = re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]
+    assert len(commands) == 4
+    for command in commands:
+        line, *expected = command.rstrip("\n").split("\n")
+        argv = shlex.split(line)
+        if argv[0] == "head":
+            assert Path(argv[2]).read_text().splitlines()[:3] == expected
+            continue
+        assert main(argv[1:]) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines() + out.splitlines() == expected, line

@@ -39,7 +39,9 @@ class TrainConfig:
     epochs: int = 200
     seed: int = 0
     validation_fraction: float = 0.1
+    test_fraction: float = 0.0
     patience: int | None = 20
+    monitor: str = "val-metric"
     schedule: str = "none"
     step_size: int = 30
     gamma: float = 0.1
@@ -180,7 +182,9 @@ _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "epochs": (_integer(0), "an integer >= 0"),
     "seed": (_integer(0), "an integer >= 0"),
     "validation_fraction": (_number(0, 1), "a number in [0, 1)"),
+    "test_fraction": (_number(0, 1), "a number in [0, 1)"),
     "patience": (_optional(_integer(1)), "null or an integer >= 1"),
+    "monitor": (_one_of("val-metric", "val-loss"), "val-metric or val-loss"),
     "schedule": (_one_of("none", "step", "cosine"), "none, step or cosine"),
     "step_size": (_integer(1), "an integer >= 1"),
     "gamma": (_number(0), "a finite number >= 0"),
@@ -218,6 +222,8 @@ def _check(config: TrainConfig) -> None:
         raise ValueError("--loss cross-entropy needs --task classification (class labels)")
     if config.class_weight is not None and config.task == "regression":
         raise ValueError("--class-weight needs --task classification (class labels)")
+    if not 0 <= config.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), received {config.test_fraction}")
     if not 0 <= config.validation_fraction < 1:
         raise ValueError(
             f"--validation-fraction must be in [0, 1), received {config.validation_fraction}"

@@ -154,7 +154,7 @@ def _text(scores: dict[str, Any]) -> str:
         )
     if "per_class" in scores:
         rows = scores["per_class"]
-        width = max(len(str(row["class"])) for row in rows) + 2
+        width = max(len("class"), *(len(str(row["class"])) for row in rows)) + 2
         lines.append(f"{'class':<{width}}precision  recall  f1      support")
         lines += [
             f"{row['class']!s:<{width}}{row['precision']:<11.4f}{row['recall']:<8.4f}"

@@ -30,6 +30,7 @@ class Prepared:
     validation: tuple[Array, Array] | None
     x_scaler: Standardizer | None
     y_scaler: Standardizer | None
+    test: tuple[Array, Array] | None = None  # held out from training and validation alike
 
     @property
     def d_out(self) -> int:
@@ -81,6 +82,9 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
         columns=columns, form=csv_format(config.delimiter, config.decimal),
     )  # fmt: skip
+    dataset, test = train_validation_split(  # the test rows first: never seen in training
+        dataset, config.test_fraction, np.random.default_rng([config.seed, 3])
+    )
     training, validation = train_validation_split(
         dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
     )
@@ -93,7 +97,8 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
         y_scaler = Standardizer.fit(training.y) if dataset.classes is None else None
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
-    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler)
+    held_out = None if test is None else _arrays(test, x_scaler, y_scaler, config.dtype)
+    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler, held_out)
 
 
 def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:

@@ -84,10 +84,23 @@ def add_parser(commands: Any) -> None:
         help="share held out for validation; default: 0.1 (0: none, and no early stopping)",
     )
     train.add_argument(
+        "--test-fraction",
+        type=non_negative_float,
+        help="share held out before anything else (seeded) and scored once at the end, on "
+        "data the model never trained on; default: 0",
+    )
+    train.add_argument(
         "--patience",
         type=non_negative_int,
-        help="stop after this many epochs without a better validation metric and "
-        "keep the best weights; 0 turns it off; default: 20",
+        help="stop after this many epochs without a better --monitor value and keep the best "
+        "weights; 0 turns it off; default: 20 (none without a validation part)",
+    )
+    train.add_argument(
+        "--monitor",
+        choices=["val-metric", "val-loss"],
+        help="what early stopping watches and keeps the best epoch of: the validation metric "
+        "(accuracy for classification, R² for regression) or the validation loss; "
+        "default: val-metric",
     )
     train.add_argument("--schedule", choices=["none", "step", "cosine"], help="default: none")
     train.add_argument("--step-size", type=positive_int, help="--schedule step: epochs per step")

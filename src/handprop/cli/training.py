@@ -32,6 +32,7 @@ from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
+from handprop.training.loop import evaluate
 
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
@@ -143,7 +144,7 @@ class _Job:
         if config.plot is not None:
             _plot(Path(config.plot), history, config)
         if not config.quiet:
-            out.write(_summary(history, config, saved))
+            out.write(_summary(history, config, saved, self._test_scores(history)))
             warning = collapse_warning(self.model, self.prepared)
             if warning:
                 print(warning, file=sys.stderr)
@@ -153,6 +154,15 @@ class _Job:
             )
             raise TrainingFailed(history.message + kept)  # main() names the flags
         return 0
+
+    def _test_scores(self, history: History) -> str:
+        """The held-out part's line of the summary ("" without --test-fraction)."""
+        test = self.prepared.test
+        if test is None:
+            return ""
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, metric = evaluate(self.model, self.loss_fn, *test, history.metric)
+        return f"test:       loss {loss:.6g}, {history.metric} {metric:.4f} ({len(test[0])} rows)"
 
     def _save_checkpoint(self, state: TrainingState) -> None:
         assert self.config.checkpoint is not None
@@ -221,6 +231,7 @@ def _fit_options(config: TrainConfig) -> FitOptions:
         schedule = CosineSchedule(config.epochs)
     return FitOptions(
         patience=config.patience, schedule=schedule, clip_norm=config.clip_norm,
+        monitor="val_loss" if config.monitor == "val-loss" else "val_metric",
         on_divergence="rollback" if config.on_divergence == "rollback" else "stop",
     )  # fmt: skip
 
@@ -279,14 +290,15 @@ def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Gene
     return TrainingState(**saved), rng
 
 
-def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
+def _summary(history: History, config: TrainConfig, saved: Path | None, test: str) -> str:
     if not history.logs:
         return "no epoch completed\n"
     last = history.logs[-1]
     lines = [f"epoch {last.epoch}/{config.epochs}: {history.stop_reason}"]
     if history.best_epoch is not None:
         best = history.logs[history.best_epoch - 1]
-        lines[0] += f", best epoch {history.best_epoch} kept"
+        watched = "loss" if config.monitor == "val-loss" else history.metric
+        lines[0] += f", best epoch {history.best_epoch} by validation {watched} kept"
         last = best
     lines.append(
         f"train:      loss {last.train_loss:.6g}, {history.metric} {last.train_metric:.4f}"
@@ -295,6 +307,8 @@ def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
         lines.append(
             f"validation: loss {last.val_loss:.6g}, {history.metric} {last.val_metric:.4f}"
         )
+    if test:
+        lines.append(test)
     lines.append(f"saved {saved}" if saved else "not saved (pass --out model.safetensors)")
     return "\n".join(lines) + "\n"
 
@@ -305,7 +319,11 @@ def _plot(path: Path, history: History, config: TrainConfig) -> None:
     curves = {"training loss": [log.train_loss for log in history.logs]}
     if any(log.val_loss is not None for log in history.logs):
         curves["validation loss"] = [log.val_loss or np.nan for log in history.logs]
+    marked = None
+    if history.best_epoch is not None:
+        watched = "loss" if config.monitor == "val-loss" else history.metric
+        marked = (history.best_epoch, f"kept: epoch {history.best_epoch} (validation {watched})")
     plot_losses(
-        path, curves, xlabel="epoch", ylabel=f"loss ({config.loss})",
+        path, curves, xlabel="epoch", ylabel=f"loss ({config.loss})", marked=marked,
         title=f"handprop train --data {config.data}: {config.optimizer}, lr {config.lr:g}",
     )  # fmt: skip

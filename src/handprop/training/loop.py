@@ -54,7 +54,8 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterato
 class FitOptions:
     """How ``fit`` trains, besides the epochs and the batch size."""
 
-    patience: int | None = None  # early stopping on the validation metric; restores the best
+    patience: int | None = None  # early stopping on the monitored quantity; restores the best
+    monitor: Literal["val_metric", "val_loss"] = "val_metric"  # what early stopping watches
     schedule: Schedule | None = None
     clip_norm: float | None = None  # rescale gradients whose global L2 norm exceeds this
     on_divergence: Literal["stop", "rollback"] = "stop"
@@ -255,8 +256,13 @@ class _Trainer:
         if self.options.patience is None or log.val_metric is None:
             return
         assert log.val_loss is not None
-        tie = log.val_metric == state.best_metric and log.val_loss < state.best_loss
-        if log.val_metric > state.best_metric or tie:
+        if self.options.monitor == "val_loss":  # lower is better; ties: the better metric
+            tie = log.val_loss == state.best_loss and log.val_metric > state.best_metric
+            better = log.val_loss < state.best_loss or tie
+        else:  # higher is better; ties: the lower loss
+            tie = log.val_metric == state.best_metric and log.val_loss < state.best_loss
+            better = log.val_metric > state.best_metric or tie
+        if better:
             state.best_metric, state.best_loss, state.best_epoch = (
                 log.val_metric, log.val_loss, log.epoch,
             )  # fmt: skip
