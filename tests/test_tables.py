@@ -134,3 +134,51 @@ def test_the_task_is_inferred_from_the_target(
 ) -> None:
     data = load_dataset(write(tmp_path / "data.csv", text), task=None)
     assert data.task == task and why in data.task_note
+
+
+MIXED = "a,b,c,label\n" + "".join(
+    f"{i * 0.37!r},{['x', 'y'][i % 2]},{'NA' if i % 7 == 0 else i},{i % 3}\n" for i in range(40)
+)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification", None])
+def test_pandas_reads_plain_files_as_the_csv_module_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str | None
+) -> None:
+    import handprop.data.csv_file as csv_file
+    from handprop.data.csv_pandas import read_plain_csv
+
+    path = write(tmp_path / "data.csv", MIXED)
+    assert read_plain_csv(path, ",", ".") is not None  # this file takes the fast path
+    columns = Columns(impute="median")
+    fast = load_dataset(path, task=task, columns=columns)
+    monkeypatch.setattr(csv_file, "read_plain_csv", lambda *args: None)
+    slow = load_dataset(path, task=task, columns=columns)
+    np.testing.assert_array_equal(fast.x, slow.x)
+    np.testing.assert_array_equal(fast.y, slow.y)
+    assert (fast.feature_names, fast.classes) == (slow.feature_names, slow.classes)
+
+
+def test_numeric_csv_reads_without_pandas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def no_pandas(name: str, *args: object) -> object:
+        if name == "pandas":
+            raise ImportError(name)
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib, "import_module", no_pandas)
+    path = write(tmp_path / "data.csv", "a,b,y\n1,2,3\n4,5,6\n")
+    np.testing.assert_array_equal(load_dataset(path).x, [[1, 2], [4, 5]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['a,y\n"1",2\n', "a,y\r\n1,2\r\n", "a,y\n1,2\n\n3,4\n", "a,y\n1\n3,4,5\n", "a,y\n1,2,\n"],
+)
+def test_files_that_could_go_wrong_are_left_to_the_csv_module(tmp_path: Path, text: str) -> None:
+    from handprop.data.csv_pandas import read_plain_csv
+
+    assert read_plain_csv(write(tmp_path / "data.csv", text), ",", ".") is None
