@@ -182,3 +182,12 @@ def test_files_that_could_go_wrong_are_left_to_the_csv_module(tmp_path: Path, te
     from handprop.data.csv_pandas import read_plain_csv
 
     assert read_plain_csv(write(tmp_path / "data.csv", text), ",", ".") is None
+
+
+def test_the_impute_flag_offers_the_librarys_strategies() -> None:
+    from handprop.cli import build_parser
+    from handprop.data.encoding import IMPUTE
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    (impute,) = [a for a in train._actions if a.dest == "impute"]
+    assert tuple(impute.choices) == IMPUTE

@@ -13,7 +13,6 @@ import numpy as np
 from handprop._text import plain
 from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP, add_csv_options
-from handprop.data.csv_file import CsvFormat
 from handprop.losses import LOSSES
 from handprop.metrics import (
     balanced_accuracy,
@@ -25,7 +24,7 @@ from handprop.metrics import (
 
 if TYPE_CHECKING:
     from handprop.cli.saved import SavedModel
-    from handprop.data import Dataset, Encoding
+    from handprop.data import CsvFormat, Dataset, Encoding
 
 
 def add_parser(commands: Any) -> None:
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 class Reading:
     """How evaluate and predict read their data: a CSV's format, and whether to drop rows."""
 
-    form: CsvFormat = CsvFormat()  # noqa: RUF009 (frozen)
+    form: "CsvFormat | None" = None  # None: found in the file
     drop_nonfinite: bool = False
 
 
@@ -86,11 +85,11 @@ def evaluate(
     reading: Reading = Reading(),
 ) -> int:  # fmt: skip
     """Print the model's metrics on ``data``: text, or exactly one JSON object with ``as_json``."""
-    from handprop.data import load_dataset
+    from handprop.data import CsvFormat, load_dataset
 
     dataset = load_dataset(
         data, target=_target(saved, data, target), task=saved.task,
-        drop_nonfinite=reading.drop_nonfinite, form=reading.form,
+        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
         encoding=model_encoding(saved, data),
     )  # fmt: skip
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()

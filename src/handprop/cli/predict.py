@@ -65,7 +65,7 @@ def predict_file(
     that are not finite (features beyond what the model can take) are refused.
     """
     from handprop.checkpoint import write_atomically
-    from handprop.data import load_features
+    from handprop.data import CsvFormat, load_features
 
     to_stdout = str(output) == "-"
     if not to_stdout and output.suffix not in (".csv", ".npy"):
@@ -77,7 +77,7 @@ def predict_file(
     names = saved.info.get("feature_names")
     x = load_features(
         data, names if isinstance(names, list) else None, encoding=model_encoding(saved, data),
-        drop_nonfinite=reading.drop_nonfinite, form=reading.form,
+        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
     )  # fmt: skip
     tables = (_prediction_table(saved, start, scores, proba) for start, scores in
               saved.output_batches(x))  # fmt: skip

@@ -13,7 +13,6 @@ from handprop.cli.arguments import (
     positive_int,
     widths,
 )
-from handprop.data.encoding import IMPUTE
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
 from handprop.optim import OPTIMIZERS
@@ -41,7 +40,7 @@ def add_parser(commands: Any) -> None:
     add_column_options(train)
     train.add_argument(
         "--impute",
-        choices=IMPUTE,
+        choices=["mean", "median", "most-frequent"],  # handprop.data.encoding.IMPUTE
         help="fill missing cells with the column's mean, median or most frequent value "
         "(categories: the most frequent), computed on the data and saved with the model",
     )
