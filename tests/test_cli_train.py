@@ -56,7 +56,8 @@ def test_regression_end_to_end(
     code, out, _ = run(["evaluate", model, "--data", regression_csv, "--json"], capsys)
     scores = json.loads(out)
     assert code == 0
-    assert set(scores) == {"r2", "mse", "loss", "n"}
+    assert set(scores) == {"r2", "mse", "rmse", "mae", "loss", "loss_scale", "n"}
+    assert scores["loss_scale"] == "standardized"
     assert scores["n"] == 200
     assert scores["r2"] > 0.99
 
@@ -79,7 +80,9 @@ def test_classification_with_text_labels(
 
     code, out, _ = run(["evaluate", model, "--data", classification_csv, "--json"], capsys)
     assert code == 0
-    assert set(json.loads(out)) == {"accuracy", "loss", "n"}
+    assert set(json.loads(out)) == {
+        "accuracy", "balanced_accuracy", "loss", "per_class", "confusion_matrix", "n"
+    }  # fmt: skip
     assert json.loads(out)["accuracy"] > 0.9
 
     labels, proba = tmp_path / "labels.csv", tmp_path / "proba.npy"
@@ -99,7 +102,22 @@ def test_evaluate_text_output(
     run(train_args(regression_csv, model, "--epochs", 2), capsys)
     code, out, _ = run(["evaluate", model, "--data", regression_csv], capsys)
     assert code == 0
-    assert [line.split(":")[0] for line in out.splitlines()] == ["r2", "mse", "loss", "n"]
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["r2", "mse", "rmse", "mae", "loss", "n"]
+    assert "loss is on the standardised targets" in lines[-1]
+
+
+def test_regression_scores_are_in_the_targets_units(
+    regression_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, preds = tmp_path / "m.safetensors", tmp_path / "p.csv"
+    run(train_args(regression_csv, model, "--epochs", 2), capsys)
+    scores = json.loads(run(["evaluate", model, "--data", regression_csv, "--json"], capsys)[1])
+    run(["predict", model, "--data", regression_csv, "--output", preds], capsys)
+    y_pred = np.loadtxt(preds, skiprows=1)
+    y = np.loadtxt(regression_csv, delimiter=",", skiprows=1)[:, -1]
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(y_pred - y)), rel=1e-12)
+    assert scores["rmse"] == pytest.approx(np.sqrt(np.mean((y_pred - y) ** 2)), rel=1e-12)
 
 
 def test_a_trained_file_loads_into_torch(
@@ -332,7 +350,7 @@ def test_model_width_differs_from_the_data(
     run(train_args(regression_csv, model, "--epochs", 1), capsys)
     narrow = write_csv(tmp_path / "narrow.csv", ["a", "price"], [[1, 2], [3, 4]])
     assert_clean_failure(
-        ["evaluate", model, "--data", narrow, "--target", "price"], capsys, "3 input features", "1"
+        ["evaluate", model, "--data", narrow, "--target", "price"], capsys, 'no feature column "b"'
     )
 
 
@@ -368,8 +386,8 @@ def test_a_failed_predict_leaves_the_old_output_alone(
     model, preds = tmp_path / "m.safetensors", tmp_path / "p.csv"
     run(train_args(regression_csv, model, "--epochs", 1), capsys)
     preds.write_text("precious\n")
-    bad = write_csv(tmp_path / "bad.csv", ["a", "b", "c"], [[1, 2, "?"]])
-    assert_clean_failure(["predict", model, "--data", bad, "--output", preds], capsys, "'?'")
+    bad = write_csv(tmp_path / "bad.csv", ["a", "b", "c"], [[1, 2, "x?"]])
+    assert_clean_failure(["predict", model, "--data", bad, "--output", preds], capsys, "'x?'")
     assert preds.read_text() == "precious\n"
 
 

@@ -118,7 +118,7 @@ def test_csv_malformed_files_are_refused(tmp_path: Path, text: str, message: str
 def test_csv_nan_is_refused_with_count_and_first_place(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", "a,b,y\n1,2,3\n4,nan,6\n7,8,\n9,inf,1\n")
     message = r"data.csv: 3 of 4 rows hold NaN, infinity or an empty cell, the first at line 3, "
-    message += r'column "b"; fix them, or drop them \(--drop-nonfinite\)'
+    message += r'column "b"; fix them, fill them \(impute=.*\) or drop them \(drop_nonfinite=True\)'
     with pytest.raises(DataError, match=message):
         load_dataset(path)
 
@@ -363,13 +363,15 @@ def test_no_code_in_src_unpickles_or_evaluates() -> None:
 
 def test_unknown_name_lists_the_valid_names() -> None:
     expected = r"unknown data set 'mnist': expected one of diabetes, digits, iris, warmup, "
-    with pytest.raises(DataError, match=expected + r"or the path .* ending \.csv, \.npy or \.npz"):
+    with pytest.raises(
+        DataError, match=expected + r"or the path .* ending \.csv, \.tsv, \.npy or \.npz"
+    ):
         load_dataset("mnist")
 
 
 def test_existing_file_with_another_extension(tmp_path: Path) -> None:
     path = write(tmp_path / "data.txt", "a,b\n1,2\n")
-    with pytest.raises(DataError, match=r"reads \.csv, \.npy and \.npz files"):
+    with pytest.raises(DataError, match=r"reads \.csv, \.tsv, \.npy and \.npz files"):
         load_dataset(path)
 
 

@@ -3,9 +3,12 @@
 import contextlib
 import io
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -73,3 +76,24 @@ def test_the_cnn_example_learns_the_digits() -> None:
     assert "epochs=30" in block
     accuracy = float(run_block(block.replace("epochs=30", "epochs=3")).splitlines()[-1])
     assert accuracy > 0.8  # 3 epochs instead of the page's 30, to stay fast
+
+
+def test_the_categorical_csv_example_prints_what_the_readme_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handprop.cli import main
+
+    (block,) = [text for kind, text in command_blocks(README) if "pets-train.csv" in text]
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    commands = re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]
+    assert len(commands) == 4
+    for command in commands:
+        line, *expected = command.rstrip("\n").split("\n")
+        argv = shlex.split(line)
+        if argv[0] == "head":
+            assert Path(argv[2]).read_text().splitlines()[:3] == expected
+            continue
+        assert main(argv[1:]) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines() + out.splitlines() == expected, line

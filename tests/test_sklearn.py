@@ -375,3 +375,31 @@ def test_a_csv_model_knows_its_column_names(
         model.predict(x)
     model.save(path)
     assert json.loads(cli(["evaluate", path, "--data", data, "--json"], capsys))["n"] == 120
+
+
+def imbalanced(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(5).standard_normal((n, 2))
+    return x, np.where(x[:, 0] > 1.64, "rare", "common")
+
+
+def test_class_weight_balanced_finds_the_rare_class() -> None:
+    x, y = imbalanced()
+    recall = {}
+    for weight in (None, "balanced"):
+        classifier = HandpropClassifier(
+            hidden_layer_sizes=(), learning_rate=0.05, max_epochs=20, random_state=0,
+            class_weight=weight,
+        )  # fmt: skip
+        predicted = classifier.fit(x, y).predict(x)
+        recall[weight] = np.mean(predicted[y == "rare"] == "rare")
+    assert recall["balanced"] > recall[None] + 0.2
+
+
+def test_class_weight_dict_is_torchs_weighted_mean() -> None:
+    x, y = imbalanced(40)
+    classifier = HandpropClassifier(max_epochs=1, class_weight={"rare": 3.0}, random_state=0)
+    classifier.fit(x, y)
+    loss_fn = classifier._training.loss_fn
+    np.testing.assert_array_equal(loss_fn.weight, [1.0, 3.0])  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="class_weight names labels not in classes_"):
+        HandpropClassifier(max_epochs=1, class_weight={"owl": 2.0}).fit(x, y)

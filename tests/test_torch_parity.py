@@ -235,6 +235,29 @@ def test_softmax_cross_entropy(torch: ModuleType, scale: float) -> None:
     check_loss(torch, SoftmaxCrossEntropy(), torch.nn.functional.cross_entropy, y_pred, y)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_softmax_cross_entropy_with_class_weights(torch: ModuleType, scale: float) -> None:
+    generator = rng(23)
+    y_pred = scale * generator.standard_normal((8, 5))
+    y = generator.integers(0, 5, size=8)
+    weight = np.array([0.5, 2.0, 1.0, 0.0, 3.0])
+    torch_loss = partial(torch.nn.functional.cross_entropy, weight=torch.tensor(weight))
+    check_loss(torch, SoftmaxCrossEntropy(weight=weight), torch_loss, y_pred, y)
+
+
+def test_softmax_cross_entropy_without_weights_is_unchanged_bit_for_bit() -> None:
+    generator = rng(24)
+    y_pred, y = generator.standard_normal((16, 4)), generator.integers(0, 4, size=16)
+    loss_fn = SoftmaxCrossEntropy()
+    loss = loss_fn.forward(y_pred, y)
+    log_probs = y_pred - y_pred.max(axis=1, keepdims=True)
+    log_probs = log_probs - np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    assert loss == float(-log_probs[np.arange(16), y].mean())  # the formula before weights
+    expected = np.exp(log_probs)
+    expected[np.arange(16), y] -= 1
+    np.testing.assert_array_equal(loss_fn.backward(), expected / 16)
+
+
 # ---- optimizers ---------------------------------------------------------------------------------
 
 # (handprop optimizer, the torch.optim class that should match it, shared keyword arguments)

@@ -40,3 +40,33 @@ def r2_score(y_pred: Array, y: Array) -> float:
 def mean_squared_error(y_pred: Array, y: Array) -> float:
     """The mean over all N * D_out elements of (y_pred - y)**2."""
     return float(np.mean(np.square(y_pred - y)))
+
+
+def confusion_matrix(predicted: Array, y: Array, n_classes: int) -> Array:
+    """Counts (C, C): row = true class, column = predicted class; integer labels (N,)."""
+    counts = np.bincount(y * n_classes + predicted, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes)
+
+
+def per_class_scores(confusion: Array) -> dict[str, Array]:
+    """Precision, recall, F1 and support (C,) of each class, from a confusion matrix (C, C).
+
+    A class never predicted has precision 0; a class absent has recall 0 (scikit-learn's
+    zero_division=0).
+    """
+    true_positives = np.diag(confusion).astype(np.float64)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(true_positives),
+                          where=predicted > 0)  # fmt: skip
+    recall = np.divide(true_positives, support, out=np.zeros_like(true_positives),
+                       where=support > 0)  # fmt: skip
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def balanced_accuracy(confusion: Array) -> float:
+    """The mean recall over the classes present in the data (scikit-learn's definition)."""
+    support = confusion.sum(axis=1)
+    recall = np.diag(confusion)[support > 0] / support[support > 0]
+    return float(recall.mean())

@@ -15,6 +15,7 @@ from typing import NoReturn
 from handprop import __version__
 from handprop.cli import bench, evaluate, explain, gradcheck, predict, train, warmup
 from handprop.cli.errors import Interrupted, TrainingFailed
+from handprop.cli.flags import as_flags
 
 __all__ = ["build_parser", "main"]
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except TrainingFailed as error:
-        print(f"handprop: {error}", file=sys.stderr)
+        print(f"handprop: {as_flags(str(error))}", file=sys.stderr)
         return 1
     except Interrupted as error:
         print(f"handprop: {error}", file=sys.stderr)
@@ -60,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("handprop: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError) as error:
-        print(f"handprop: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError) as error:  # the library's messages name flags here
+        print(f"handprop: error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `handprop warmup | head`: stop quietly
         sys.stderr.close()

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -53,6 +54,47 @@ def widths(text: str) -> tuple[int, ...]:
 
 #: The help of --data, for every command that reads a data set.
 DATA_HELP = (
-    "a .csv file (header row), a .npy/.npz file (arrays x and y in a .npz), or a bundled data "
-    "set: digits, iris, diabetes (need scikit-learn), warmup"
+    "a .csv or .tsv file (header row), a .npy/.npz file (arrays x and y in a .npz), or a "
+    "bundled data set: digits, iris, diabetes (need scikit-learn), warmup"
 )
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Column names separated by commas: "a,b" -> ("a", "b")."""
+    values = tuple(name.strip() for name in text.split(","))
+    if not all(values):
+        raise argparse.ArgumentTypeError(
+            f"must be column names separated by commas, received {text!r}"
+        )
+    return values
+
+
+def delimiter(text: str) -> str:
+    """A CSV delimiter: "," ";" or a tab (written "tab" or "\\t")."""
+    value = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}.get(text, text)
+    if value not in (",", ";", "\t"):
+        raise argparse.ArgumentTypeError(f"must be , ; or tab, received {text!r}")
+    return value
+
+
+def add_csv_options(parser: Any) -> None:
+    """--delimiter and --decimal, for every command that reads a CSV file."""
+    parser.add_argument(
+        "--delimiter", type=delimiter,
+        help="a CSV's delimiter: , ; or tab; default: found in the header line (tab for .tsv)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--decimal", choices=[".", ","], help="the decimal mark of a CSV's numbers; default: ."
+    )
+
+
+def add_column_options(parser: Any) -> None:
+    """How train picks and encodes a table's feature columns (saved with the model)."""
+    add_csv_options(parser)
+    parser.add_argument("--features", type=names, help="use only these columns: NAME[,NAME...]")
+    parser.add_argument("--drop", type=names, help="leave out these columns: NAME[,NAME...]")
+    parser.add_argument(
+        "--categorical", type=names,
+        help="one-hot encode these columns; default: the text columns with at most 50 distinct "
+        "values (a text column with more, such as an ID, must be dropped or named here)",
+    )  # fmt: skip

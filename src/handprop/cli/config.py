@@ -10,6 +10,7 @@ from typing import Any
 
 from handprop.cli.metadata import is_finite_number, is_integer
 from handprop.data import DATASET_TASKS
+from handprop.data.encoding import IMPUTE
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
 from handprop.optim import OPTIMIZERS
@@ -25,11 +26,11 @@ RESUMABLE = frozenset({"data", "epochs", "quiet"} | OUTPUTS)
 class TrainConfig:
     data: str
     target: str | None = None
-    task: str = "regression"
+    task: str | None = None  # None until the data says (inferred when --task is not given)
     hidden: tuple[int, ...] = (100,)
     activation: str = "relu"
     bias: bool = True
-    loss: str = "mse"
+    loss: str | None = None  # None: cross-entropy for classification, else mse
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -38,13 +39,22 @@ class TrainConfig:
     epochs: int = 200
     seed: int = 0
     validation_fraction: float = 0.1
+    test_fraction: float = 0.0
     patience: int | None = 20
+    monitor: str = "val-metric"
     schedule: str = "none"
     step_size: int = 30
     gamma: float = 0.1
     clip_norm: float | None = None
     on_divergence: str = "stop"
     drop_nonfinite: bool = False
+    features: tuple[str, ...] | None = None
+    drop: tuple[str, ...] = ()
+    categorical: tuple[str, ...] | None = None
+    impute: str | None = None
+    delimiter: str | None = None
+    decimal: str = "."
+    class_weight: str | None = None
     standardize: bool = True
     dtype: str = "float64"
     out: str | None = None
@@ -57,7 +67,15 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         """The settings a model file records: everything but where this run writes."""
         saved = {k: v for k, v in asdict(self).items() if k not in OUTPUTS}
-        return {**saved, "hidden": list(self.hidden)}
+        lists = {k: list(v) for k, v in saved.items() if isinstance(v, tuple)}
+        return {**saved, **lists}
+
+    def with_task(self, task: str) -> "TrainConfig":
+        """These settings once the data has decided the task (and so the default loss)."""
+        loss = self.loss or ("cross-entropy" if task == "classification" else "mse")
+        config = replace(self, task=task, loss=loss)
+        _check(config)
+        return config
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -65,16 +83,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = _given(args)
     if "data" not in given:
         raise ValueError("train needs --data (a .csv/.npy/.npz file or a bundled data set name)")
-    task = given.get("task") or DATASET_TASKS.get(given["data"], "regression")
     optimizer = given.get("optimizer", "adam")
-    defaults: dict[str, Any] = {
-        "task": task,
-        "loss": "cross-entropy" if task == "classification" else "mse",
-        "lr": OPTIMIZERS[optimizer].default_lr,
-    }
+    defaults: dict[str, Any] = {"lr": OPTIMIZERS[optimizer].default_lr}
+    if given.get("validation_fraction") == 0 and "patience" not in given:
+        defaults["patience"] = None  # nothing to watch: no early stopping
     config = TrainConfig(**{**defaults, **given})
     if config.patience == 0:  # --patience 0: no early stopping
         config = replace(config, patience=None)
+    task = config.task or DATASET_TASKS.get(config.data)
+    if task is not None:
+        config = config.with_task(task)
+    elif config.loss is not None:  # a loss says the task
+        config = config.with_task("classification" if config.loss == "cross-entropy" else
+                                  "regression")  # fmt: skip
     _check(config)
     return config
 
@@ -113,8 +134,12 @@ def saved_config(source: str, saved: object) -> TrainConfig:
             raise ValueError(
                 f"{source}: saved setting {name} must be {expected}, received {value!r:.80}"
             )
-    kept["hidden"] = tuple(kept.get("hidden", TrainConfig.hidden))
-    return TrainConfig(**kept)
+    for name, value in kept.items():
+        if isinstance(value, list):
+            kept[name] = tuple(value)
+    if kept.get("task") is None:
+        raise ValueError(f"{source}: saved setting task must be regression or classification")
+    return TrainConfig(**kept).with_task(kept["task"])
 
 
 def _integer(low: int) -> Callable[[object], bool]:
@@ -133,6 +158,10 @@ def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda v: v is None or check(v)
 
 
+def _names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _widths(value: object) -> bool:
     return isinstance(value, list) and all(_integer(1)(v) for v in value)
 
@@ -140,11 +169,11 @@ def _widths(value: object) -> bool:
 _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "data": (lambda v: isinstance(v, str), "a string"),
     "target": (_optional(lambda v: isinstance(v, str)), "a string or null"),
-    "task": (_one_of("regression", "classification"), "regression or classification"),
+    "task": (_optional(_one_of("regression", "classification")), "regression or classification"),
     "hidden": (_widths, "a list of positive integers"),
     "activation": (_one_of(*ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
     "bias": (_one_of(True, False), "true or false"),
-    "loss": (_one_of(*LOSSES), f"one of {', '.join(LOSSES)}"),
+    "loss": (_optional(_one_of(*LOSSES)), f"one of {', '.join(LOSSES)}"),
     "optimizer": (_one_of(*OPTIMIZERS), f"one of {', '.join(OPTIMIZERS)}"),
     "lr": (_number(0), "a finite number > 0"),
     "momentum": (_number(0), "a finite number >= 0"),
@@ -153,13 +182,22 @@ _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "epochs": (_integer(0), "an integer >= 0"),
     "seed": (_integer(0), "an integer >= 0"),
     "validation_fraction": (_number(0, 1), "a number in [0, 1)"),
+    "test_fraction": (_number(0, 1), "a number in [0, 1)"),
     "patience": (_optional(_integer(1)), "null or an integer >= 1"),
+    "monitor": (_one_of("val-metric", "val-loss"), "val-metric or val-loss"),
     "schedule": (_one_of("none", "step", "cosine"), "none, step or cosine"),
     "step_size": (_integer(1), "an integer >= 1"),
     "gamma": (_number(0), "a finite number >= 0"),
     "clip_norm": (_optional(_number(0)), "null or a finite number >= 0"),
     "on_divergence": (_one_of("stop", "rollback"), "stop or rollback"),
     "drop_nonfinite": (_one_of(True, False), "true or false"),
+    "features": (_optional(_names), "null or a list of column names"),
+    "drop": (_names, "a list of column names"),
+    "categorical": (_optional(_names), "null or a list of column names"),
+    "impute": (_optional(_one_of(*IMPUTE)), f"null or one of {', '.join(IMPUTE)}"),
+    "delimiter": (_optional(_one_of(",", ";", "\t")), "null, comma, semicolon or tab"),
+    "decimal": (_one_of(".", ","), '"." or ","'),
+    "class_weight": (_optional(_one_of("balanced")), "null or balanced"),
     "standardize": (_one_of(True, False), "true or false"),
     "dtype": (_one_of("float64", "float32"), "float64 or float32"),
     "quiet": (_one_of(True, False), "true or false"),
@@ -176,19 +214,24 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(config: TrainConfig) -> None:
-    if config.task == "classification" and config.loss != "cross-entropy":
+    if config.task == "classification" and config.loss not in (None, "cross-entropy"):
         raise ValueError(
             f"--task classification needs --loss cross-entropy, received --loss {config.loss}"
         )
     if config.task == "regression" and config.loss == "cross-entropy":
         raise ValueError("--loss cross-entropy needs --task classification (class labels)")
+    if config.class_weight is not None and config.task == "regression":
+        raise ValueError("--class-weight needs --task classification (class labels)")
+    if not 0 <= config.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), received {config.test_fraction}")
     if not 0 <= config.validation_fraction < 1:
         raise ValueError(
             f"--validation-fraction must be in [0, 1), received {config.validation_fraction}"
         )
     if config.patience is not None and config.validation_fraction == 0:
         raise ValueError(
-            "--patience watches the validation set: give --validation-fraction > 0 or --patience 0"
+            "--patience watches the validation set: give --validation-fraction > 0, or leave "
+            "--patience out"
         )
     if config.checkpoint_every is not None and config.checkpoint is None:
         raise ValueError("--checkpoint-every needs --checkpoint PATH (where to write it)")

@@ -13,7 +13,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from handprop.data import Standardizer
+from handprop.data import Encoding, Standardizer
 from handprop.layers import Linear, Sequential
 from handprop.losses import LOSSES
 from handprop.training import EpochLog, TrainingState
@@ -70,6 +70,7 @@ def check_model_info(source: str, model: Sequential, info: Mapping[str, Any]) ->
     _check_names(
         source, "target_names", info.get("target_names"), d_out if task == "regression" else 1
     )
+    _check_encoding(source, info.get("encoding"), info.get("feature_names"), d_in)
     _check_scaler(source, "x_scaler", info.get("x_scaler"), d_in)
     _check_scaler(source, "y_scaler", info.get("y_scaler"), d_out)
 
@@ -100,6 +101,21 @@ def _check_names(source: str, key: str, names: object, width: int | None) -> Non
         raise ValueError(f"{source}: {key} must be a list of strings, received {names!r:.80}")
     if width is not None and len(names) != width:
         raise ValueError(f"{source}: {key} has {len(names)} names, the network {width} columns")
+
+
+def _check_encoding(source: str, saved: object, names: object, width: int | None) -> None:
+    if saved is None:
+        return
+    try:
+        encoding = Encoding.from_json(saved)
+    except ValueError as error:
+        raise ValueError(f"{source}: encoding: {error}") from None
+    if names is not None and list(encoding.feature_names) != names:
+        raise ValueError(f"{source}: the encoding's columns do not make its feature_names")
+    if width is not None and len(encoding.feature_names) != width:
+        raise ValueError(
+            f"{source}: encoding makes {len(encoding.feature_names)} inputs, the network {width}"
+        )
 
 
 def _check_scaler(source: str, key: str, saved: object, width: int | None) -> None:

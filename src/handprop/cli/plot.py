@@ -30,9 +30,11 @@ def _matplotlib() -> None:
 
 
 def plot_losses(
-    path: Path, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str
-) -> None:
-    """Draw each curve against 1..n (or 0..n-1 for steps) and save the figure to ``path``.
+    path: Path, curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str,
+    marked: tuple[int, str] | None = None,
+) -> None:  # fmt: skip
+    """Draw each curve against 1..n (or 0..n-1 for steps) and save the figure to ``path``;
+    ``marked``: (x, label) of a vertical line, such as the epoch early stopping kept.
 
     The y axis is logarithmic when the values are positive and span more than two decades.
     """
@@ -46,11 +48,13 @@ def plot_losses(
         axes.plot(range(start, start + len(curve)), curve, label=label, linewidth=1.6)
     if values and min(values) > 0 and max(values) / min(values) > 100:
         axes.set_yscale("log")
+    if marked is not None:
+        axes.axvline(marked[0], color="0.4", linestyle="--", linewidth=1, label=marked[1])
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
-    if len(curves) > 1:
+    if len(curves) > 1 or marked is not None:
         axes.legend()
     figure.tight_layout()
     try:

@@ -3,6 +3,7 @@
 import argparse
 import csv
 import io
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP
+from handprop.cli.evaluate import Reading, add_reading_options, model_encoding
 from handprop.cli.outputs import check_distinct, check_output, data_file
 
 if TYPE_CHECKING:
@@ -29,8 +31,12 @@ def add_parser(commands: Any) -> None:
     )
     predict.add_argument("model", type=Path, help="a model file written by handprop train")
     predict.add_argument("--data", required=True, help=DATA_HELP)
-    predict.add_argument("--output", type=Path, required=True, help="a .csv or .npy file")
+    predict.add_argument(
+        "--output", type=Path, required=True,
+        help="a .csv or .npy file, or - for CSV on standard output",
+    )  # fmt: skip
     predict.add_argument("--proba", action="store_true", help="class probabilities instead")
+    add_reading_options(predict)
     predict.set_defaults(run=run)
 
 
@@ -38,31 +44,50 @@ def run(args: argparse.Namespace) -> int:
     from handprop.cli.saved import open_model
 
     # before anything is read: predictions never replace the data or the model
-    check_distinct({"--output": args.output}, {"--data": data_file(args.data), "MODEL": args.model})
-    return predict_file(open_model(args.model), args.data, args.output, args.proba)
+    if str(args.output) != "-":
+        check_distinct(
+            {"--output": args.output}, {"--data": data_file(args.data), "MODEL": args.model}
+        )
+    saved = open_model(args.model)
+    reading = Reading(saved.csv_format(args.delimiter, args.decimal), args.drop_nonfinite)
+    return predict_file(saved, args.data, args.output, args.proba, reading)
 
 
-def predict_file(saved: "SavedModel", data: str, output: Path, proba: bool) -> int:
-    """Write predictions for ``data`` to ``output`` (.csv with a header, or .npy).
+def predict_file(
+    saved: "SavedModel", data: str, output: Path, proba: bool,
+    reading: Reading = Reading(),  # noqa: B008 (frozen)
+) -> int:  # fmt: skip
+    """Write predictions for ``data`` to ``output`` (.csv with a header, or .npy; ``-``: CSV
+    on standard output, written once every prediction is made).
 
     Batch by batch into a temporary file renamed onto ``output`` at the end: memory grows
     with the batch, not the data, and a failure leaves ``output`` as it was. Predictions
     that are not finite (features beyond what the model can take) are refused.
     """
     from handprop.checkpoint import write_atomically
-    from handprop.data import load_features
+    from handprop.data import CsvFormat, load_features
 
-    if output.suffix not in (".csv", ".npy"):
-        raise ValueError(f"--output must end in .csv or .npy, received {output.name!r}")
-    check_output("--output", output)
+    to_stdout = str(output) == "-"
+    if not to_stdout and output.suffix not in (".csv", ".npy"):
+        raise ValueError(f"--output must end in .csv or .npy, or be -, received {output.name!r}")
+    if not to_stdout:
+        check_output("--output", output)
     if proba and saved.classes is None:
         raise ValueError("--proba needs a classification model; this one does regression")
     names = saved.info.get("feature_names")
-    x = load_features(data, names if isinstance(names, list) else None)
+    x = load_features(
+        data, names if isinstance(names, list) else None, encoding=model_encoding(saved, data),
+        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
+    )  # fmt: skip
     tables = (_prediction_table(saved, start, scores, proba) for start, scores in
               saved.output_batches(x))  # fmt: skip
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs are refused
-        write_atomically(output, _encoded(tables, len(x), output.suffix))
+        if to_stdout:
+            text = b"".join(_encoded(tables, len(x), ".csv"))  # all, or nothing on an error
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
+        else:
+            write_atomically(output, _encoded(tables, len(x), output.suffix))
     return 0
 
 

@@ -8,7 +8,15 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
-from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.data import (
+    Columns,
+    CsvFormat,
+    DataError,
+    Dataset,
+    Standardizer,
+    load_dataset,
+    train_validation_split,
+)
 from handprop.layers import Linear, Sequential
 
 
@@ -22,6 +30,7 @@ class Prepared:
     validation: tuple[Array, Array] | None
     x_scaler: Standardizer | None
     y_scaler: Standardizer | None
+    test: tuple[Array, Array] | None = None  # held out from training and validation alike
 
     @property
     def d_out(self) -> int:
@@ -36,9 +45,10 @@ class Prepared:
         """What ``evaluate`` and ``predict`` need to use the model on new data."""
         data = self.dataset
         return {
-            "task": config.task,
+            "task": data.task,
             "loss": config.loss,
             "feature_names": list(data.feature_names),
+            "encoding": None if data.encoding is None else data.encoding.to_json(),
             "target_names": list(data.target_names),
             "classes": None if data.classes is None else [plain(c) for c in data.classes],
             "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
@@ -67,8 +77,13 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
 
     ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
     """
+    columns = Columns(config.features, config.drop, config.categorical, config.impute)
     dataset = load_dataset(
-        config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite
+        config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
+        columns=columns, form=csv_format(config.delimiter, config.decimal),
+    )  # fmt: skip
+    dataset, test = train_validation_split(  # the test rows first: never seen in training
+        dataset, config.test_fraction, np.random.default_rng([config.seed, 3])
     )
     training, validation = train_validation_split(
         dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
@@ -82,7 +97,12 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
         y_scaler = Standardizer.fit(training.y) if dataset.classes is None else None
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
-    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler)
+    held_out = None if test is None else _arrays(test, x_scaler, y_scaler, config.dtype)
+    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler, held_out)
+
+
+def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:
+    return CsvFormat(delimiter, decimal or ".")
 
 
 def check_input_width(model: Sequential, width: int, model_source: str, data_source: str) -> None:
@@ -124,3 +144,20 @@ def _scaler(saved: object) -> Standardizer | None:
 def plain(value: object) -> object:
     """numpy scalars as Python numbers, for JSON."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def collapse_warning(model: Sequential, prepared: Prepared) -> str:
+    """A warning when the model predicts one class for every validation row, though the data
+    has several (on 95/5 data, an accuracy of 0.95 that means nothing); else ""."""
+    classes = prepared.dataset.classes
+    if classes is None or prepared.validation is None:
+        return ""
+    x, _ = prepared.validation
+    predicted = np.unique(np.argmax(model.predict(x), axis=1))
+    if len(predicted) != 1 or len(classes) < 2:
+        return ""
+    return (
+        f"warning: the model predicts class {classes[int(predicted[0])]!r} for every validation "
+        "row; its accuracy says nothing: see handprop evaluate's per-class recall, and try "
+        "--class-weight balanced"
+    )

@@ -16,7 +16,8 @@ from handprop.checkpoint import load_model
 from handprop.checkpoint.limits import BATCH
 from handprop.cli.metadata import check_finite_weights, check_model_info, widths
 from handprop.cli.prepared import check_input_width
-from handprop.data import Standardizer
+from handprop.data import CsvFormat, Encoding, Standardizer
+from handprop.data.encoding import plain_encoding
 from handprop.layers import Sequential
 
 #: The most outputs ``output_batches`` computes at once: 8 MiB of float64.
@@ -39,6 +40,25 @@ class SavedModel:
     def classes(self) -> list[Any] | None:
         classes = self.info.get("classes")
         return list(classes) if isinstance(classes, list) else None
+
+    @property
+    def encoding(self) -> Encoding | None:
+        """How the model's inputs are made from a table's columns (None: not recorded)."""
+        saved, names = self.info.get("encoding"), self.info.get("feature_names")
+        if saved is not None:
+            return Encoding.from_json(saved)
+        return None if not isinstance(names, list) else plain_encoding(names)
+
+    def csv_format(self, delimiter: str | None, decimal: str | None) -> CsvFormat:
+        """The command line's, else the delimiter and decimal mark the model was trained with."""
+        config = self.info.get("config")
+        config = config if isinstance(config, dict) else {}
+        saved_delimiter, saved_decimal = config.get("delimiter"), config.get("decimal")
+        if delimiter is None and saved_delimiter in (",", ";", "\t"):
+            delimiter = saved_delimiter
+        if decimal is None and saved_decimal in (".", ","):
+            decimal = saved_decimal
+        return CsvFormat(delimiter, decimal or ".")
 
     def scaler(self, key: str) -> Standardizer | None:
         saved = self.info.get(key)

@@ -7,6 +7,7 @@ from typing import Any
 
 from handprop.cli.arguments import (
     DATA_HELP,
+    add_column_options,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -33,7 +34,15 @@ def add_parser(commands: Any) -> None:
     train.add_argument(
         "--task",
         choices=["regression", "classification"],
-        help="default: classification for digits and iris, else regression",
+        help="default: inferred from the target (text, true/false or at most 20 distinct whole "
+        "numbers: classification; else regression) and printed",
+    )
+    add_column_options(train)
+    train.add_argument(
+        "--impute",
+        choices=["mean", "median", "most-frequent"],  # handprop.data.encoding.IMPUTE
+        help="fill missing cells with the column's mean, median or most frequent value "
+        "(categories: the most frequent), computed on the data and saved with the model",
     )
     train.add_argument("--hidden", type=widths, help="hidden widths, e.g. 100,50; default: 100")
     train.add_argument("--activation", choices=ACTIVATIONS.names(), help="default: relu")
@@ -48,6 +57,12 @@ def add_parser(commands: Any) -> None:
         "--loss",
         choices=LOSSES.names(),
         help="default: cross-entropy for classification, mse for regression",
+    )
+    train.add_argument(
+        "--class-weight",
+        choices=["balanced"],
+        help="weigh each class's loss by N / (classes * its count in the training part), as "
+        "scikit-learn's class_weight='balanced'; default: every sample alike",
     )
     train.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="default: adam")
     train.add_argument(
@@ -65,13 +80,26 @@ def add_parser(commands: Any) -> None:
     train.add_argument(
         "--validation-fraction",
         type=non_negative_float,
-        help="share held out for validation; default: 0.1",
+        help="share held out for validation; default: 0.1 (0: none, and no early stopping)",
+    )
+    train.add_argument(
+        "--test-fraction",
+        type=non_negative_float,
+        help="share held out before anything else (seeded) and scored once at the end, on "
+        "data the model never trained on; default: 0",
     )
     train.add_argument(
         "--patience",
         type=non_negative_int,
-        help="stop after this many epochs without a better validation metric and "
-        "keep the best weights; 0 turns it off; default: 20",
+        help="stop after this many epochs without a better --monitor value and keep the best "
+        "weights; 0 turns it off; default: 20 (none without a validation part)",
+    )
+    train.add_argument(
+        "--monitor",
+        choices=["val-metric", "val-loss"],
+        help="what early stopping watches and keeps the best epoch of: the validation metric "
+        "(accuracy for classification, R² for regression) or the validation loss; "
+        "default: val-metric",
     )
     train.add_argument("--schedule", choices=["none", "step", "cosine"], help="default: none")
     train.add_argument("--step-size", type=positive_int, help="--schedule step: epochs per step")

@@ -1,6 +1,7 @@
 """``handprop train``'s job: load data, standardise it, fit a network, save it, log and plot it."""
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,13 +24,15 @@ from handprop.cli.config import TrainConfig
 from handprop.cli.errors import Interrupted, TrainingFailed
 from handprop.cli.metadata import check_finite_weights, check_model_info, check_resume_info
 from handprop.cli.outputs import best_path, check_outputs, diverged_path, output_paths
-from handprop.cli.prepared import Prepared, prepare
+from handprop.cli.prepared import Prepared, collapse_warning, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
+from handprop.data.transform import balanced_class_weights
 from handprop.layers import Sequential, mlp
-from handprop.losses import LOSSES
+from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
 from handprop.training import Callback, EpochLog, FitOptions, History, TrainingState, fit
+from handprop.training.loop import evaluate
 
 
 def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
@@ -38,6 +41,13 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
     check_outputs(output_paths(config), config.data, resume)
     if resume is None:
         prepared = prepare(config, None)
+        config = config.with_task(prepared.dataset.task)
+        if prepared.dataset.task_note and not config.quiet:
+            flag = "regression" if config.task == "classification" else "classification"
+            print(
+                f"task: {config.task} ({prepared.dataset.task_note}); --task {flag} overrides",
+                file=sys.stderr,
+            )
         model = _network(config, prepared)
         optimizer = _optimizer(config, model)
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
@@ -74,7 +84,7 @@ class _Job:
         self.config, self.prepared, self.model, self.optimizer, self.rng = (
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
-        self.loss_fn = LOSSES[config.loss]()
+        self.loss_fn = _loss(config, prepared)
         # The last checkpoint this run wrote: its epoch and its file's identity.
         self.saved_epoch: int | None = None
         self.saved_file = self._checkpoint_file()  # before the run: another run's, or none
@@ -134,15 +144,25 @@ class _Job:
         if config.plot is not None:
             _plot(Path(config.plot), history, config)
         if not config.quiet:
-            out.write(_summary(history, config, saved))
+            out.write(_summary(history, config, saved, self._test_scores(history)))
+            warning = collapse_warning(self.model, self.prepared)
+            if warning:
+                print(warning, file=sys.stderr)
         if diverged:
             kept = (
                 f"; they are saved in {saved}, and {config.out} was left as it was" if saved else ""
             )
-            # the library names the class; the command line names its flag
-            message = history.message.replace("(MeanSquaredError)", "(--loss mse)")
-            raise TrainingFailed(message + kept)
+            raise TrainingFailed(history.message + kept)  # main() names the flags
         return 0
+
+    def _test_scores(self, history: History) -> str:
+        """The held-out part's line of the summary ("" without --test-fraction)."""
+        test = self.prepared.test
+        if test is None:
+            return ""
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, metric = evaluate(self.model, self.loss_fn, *test, history.metric)
+        return f"test:       loss {loss:.6g}, {history.metric} {metric:.4f} ({len(test[0])} rows)"
 
     def _save_checkpoint(self, state: TrainingState) -> None:
         assert self.config.checkpoint is not None
@@ -187,6 +207,14 @@ def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
     )  # fmt: skip
 
 
+def _loss(config: TrainConfig, prepared: Prepared) -> Loss:
+    """The loss named by --loss (set by with_task before a job starts), with --class-weight."""
+    if config.class_weight == "balanced":
+        weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+        return SoftmaxCrossEntropy(weight=weight)
+    return LOSSES[config.loss or "mse"]()
+
+
 def _optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
     """The optimizer named by --optimizer, with the flags it takes (--momentum is SGD's)."""
     return OPTIMIZERS[config.optimizer].from_options(
@@ -203,6 +231,7 @@ def _fit_options(config: TrainConfig) -> FitOptions:
         schedule = CosineSchedule(config.epochs)
     return FitOptions(
         patience=config.patience, schedule=schedule, clip_norm=config.clip_norm,
+        monitor="val_loss" if config.monitor == "val-loss" else "val_metric",
         on_divergence="rollback" if config.on_divergence == "rollback" else "stop",
     )  # fmt: skip
 
@@ -261,14 +290,15 @@ def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Gene
     return TrainingState(**saved), rng
 
 
-def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
+def _summary(history: History, config: TrainConfig, saved: Path | None, test: str) -> str:
     if not history.logs:
         return "no epoch completed\n"
     last = history.logs[-1]
     lines = [f"epoch {last.epoch}/{config.epochs}: {history.stop_reason}"]
     if history.best_epoch is not None:
         best = history.logs[history.best_epoch - 1]
-        lines[0] += f", best epoch {history.best_epoch} kept"
+        watched = "loss" if config.monitor == "val-loss" else history.metric
+        lines[0] += f", best epoch {history.best_epoch} by validation {watched} kept"
         last = best
     lines.append(
         f"train:      loss {last.train_loss:.6g}, {history.metric} {last.train_metric:.4f}"
@@ -277,6 +307,8 @@ def _summary(history: History, config: TrainConfig, saved: Path | None) -> str:
         lines.append(
             f"validation: loss {last.val_loss:.6g}, {history.metric} {last.val_metric:.4f}"
         )
+    if test:
+        lines.append(test)
     lines.append(f"saved {saved}" if saved else "not saved (pass --out model.safetensors)")
     return "\n".join(lines) + "\n"
 
@@ -287,7 +319,11 @@ def _plot(path: Path, history: History, config: TrainConfig) -> None:
     curves = {"training loss": [log.train_loss for log in history.logs]}
     if any(log.val_loss is not None for log in history.logs):
         curves["validation loss"] = [log.val_loss or np.nan for log in history.logs]
+    marked = None
+    if history.best_epoch is not None:
+        watched = "loss" if config.monitor == "val-loss" else history.metric
+        marked = (history.best_epoch, f"kept: epoch {history.best_epoch} (validation {watched})")
     plot_losses(
-        path, curves, xlabel="epoch", ylabel=f"loss ({config.loss})",
+        path, curves, xlabel="epoch", ylabel=f"loss ({config.loss})", marked=marked,
         title=f"handprop train --data {config.data}: {config.optimizer}, lr {config.lr:g}",
     )  # fmt: skip

@@ -29,6 +29,8 @@ class Dataset:
     target_names: tuple[str, ...]
     classes: tuple[Any, ...] | None
     source: str
+    encoding: Any = None  # an Encoding when columns were one-hot encoded or filled
+    task_note: str = ""  # why the task was chosen, when it was inferred
 
     def __post_init__(self) -> None:
         _check_dataset(self)

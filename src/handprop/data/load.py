@@ -2,68 +2,103 @@
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
 from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz_features
-from handprop.data.csv_file import load_csv, load_csv_features
+from handprop.data.csv_file import CsvFormat, load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
-from handprop.data.named import BUNDLED
+from handprop.data.encoding import Encoding, fit_encoding, plain_encoding, select_columns
+from handprop.data.named import BUNDLED, DATASET_TASKS
 from handprop.data.raw import RawTable, check_one_target, shown
 
 _MISSING = "NaN, infinity or an empty cell"
-
-
 _FILE_LOADERS: dict[str, Callable[[str, str | None, str], RawTable]] = {
-    ".csv": load_csv,
     ".npy": load_npy,
     ".npz": load_npz,
 }
+#: A target of whole numbers with at most this many distinct values is taken for classes.
+MAX_INFERRED_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which feature columns a table gives the network, and how.
+
+    ``features``: the columns to use (default: all but the targets); ``drop``: columns to
+    leave out; ``categorical``: columns to one-hot encode (None: the text columns with few
+    distinct values); ``impute``: "mean", "median" or "most-frequent" fills missing cells
+    (None: rows with a missing cell are refused, or dropped with ``drop_nonfinite``).
+    """
+
+    features: tuple[str, ...] | None = None
+    drop: tuple[str, ...] = ()
+    categorical: tuple[str, ...] | None = None
+    impute: str | None = None
 
 
 def load_dataset(
     source: str,
     *,
     target: str | None = None,
-    task: str = "regression",
+    task: str | None = "regression",
     drop_nonfinite: bool = False,
+    columns: Columns = Columns(),
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+    encoding: Encoding | None = None,
 ) -> Dataset:
-    """Load a file (``.csv``, ``.npy``, ``.npz``) or a bundled data set by name.
+    """Load a file (``.csv``, ``.tsv``, ``.npy``, ``.npz``) or a bundled data set by name.
 
     ``target`` picks the target columns: CSV names (``"a"`` or ``"a,b"``) or
     ``.npy`` 0-based column indices (``"3"`` or ``"3,4"``); default the last
-    column. ``task`` is "regression" or "classification". Rows holding NaN or
-    infinity are refused, or dropped with ``drop_nonfinite=True``.
+    column. ``task`` is "regression" (the default) or "classification"; None infers it
+    from the target (text, booleans, or a few whole numbers: classification) and says why in
+    ``Dataset.task_note``. Rows holding NaN or infinity are refused, or dropped with
+    ``drop_nonfinite=True``, unless ``columns.impute`` fills them. ``form``: a CSV's
+    delimiter and decimal mark. ``encoding``: a trained model's, applied instead of
+    fitting one (the columns it names are used, encoded as in training).
 
     Shape: returns x (N, D_in); y (N, D_out) or (N,) class indices.
     """
-    if task not in TASKS:
+    if task is not None and task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, received {task!r}")
-    extension = os.path.splitext(source)[1].lower()
-    if extension in _FILE_LOADERS:
-        raw = _FILE_LOADERS[extension](source, target, task)
-    elif source in BUNDLED:
-        if target is not None:
-            raise DataError(f"the bundled data set {source!r} has a fixed target; leave it unset")
-        raw = BUNDLED[source]()
-    else:
-        raise DataError(_unknown_source(source))
-    return _finish(raw, task, drop_nonfinite)
+    if encoding is not None:
+        columns = Columns(encoding.input_names, (), encoding.categorical)
+    raw = _read(source, target, task, columns, form)
+    note = ""
+    if task is None:
+        task, note = infer_task(raw)
+    raw = select_columns(raw, columns.features, columns.drop)
+    if encoding is None:
+        encoding = fit_encoding(raw, columns.categorical, columns.impute)
+    return _finish(raw, task, drop_nonfinite, encoding, note)
 
 
-def load_features(source: str, feature_names: Sequence[str] | None = None) -> Array:
+def load_features(
+    source: str,
+    feature_names: Sequence[str] | None = None,
+    *,
+    encoding: Encoding | None = None,
+    drop_nonfinite: bool = False,
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+) -> Array:
     """The features alone, for prediction, as float64 (N, D_in).
 
-    A ``.csv`` file's columns called ``feature_names`` (default: all; other
-    columns, such as targets, are ignored), every column of a ``.npy`` file,
-    the array ``x`` of a ``.npz`` file, or the features of a bundled data set.
-    Rows holding NaN, infinity or an empty cell are refused.
+    With ``encoding`` (a trained model's), the file's columns it names, encoded as in
+    training; else a ``.csv`` file's columns called ``feature_names`` (default: all;
+    other columns, such as targets, are ignored), every column of a ``.npy`` file, the
+    array ``x`` of a ``.npz`` file, or the features of a bundled data set. Rows holding a
+    missing cell that the encoding does not fill are refused, or dropped with
+    ``drop_nonfinite``.
     """
     extension = os.path.splitext(source)[1].lower()
-    if extension == ".csv":
-        raw = load_csv_features(source, feature_names)
+    names = encoding.input_names if encoding is not None else feature_names
+    text = () if encoding is None else encoding.categorical
+    if extension in (".csv", ".tsv"):
+        raw = load_csv_features(source, names, form, text)
     elif extension == ".npy":
         raw = load_npy_features(source)
     elif extension == ".npz":
@@ -72,38 +107,96 @@ def load_features(source: str, feature_names: Sequence[str] | None = None) -> Ar
         raw = BUNDLED[source]()
     else:
         raise DataError(_unknown_source(source))
-    _finite_rows(raw, drop_nonfinite=False)
-    return np.ascontiguousarray(raw.x, dtype=np.float64)
+    if encoding is None or extension not in (".csv", ".tsv"):
+        encoding = encoding or plain_encoding(raw.feature_names)
+        if len(encoding.columns) != raw.x.shape[1]:
+            raise DataError(
+                f"{source} has {raw.x.shape[1]} feature columns, the model takes "
+                f"{len(encoding.columns)}"
+            )
+    keep = _finite_rows(raw, encoding, drop_nonfinite)
+    return encoding.transform(raw, np.flatnonzero(keep))
+
+
+def infer_task(raw: RawTable) -> tuple[str, str]:
+    """(the task, why): classification for text, booleans or a few whole numbers."""
+    if raw.source in DATASET_TASKS:
+        return DATASET_TASKS[raw.source], f"{raw.source} is a {DATASET_TASKS[raw.source]} data set"
+    y = raw.y
+    if y.shape[1] != 1:
+        return "regression", f"{y.shape[1]} target columns"
+    name = shown(raw.target_names[0])
+    if y.dtype.kind in "UOSb":
+        labels = {label for label in y[:, 0].tolist() if label != ""}
+        if y.dtype.kind != "b" and len(labels) < 2:
+            raise DataError(
+                f"{raw.source}: the target {name} holds the text {len(labels)} label(s) "
+                f"{sorted(labels)[:1]!r:.60}; a classifier needs two classes or more"
+            )
+        return (
+            "classification",
+            f"the target {name} holds {'text' if y.dtype.kind != 'b' else 'true/false'} labels",
+        )
+    values = y[:, 0].astype(np.float64)
+    values = values[np.isfinite(values)]
+    distinct = np.unique(values)
+    if (
+        len(distinct) >= 2
+        and (distinct == np.round(distinct)).all()
+        and len(distinct) <= MAX_INFERRED_CLASSES
+    ):
+        return "classification", f"the target {name} holds {len(distinct)} distinct whole numbers"
+    return "regression", f"the target {name} holds numbers, not a few classes"
+
+
+def _read(
+    source: str, target: str | None, task: str | None, columns: Columns, form: CsvFormat
+) -> RawTable:
+    extension = os.path.splitext(source)[1].lower()
+    if extension in (".csv", ".tsv"):
+        return load_csv(source, target, task, form, columns.categorical or ())
+    if extension in _FILE_LOADERS:
+        return _FILE_LOADERS[extension](source, target, task or "classification")
+    if source in BUNDLED:
+        if target is not None:
+            raise DataError(f"the bundled data set {source!r} has a fixed target; leave it unset")
+        return BUNDLED[source]()
+    raise DataError(_unknown_source(source))
 
 
 def _unknown_source(source: str) -> str:
     if os.path.exists(source):
-        return f"{source}: handprop reads .csv, .npy and .npz files; convert or rename it"
+        return f"{source}: handprop reads .csv, .tsv, .npy and .npz files; convert or rename it"
     return (
         f"unknown data set {source!r}: expected one of {', '.join(sorted(BUNDLED))}, "
-        "or the path of an existing file ending .csv, .npy or .npz"
+        "or the path of an existing file ending .csv, .tsv, .npy or .npz"
     )
 
 
 # ----- the checks that every source shares ----------------------------------------------
 
 
-def _finish(raw: RawTable, task: str, drop_nonfinite: bool) -> Dataset:
+def _finish(
+    raw: RawTable, task: str, drop_nonfinite: bool, encoding: Encoding, note: str
+) -> Dataset:
     x, y = raw.x, raw.y
     if len(x) != len(y):
         raise DataError(f"{raw.source}: x has {len(x)} rows but y has {len(y)}; give both N rows")
     if len(x) == 0:
         raise DataError(f"{raw.source} holds no samples")
     _check_kinds(raw, task)
-    keep = _finite_rows(raw, drop_nonfinite)
+    keep = _finite_rows(raw, encoding, drop_nonfinite)
     classes = None
     if task == "classification":
         _check_whole_labels(raw)
         classes, y = _encode_classes(y[keep, 0])
     else:
         y = np.ascontiguousarray(y[keep], dtype=np.float64)
-    x = np.ascontiguousarray(x[keep], dtype=np.float64)
-    return Dataset(x, y, raw.feature_names, raw.target_names, classes, raw.source)
+    x = encoding.transform(raw, np.flatnonzero(keep))
+    return Dataset(
+        x, y, encoding.feature_names, raw.target_names, classes, raw.source,
+        None if encoding.is_plain else encoding, note,
+    )  # fmt: skip
 
 
 def _check_kinds(raw: RawTable, task: str) -> None:
@@ -118,10 +211,10 @@ def _check_kinds(raw: RawTable, task: str) -> None:
         )
 
 
-def _finite_rows(raw: RawTable, drop_nonfinite: bool) -> Array:
-    """A boolean mask (N,) of the rows without NaN, infinity or an empty label."""
+def _finite_rows(raw: RawTable, encoding: Encoding, drop_nonfinite: bool) -> Array:
+    """A boolean mask (N,) of the rows without a missing cell (that no fill replaces) or label."""
     bad_y = np.equal(raw.y, "") if raw.y.dtype.kind in "UO" else ~np.isfinite(raw.y)
-    bad = np.concatenate([~np.isfinite(raw.x), bad_y], axis=1)
+    bad = np.concatenate([encoding.missing(raw), bad_y], axis=1)
     bad_rows = np.asarray(bad.any(axis=1))
     count, n = int(bad_rows.sum()), len(bad_rows)
     if count and not drop_nonfinite:
@@ -129,7 +222,8 @@ def _finite_rows(raw: RawTable, drop_nonfinite: bool) -> Array:
         name = (raw.feature_names + raw.target_names)[column]
         raise DataError(
             f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f"{raw.locate(row)}, column {shown(name)}; fix them, or drop them (--drop-nonfinite)"
+            f"{raw.locate(row)}, column {shown(name)}; fix them, fill them "
+            '(impute="mean", "median" or "most-frequent") or drop them (drop_nonfinite=True)'
         )
     if count == n:
         raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")

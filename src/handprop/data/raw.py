@@ -1,7 +1,7 @@
 """What a loader read, before the checks that every source shares; the loaders' helpers."""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from handprop._types import Array
 from handprop.data.dataset import DataError
@@ -17,6 +17,9 @@ class RawTable:
     target_names: tuple[str, ...]
     source: str
     locate: Callable[[int], str]  # row index -> where the row is, e.g. "line 7"
+    # feature columns (by position) that hold text, as str objects ("" where missing);
+    # x holds NaN in their cells that are not numbers
+    text: Mapping[int, Array] = field(default_factory=dict)
 
 
 def row_index(row: int) -> str:

@@ -31,10 +31,20 @@ def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Ar
     if not 1 <= n_validation <= n - 1:
         raise DataError(
             f"a validation fraction of {fraction!r} of {n} samples leaves {n - n_validation} "
-            f"for training and {n_validation} for validation; each side needs at least 1"
+            f"for training and {n_validation} for validation; each side needs at least 1 (or "
+            "train without a validation part: validation_fraction=0)"
         )
     order = rng.permutation(n)
     return order[n_validation:], order[:n_validation]
+
+
+def balanced_class_weights(y: Array, n_classes: int) -> Array:
+    """scikit-learn's "balanced" weights (C,): ``N / (C * count(c))`` for labels ``y`` (N,).
+
+    A class absent from ``y`` counts as one sample (its weight is then never used).
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    return len(y) / (n_classes * np.maximum(counts, 1).astype(np.float64))
 
 
 @dataclass(frozen=True, eq=False)

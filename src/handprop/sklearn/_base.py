@@ -55,6 +55,7 @@ class HandpropEstimator(BaseEstimator):
             self._check_continuable(training, d_out, settings)
             self._apply_optimizer_settings(training, settings)
         targets = self._network_targets(training, y)
+        training.loss_fn = self._weighted_loss(training, targets)
         epochs = 1 if incremental else settings.max_epochs
         patience = None if incremental else settings.patience
         self._run(training, training.inputs(x), targets, epochs, patience, settings)
@@ -102,6 +103,10 @@ class HandpropEstimator(BaseEstimator):
         model = self._network(d_in, d_out, dtype, settings, rng)
         optimizer = self._optimizer(model.parameters(), settings)
         return Training(model, self._loss(), optimizer, TrainingState(), rng)
+
+    def _weighted_loss(self, training: Training, targets: Array) -> Loss:
+        """The loss for this call's targets (the classifier weighs classes); by default as is."""
+        return training.loss_fn
 
     def _rng(self) -> np.random.Generator:
         """The generator for weights, validation split and shuffling, seeded by random_state."""

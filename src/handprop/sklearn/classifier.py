@@ -2,7 +2,7 @@
 classifier. Labels of any kind are mapped to 0..C-1 through the sorted ``classes_``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -14,6 +14,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
+from handprop.data.transform import balanced_class_weights
 from handprop.losses import Loss, SoftmaxCrossEntropy, log_softmax
 from handprop.sklearn._base import HandpropEstimator
 from handprop.sklearn._training import Training
@@ -27,7 +28,10 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
     standardised here: put a ``StandardScaler`` before it in a Pipeline.
 
     The hyperparameters are HandpropRegressor's, with ``loss="cross_entropy"``
-    (the only one) and early stopping on the validation accuracy. The first
+    (the only one) and early stopping on the validation accuracy. ``class_weight``:
+    None, "balanced" (``N / (C * count)`` from each fit's y, as scikit-learn) or a dict
+    label -> weight (1 for the labels it leaves out); the loss is then the weighted mean
+    ``sum(w[y_i] nll_i) / sum(w[y_i])``, as torch's ``CrossEntropyLoss(weight=...)``. The first
     ``partial_fit`` needs ``classes=``, every label there will ever be.
     Fitted: as HandpropRegressor, with ``classes_`` instead of ``n_outputs_``.
     """
@@ -57,6 +61,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
         random_state: int | np.random.RandomState | None = None,
         warm_start: bool = False,
         verbose: bool = False,
+        class_weight: str | Mapping[Any, float] | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -76,6 +81,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -138,6 +144,27 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
                 f"{np.unique(y[unknown])[:5]!r}; give every label in the first call"
             )
         return index.astype(np.int64), len(self.classes_)
+
+    def _weighted_loss(self, training: Training, targets: Array) -> Loss:
+        """Softmax cross-entropy with this fit's class weights (None: every sample alike)."""
+        weight = self.class_weight
+        if weight is None:
+            return SoftmaxCrossEntropy()
+        if isinstance(weight, str) and weight == "balanced":
+            return SoftmaxCrossEntropy(weight=balanced_class_weights(targets, len(self.classes_)))
+        if not isinstance(weight, Mapping):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict label -> weight, received "
+                f"{weight!r:.80}"
+            )
+        unknown = [label for label in weight if label not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight names labels not in classes_: {unknown[:5]!r}")
+        index = {label: i for i, label in enumerate(self.classes_.tolist())}
+        weights = np.ones(len(self.classes_))
+        for label, value in weight.items():
+            weights[index[label]] = value
+        return SoftmaxCrossEntropy(weight=weights)
 
     def _restore_outputs(self, info: dict[str, Any], d_out: int) -> None:
         classes = info.get("classes")

@@ -54,11 +54,14 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterato
 class FitOptions:
     """How ``fit`` trains, besides the epochs and the batch size."""
 
-    patience: int | None = None  # early stopping on the validation metric; restores the best
+    patience: int | None = None  # early stopping on the monitored quantity; restores the best
+    monitor: Literal["val_metric", "val_loss"] = "val_metric"  # what early stopping watches
     schedule: Schedule | None = None
     clip_norm: float | None = None  # rescale gradients whose global L2 norm exceeds this
     on_divergence: Literal["stop", "rollback"] = "stop"
     max_rollbacks: int = 3  # "rollback": restore the epoch's start, halve the rate, go on
+    # a training loss above this many times the first epoch's (at least 1) counts as diverged
+    divergence_factor: float = 1e6
 
 
 def fit(
@@ -155,6 +158,7 @@ class _Trainer:
                 if not math.isfinite(scores[0]):  # finite steps, but the weights grew too far
                     what = "the training loss"
                     raise TrainingDiverged(self._divergence(state, scores[0], batch_size, what))
+                self._check_growth(state, scores[0], batch_size)
             except TrainingDiverged as error:
                 self._restore(snapshot)
                 state.step = step
@@ -220,6 +224,17 @@ class _Trainer:
             f"{loss} with learning rate {lr:g}; {advice}"
         )
 
+    def _check_growth(self, state: TrainingState, loss: float, batch_size: int) -> None:
+        """A finite loss that grew past ``divergence_factor`` times the first epoch's diverged."""
+        if not state.logs:
+            return
+        first = state.logs[0].train_loss
+        bound = self.options.divergence_factor * max(abs(first), 1.0)
+        if loss > bound:
+            what = f"the training loss (over {self.options.divergence_factor:g} times the first "
+            what += f"epoch's, {first:.4g})"
+            raise TrainingDiverged(self._divergence(state, loss, batch_size, what))
+
     def _kept(self, state: TrainingState) -> str:
         return f"kept the weights from the start of epoch {state.epoch + 1}, the last finite ones"
 
@@ -257,8 +272,13 @@ class _Trainer:
         if self.options.patience is None or log.val_metric is None:
             return
         assert log.val_loss is not None
-        tie = log.val_metric == state.best_metric and log.val_loss < state.best_loss
-        if log.val_metric > state.best_metric or tie:
+        if self.options.monitor == "val_loss":  # lower is better; ties: the better metric
+            tie = log.val_loss == state.best_loss and log.val_metric > state.best_metric
+            better = log.val_loss < state.best_loss or tie
+        else:  # higher is better; ties: the lower loss
+            tie = log.val_metric == state.best_metric and log.val_loss < state.best_loss
+            better = log.val_metric > state.best_metric or tie
+        if better:
             state.best_metric, state.best_loss, state.best_epoch = (
                 log.val_metric, log.val_loss, log.epoch,
             )  # fmt: skip
