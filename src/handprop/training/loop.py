@@ -12,12 +12,14 @@ from typing import Literal
 import numpy as np
 
 from handprop._types import Array, positive_int
+from handprop.distributed import Communicator, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
+from handprop.training.sharded import sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
 
@@ -74,6 +76,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     options: FitOptions | None = None,
     state: TrainingState | None = None,
+    comm: Communicator | None = None,
 ) -> History:
     """Train for ``epochs`` epochs of shuffled mini-batches and return the History.
 
@@ -82,10 +85,15 @@ def fit(
     R² for the squared errors). ``rng``
     shuffles (default: seeded with 0). Pass the ``state`` of an interrupted run
     (with its rng and optimizer restored) to continue it exactly.
+
+    ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
+    it, each rank passing the same arguments (the same data, or a memory map of it):
+    each computes the gradients of its slice of every batch, one Allreduce a step sums
+    them, the scores are merged, and the weights end identical on every rank (checked).
     """
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
-    trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks))
+    trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks), comm)
     state = state or TrainingState()
     if state.base_lr is None:
         state.base_lr = optimizer.lr
@@ -116,13 +124,30 @@ class _Trainer:
         optimizer: Optimizer,
         options: FitOptions,
         callbacks: list[Callback],
+        comm: Communicator | None = None,
     ) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.options, self.callbacks = options, callbacks
         self.metric = loss_fn.metric
         self.params = model.parameters()
+        self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
+        self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
 
     def run(
+        self,
+        data: tuple[Array, Array],
+        validation: tuple[Array, Array] | None,
+        epochs: int,
+        batch_size: int,
+        rng: np.random.Generator,
+        state: TrainingState,
+    ) -> History:
+        history = self._run(data, validation, epochs, batch_size, rng, state)
+        if self.comm is not None:
+            self.comm.check_same([p.data for p in self.params], "the weights after training")
+        return history
+
+    def _run(
         self,
         data: tuple[Array, Array],
         validation: tuple[Array, Array] | None,
@@ -182,10 +207,16 @@ class _Trainer:
     ) -> None:
         x, y = data
         for batch in batches(len(x), batch_size, rng):
-            loss = train_step(
-                self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
-                clip_norm=self.options.clip_norm,
-            )  # fmt: skip
+            if self.exchange is not None:  # this rank's slice of the batch
+                loss = sharded_step(
+                    self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
+                    self.options.clip_norm,
+                )  # fmt: skip
+            else:
+                loss = train_step(
+                    self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
+                    clip_norm=self.options.clip_norm,
+                )  # fmt: skip
             state.step += 1
             if not math.isfinite(loss):
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
@@ -215,14 +246,15 @@ class _Trainer:
     def _scores(
         self, data: tuple[Array, Array], validation: tuple[Array, Array] | None
     ) -> tuple[float, float, float | None, float | None]:
-        train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
+        train_loss, train_metric = self._evaluate(data)
         if validation is None:
             return train_loss, train_metric, None, None
-        return (
-            train_loss,
-            train_metric,
-            *evaluate(self.model, self.loss_fn, *validation, self.metric),
-        )
+        return (train_loss, train_metric, *self._evaluate(validation))
+
+    def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
+        if self.comm is not None:
+            return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
+        return evaluate(self.model, self.loss_fn, *data, self.metric)
 
     def _log(
         self, scores: tuple[float, float, float | None, float | None], state: TrainingState

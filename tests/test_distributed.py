@@ -1,0 +1,166 @@
+"""Data-parallel training: one Allreduce a step, and K ranks that train as one process does.
+
+The runs under ``mpiexec -n 2`` and ``-n 3`` (uneven slices) need the ``mpi`` extra; they
+skip without it, and fail under CI=true. Each child gets one BLAS thread.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.data.moments import Moments
+from handprop.distributed import GradientExchange, shard, world
+from handprop.training import train_step
+from tests.distributed_cases import CASES, steps_per_epoch, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mpiexec() -> str:
+    """The mpiexec beside this Python (the MPICH wheel's), or on PATH; skips or fails if none."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but mpi4py is not installed: pip install -e '.[mpi]'")
+        pytest.skip("mpi4py is not installed (pip install -e '.[mpi]')")
+    found = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
+        "mpiexec"
+    )
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but there is no mpiexec (pip install mpich)")
+        pytest.skip("no mpiexec (pip install mpich)")
+    return found
+
+
+def launch(ranks: int, *argv: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``mpiexec -n ranks python argv...``, one BLAS thread per rank."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["MKL_NUM_THREADS"] = "1"
+    command = [mpiexec(), "-n", str(ranks), sys.executable, *map(str, argv)]
+    return subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+# ----- one process: the parts -----------------------------------------------------------
+
+
+def test_shards_are_contiguous_cover_every_row_and_differ_by_at_most_one() -> None:
+    for n in (0, 1, 2, 7, 32):
+        for size in (1, 2, 3):
+            parts = [shard(n, rank, size) for rank in range(size)]
+            assert [r for part in parts for r in range(n)[part]] == list(range(n))
+            assert max(len(range(n)[p]) for p in parts) - min(len(range(n)[p]) for p in parts) <= 1
+
+
+def test_merged_moments_equal_numpy_on_the_whole() -> None:
+    a = np.random.default_rng(0).standard_normal((1000, 3)) * [1, 1e3, 1e-3] + [5, -7, 100]
+    merged = Moments.empty(3)
+    for part in np.array_split(a, [10, 11, 400, 999]):
+        merged = merged.merge(Moments.of(part))
+    assert merged.count == 1000
+    np.testing.assert_allclose(merged.mean, a.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(merged.std, a.std(axis=0), rtol=1e-9)
+    chunked = Moments.of_chunks(a, slice(100, 700), chunk_rows=64)
+    np.testing.assert_allclose(chunked.std, a[100:700].std(axis=0), rtol=1e-12)
+
+
+def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert world() is None
+    assert "mpi4py" not in sys.modules or "mpi4py.MPI" not in sys.modules
+
+
+class TwoIdenticalRanks:
+    """A stand-in world of two ranks holding the same data: a sum doubles the buffer."""
+
+    rank, size = 0, 2
+
+    def __init__(self) -> None:
+        self.buffers: list[np.ndarray] = []
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        self.buffers.append(buffer)
+        buffer *= 2
+
+
+def test_every_gradient_lives_in_one_buffer_exchanged_once_a_step() -> None:
+    rng = np.random.default_rng(0)
+    model = hp.Sequential(hp.Linear(4, 8, rng=rng), hp.ReLU(), hp.Linear(8, 2, rng=rng))
+    sgd = hp.SGD(model.parameters(), lr=0.1)
+    comm = TwoIdenticalRanks()
+    exchange = GradientExchange(comm, sgd.params)  # type: ignore[arg-type]
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    for _ in range(3):
+        train_step(model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange, share=0.5)
+    assert len(comm.buffers) == 3
+    assert all(buffer is exchange.buffer for buffer in comm.buffers)
+    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 1  # and the loss
+    for parameter in sgd.params:
+        assert np.shares_memory(parameter.grad, exchange.buffer)
+
+
+def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
+    """Plain SGD offers to fold its update into backward; with an exchange it must not."""
+
+    def one_step(exchange_share: float | None) -> list[np.ndarray]:
+        rng = np.random.default_rng(0)
+        model = hp.Sequential(hp.Linear(4, 8, rng=rng), hp.Tanh(), hp.Linear(8, 2, rng=rng))
+        sgd = hp.SGD(model.parameters(), lr=0.1)
+        assert sgd.fused_gradients() is not None
+        x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+        before = [p.data.copy() for p in model.parameters()]
+        exchange = None
+        if exchange_share is not None:
+            exchange = GradientExchange(TwoIdenticalRanks(), sgd.params)  # type: ignore[arg-type]
+        train_step(
+            model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange,
+            share=exchange_share or 1.0,
+        )  # fmt: skip
+        return [p.data - b for p, b in zip(model.parameters(), before, strict=True)]
+
+    plain, halves, doubled = one_step(None), one_step(0.5), one_step(1.0)
+    for a, b, c in zip(plain, halves, doubled, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
+        np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+# ----- K processes -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[2, 3])
+def distributed_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    ranks = request.param
+    out = tmp_path_factory.mktemp(f"mpi{ranks}") / "runs.npz"
+    done = launch(ranks, "tests/distributed_cases.py", out)
+    assert done.returncode == 0, done.stderr
+    with np.load(out) as saved:
+        return ranks, dict(saved)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    weights, history = train(name)
+    for rank in range(ranks):
+        for index, expected in enumerate(weights):
+            got = saved[f"{name}/rank{rank}/{index}"]
+            assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
+            np.testing.assert_array_equal(got, saved[f"{name}/rank0/{index}"])  # every rank
+    logs = [
+        [g.train_loss, g.train_metric, g.val_loss or 0, g.val_metric or 0] for g in history.logs
+    ]
+    np.testing.assert_allclose(saved[f"{name}/logs"], logs, rtol=1e-10, atol=1e-12)
+    assert str(saved[f"{name}/stop"]) == history.stop_reason
+    # one Allreduce a step, the fused SGD's included
+    assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
+    assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
