@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.checkpoint import load_model
+from handprop.cli import main
 from handprop.data.moments import Moments
 from handprop.distributed import GradientExchange, shard, world
 from handprop.training import train_step
@@ -164,3 +166,69 @@ def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -
     # one Allreduce a step, the fused SGD's included
     assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
     assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
+
+
+# ----- handprop train under mpiexec -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 3))
+    y = 3 * x[:, 0] - 2 * x[:, 1] + 0.5 * x[:, 2] + 10
+    path = tmp_path_factory.mktemp("data") / "reg.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,c,price", comments="")
+    return path
+
+
+TRAIN = ["--optimizer", "sgd", "--hidden", "16", "--batch-size", "25", "--patience", "0"]
+
+
+def single_process_model(data: Path, out: Path, epochs: int) -> list[np.ndarray]:
+    args = ["train", "--data", data, *TRAIN, "--epochs", epochs, "--out", out, "--quiet"]
+    code = main([str(a) for a in args])
+    assert code == 0
+    return [p.data for p in load_model(out)[0].parameters()]
+
+
+def assert_same_weights(path: Path, expected: list[np.ndarray]) -> None:
+    got = [p.data for p in load_model(path)[0].parameters()]
+    for a, b in zip(got, expected, strict=True):
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max()
+
+
+def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
+    regression_csv: Path, tmp_path: Path
+) -> None:
+    out, checkpoint, log = tmp_path / "m.safetensors", tmp_path / "c.safetensors", tmp_path / "log"
+    args = ["-m", "handprop", "train", "--data", regression_csv, *TRAIN, "--epochs", 3]
+    done = launch(
+        2, *args, "--out", out, "--checkpoint", checkpoint, "--checkpoint-every", 3, "--log", log
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("saved ") == 1  # rank 0 alone speaks and writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors", "log", "m.safetensors"]
+    assert len(log.read_text().splitlines()) == 3
+    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one3", 3))
+
+    resumed = tmp_path / "resumed.safetensors"
+    done = launch(
+        3, "-m", "handprop", "train", "--resume", checkpoint, "--epochs", 6, "--out", resumed,
+        "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_a_failing_rank_ends_the_job_and_writes_nothing(
+    regression_csv: Path, tmp_path: Path, how: str
+) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
+    done = launch(2, "tests/distributed_cli.py", 1, 3, how, *args)
+    assert done.returncode != 0
+    if how == "raise":
+        lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+        assert lines == ["handprop: rank 1 of 2: injected failure at step 3"]
+    assert list(tmp_path.iterdir()) == []  # nothing at --out, no temporary file

@@ -9,6 +9,8 @@ import numpy as np
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
 from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
+from handprop.data.moments import Moments
+from handprop.distributed import Communicator
 from handprop.layers import Linear, Sequential
 
 
@@ -62,10 +64,14 @@ class Prepared:
         check_input_width(model, self.train_x.shape[1], source, self.dataset.source)
 
 
-def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
+def prepare(
+    config: TrainConfig, saved: dict[str, Any] | None, comm: Communicator | None = None
+) -> Prepared:
     """Load ``config.data``, split off the validation part, standardise with training statistics.
 
     ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
+    ``comm``: the ranks of a data-parallel run; each measures its share of the training
+    rows and the statistics are merged.
     """
     dataset = load_dataset(
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite
@@ -78,11 +84,20 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
         x_scaler = _scaler(saved.get("x_scaler"))
         y_scaler = _scaler(saved.get("y_scaler"))
     elif config.standardize:
-        x_scaler = Standardizer.fit(training.x)
-        y_scaler = Standardizer.fit(training.y) if dataset.classes is None else None
+        x_scaler = _fit_scaler(training.x, comm)
+        y_scaler = _fit_scaler(training.y, comm) if dataset.classes is None else None
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
     return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler)
+
+
+def _fit_scaler(a: Array, comm: Communicator | None) -> Standardizer:
+    """``Standardizer.fit(a)``; over K ranks, from the merged moments of their slices of ``a``."""
+    if comm is None:
+        return Standardizer.fit(a)
+    moments = comm.merge_moments(Moments.of_chunks(a, comm.rows(len(a))))
+    constant = (moments.high == moments.low) | (moments.m2 == 0)
+    return Standardizer(moments.mean, np.where(constant, 1.0, moments.std))
 
 
 def check_input_width(model: Sequential, width: int, model_source: str, data_source: str) -> None:

@@ -1,4 +1,4 @@
-"""Per-column count, mean and sum of squared deviations, merged across chunks and ranks.
+"""Per-column count, mean, squared deviations and range, merged across chunks and ranks.
 
 Chan, Golub & LeVeque's pairwise update: two parts (n_a, mean_a, m2_a) and
 (n_b, mean_b, m2_b) merge into ``n = n_a + n_b``, ``delta = mean_b - mean_a``,
@@ -15,15 +15,19 @@ from handprop._types import Array
 
 @dataclass(frozen=True, eq=False)
 class Moments:
-    """Shape: mean (D,), m2 (D,): of ``count`` rows of D columns."""
+    """Shape: mean, m2, low, high (D,): of ``count`` rows of D columns (low, high: min, max)."""
 
     count: int
     mean: Array
     m2: Array
+    low: Array
+    high: Array
 
     @classmethod
     def empty(cls, width: int) -> "Moments":
-        return cls(0, np.zeros(width), np.zeros(width))
+        return cls(
+            0, np.zeros(width), np.zeros(width), np.full(width, np.inf), np.full(width, -np.inf)
+        )
 
     @classmethod
     def of(cls, a: Array) -> "Moments":
@@ -32,7 +36,8 @@ class Moments:
         if len(a) == 0:
             return cls.empty(a.shape[1])
         mean = a.mean(axis=0)
-        return cls(len(a), mean, np.square(a - mean).sum(axis=0))
+        m2 = np.square(a - mean).sum(axis=0)
+        return cls(len(a), mean, m2, a.min(axis=0), a.max(axis=0))
 
     @classmethod
     def of_chunks(cls, a: Array, rows: slice, chunk_rows: int = 65536) -> "Moments":
@@ -53,7 +58,8 @@ class Moments:
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.count / n)
         m2 = self.m2 + other.m2 + np.square(delta) * (self.count * other.count / n)
-        return Moments(n, mean, m2)
+        low, high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
+        return Moments(n, mean, m2, low, high)
 
     @property
     def std(self) -> Array:
