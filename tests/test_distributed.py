@@ -232,3 +232,29 @@ def test_a_failing_rank_ends_the_job_and_writes_nothing(
         lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
         assert lines == ["handprop: rank 1 of 2: injected failure at step 3"]
     assert list(tmp_path.iterdir()) == []  # nothing at --out, no temporary file
+
+
+def test_a_memory_mapped_npy_on_3_ranks_trains_the_single_process_model(
+    regression_csv: Path, tmp_path: Path
+) -> None:
+    npy = tmp_path / "reg.npy"
+    np.save(npy, np.loadtxt(regression_csv, delimiter=",", skiprows=1))
+    out = tmp_path / "m.safetensors"
+    args = ["-m", "handprop", "train", "--data", npy, *TRAIN, "--epochs", 3, "--out", out]
+    done = launch(3, *args, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(out, single_process_model(npy, tmp_path / "one.safetensors", 3))
+
+
+def test_a_bad_shard_names_its_rank(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).standard_normal((100, 4))
+    data[80, 2] = np.inf  # in rank 1's half of the rows
+    np.save(tmp_path / "bad.npy", data)
+    out = tmp_path / "m.safetensors"
+    done = launch(2, "-m", "handprop", "train", "--data", tmp_path / "bad.npy", "--out", out)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+    assert len(lines) == 1
+    assert lines[0].startswith("handprop: rank 1 of 2: ")
+    assert "row index 80" in lines[0]
+    assert not out.exists()

@@ -82,6 +82,7 @@ class Communicator:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort may return in the rank that calls it
 
 
 def world() -> Communicator | None:

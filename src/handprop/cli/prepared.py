@@ -57,7 +57,8 @@ class Prepared:
         digest = hashlib.sha256()
         for array in self.validation or ():
             digest.update(str((array.shape, array.dtype.str)).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
+            for start in range(0, len(array), 65536):  # a memory map, a chunk at a time
+                digest.update(np.ascontiguousarray(array[start : start + 65536]).tobytes())
         return digest.hexdigest()
 
     def check_width(self, model: Sequential, source: str) -> None:
@@ -71,8 +72,13 @@ def prepare(
 
     ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
     ``comm``: the ranks of a data-parallel run; each measures its share of the training
-    rows and the statistics are merged.
+    rows and the statistics are merged. A ``.npy`` file is read through a memory map
+    (``prepared_mapped``): its arrays are then MappedRows, gathered a batch at a time.
     """
+    if config.data.lower().endswith(".npy"):
+        from handprop.cli.prepared_mapped import prepare_mapped
+
+        return prepare_mapped(config, saved, comm)
     dataset = load_dataset(
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite
     )
@@ -81,8 +87,8 @@ def prepare(
     )
     x_scaler = y_scaler = None
     if saved is not None:
-        x_scaler = _scaler(saved.get("x_scaler"))
-        y_scaler = _scaler(saved.get("y_scaler"))
+        x_scaler = saved_scaler(saved.get("x_scaler"))
+        y_scaler = saved_scaler(saved.get("y_scaler"))
     elif config.standardize:
         x_scaler = _fit_scaler(training.x, comm)
         y_scaler = _fit_scaler(training.y, comm) if dataset.classes is None else None
@@ -132,7 +138,8 @@ def _finite(a: Array, what: str, dtype: str, source: str) -> Array:
     return a
 
 
-def _scaler(saved: object) -> Standardizer | None:
+def saved_scaler(saved: object) -> Standardizer | None:
+    """The Standardizer a model file's metadata describes, or None."""
     return None if saved is None else Standardizer.from_json(saved)  # type: ignore[arg-type]
 
 

@@ -28,7 +28,7 @@ def on_every_rank(comm: Communicator, job: Callable[[], int]) -> int:
         reason = one_line(str(error)) or type(error).__name__
         print(f"handprop: rank {comm.rank} of {comm.size}: {reason}", file=sys.stderr)
         comm.abort(_exit_code(error))
-        raise  # not reached: MPI_Abort ends the process
+        raise  # not reached: abort ends the process
 
 
 def _exit_code(error: BaseException) -> int:

@@ -9,6 +9,7 @@ member's declared size against what it was compressed into, before reading.
 """
 
 import math
+import mmap
 import os
 import sys
 import warnings
@@ -49,6 +50,21 @@ def read_npy(path: str) -> Any:
         _check_header(file, os.fstat(file.fileno()).st_size, path)
         file.seek(0)
         return _read_array(file)
+
+
+def map_npy(path: str) -> tuple[Any, mmap.mmap]:
+    """(the array in the .npy file at ``path``, read-only over a memory map; the map).
+
+    The header is checked as ``read_npy`` checks it; no byte of data is read here. The
+    caller may drop the pages it touched from memory with ``map.madvise(MADV_DONTNEED)``.
+    """
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        shape, fortran_order, dtype = _check_header(file, size, path)
+        offset = file.tell()
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    array = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=offset)
+    return (array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)), mapped
 
 
 def read_npz(path: str, wanted: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:

@@ -252,7 +252,7 @@ class _Trainer:
         return (train_loss, train_metric, *self._evaluate(validation))
 
     def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
-        if self.comm is not None:
+        if self.comm is not None or not isinstance(data[0], np.ndarray):  # ranks, a memory map
             return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
         return evaluate(self.model, self.loss_fn, *data, self.metric)
 

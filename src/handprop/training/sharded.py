@@ -5,7 +5,7 @@ batches are the single-process run's; rank r trains on the r-th contiguous slice
 each one, and evaluates the r-th contiguous slice of each data set.
 """
 
-from typing import cast
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def sharded_step(
 
 
 def sharded_evaluate(
-    comm: Communicator,
+    comm: Communicator | None,
     model: Module,
     loss_fn: Loss,
     x: Array,
@@ -48,23 +48,15 @@ def sharded_evaluate(
 ) -> tuple[float, float]:
     """(loss, metric) over every rank's slice of (x, y), as ``evaluate`` gives on the whole.
 
-    Shape: x (N, D_in); y (N, D_out) or (N,) labels. Metrics: "accuracy" and "r2".
+    Each rank reads its rows ``batch_size`` at a time; ``comm`` None: one process, which
+    reads every row so (data behind a memory map). Metrics: "accuracy" and "r2".
+    Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
     if metric not in ("accuracy", "r2"):
         raise ValueError(f"sharded scores know the metrics accuracy and r2, received {metric!r}")
-    rows = comm.rows(len(x))
-    x_part, y_part = x[rows], np.asarray(y[rows])
-    n = len(x_part)
-    loss, statistics = 0.0, cast(object, None)
-    if n:
-        y_pred = model.predict(x_part, batch_size)
-        loss = loss_fn.forward(y_pred, y_part)
-        loss *= 1.0 if loss_fn.reduction == "sum" else n
-        if metric == "accuracy":
-            statistics = int(np.sum(np.argmax(y_pred, axis=1) == y_part))
-        else:
-            statistics = (np.square(y_part - y_pred).sum(axis=0), Moments.of(y_part))
-    parts = comm.allgather((n, loss, statistics))
+    rows = slice(0, len(x)) if comm is None else comm.rows(len(x))
+    local = _local_scores(model, loss_fn, x, y, metric, rows, batch_size)
+    parts = [local] if comm is None else comm.allgather(local)
     total_rows = sum(part[0] for part in parts)
     total_loss = sum(part[1] for part in parts)
     if loss_fn.reduction != "sum":
@@ -73,6 +65,29 @@ def sharded_evaluate(
     if metric == "accuracy":
         return total_loss, sum(given) / total_rows
     return total_loss, _r2(given)
+
+
+def _local_scores(
+    model: Module, loss_fn: Loss, x: Array, y: Array, metric: str, rows: slice, batch_size: int
+) -> tuple[int, float, Any]:
+    """(rows, loss summed as the loss reduces, what the metric needs) of ``rows``."""
+    n, loss = 0, 0.0
+    statistics: Any = None  # the correct count, or (residual sums, target moments)
+    for start in range(rows.start, rows.stop, batch_size):
+        x_part = x[start : min(start + batch_size, rows.stop)]
+        y_part = np.asarray(y[start : min(start + batch_size, rows.stop)])
+        y_pred = model.predict(x_part, batch_size)
+        part_loss = loss_fn.forward(y_pred, y_part)
+        loss += part_loss * (1.0 if loss_fn.reduction == "sum" else len(x_part))
+        n += len(x_part)
+        if metric == "accuracy":
+            statistics = int(np.sum(np.argmax(y_pred, axis=1) == y_part)) + (statistics or 0)
+        else:
+            residual, moments = np.square(y_part - y_pred).sum(axis=0), Moments.of(y_part)
+            if statistics is not None:
+                residual, moments = residual + statistics[0], statistics[1].merge(moments)
+            statistics = (residual, moments)
+    return n, loss, statistics
 
 
 def _r2(parts: list[tuple[Array, Moments]]) -> float:
