@@ -16,8 +16,8 @@ import pytest
 import handprop as hp
 from handprop.checkpoint import load_model
 from handprop.cli import main
-from handprop.data.moments import Moments
 from handprop.distributed import GradientExchange, shard, world
+from handprop.moments import Moments
 from handprop.training import train_step
 from tests.distributed_cases import CASES, steps_per_epoch, train
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.data.moments import Moments
+from handprop.moments import Moments
 from handprop.parameter import Parameter
 
 #: Set in every process an MPI launcher starts: MPICH's hydra and Slurm's PMI (PMI_SIZE),

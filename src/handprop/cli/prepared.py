@@ -9,9 +9,9 @@ import numpy as np
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
 from handprop.data import DataError, Dataset, Standardizer, load_dataset, train_validation_split
-from handprop.data.moments import Moments
 from handprop.distributed import Communicator
 from handprop.layers import Linear, Sequential
+from handprop.moments import Moments
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ import numpy as np
 from handprop._types import Array
 from handprop.data.arrays import npy_target_columns, open_npy
 from handprop.data.dataset import TASKS, DataError
-from handprop.data.moments import Moments
 from handprop.data.raw import check_one_target, shown
 from handprop.data.sidecar import Columns, read_columns
 from handprop.data.transform import Standardizer
 from handprop.distributed import Communicator
+from handprop.moments import Moments
 
 CHUNK_BYTES = 2**24  # scan and measure 16 MiB of rows at a time
 RELEASE_BYTES = 2**26  # hand back the touched pages after gathering 64 MiB

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.data.moments import Moments
 from handprop.distributed import Communicator, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
+from handprop.moments import Moments
 from handprop.optim import Optimizer
 from handprop.training.step import train_step
 
