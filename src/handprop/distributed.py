@@ -14,6 +14,7 @@ one process, which is the plain single-process path.
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,9 @@ class Communicator:
         """End every rank of the job with exit code ``code`` (MPI_Abort)."""
         sys.stdout.flush()
         sys.stderr.flush()
+        # MPICH's launcher can kill the job before it forwards what this rank just wrote
+        # (the reason went missing in 2 of 12 runs); a moment lets it through.
+        time.sleep(0.25)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort may return in the rank that calls it
 
