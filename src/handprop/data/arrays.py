@@ -10,7 +10,7 @@ import numpy as np
 
 from handprop._text import one_line
 from handprop.data.dataset import DataError
-from handprop.data.npy_file import map_npy, read_npy, read_npz
+from handprop.data.npy_file import MappedNpy, map_npy, read_npy, read_npz
 from handprop.data.raw import RawTable, cannot_read, row_index
 
 _NPY_SIGNATURE = (b"\x93NUMPY",)
@@ -67,8 +67,8 @@ def load_npy(path: str, target: str | None, task: str) -> RawTable:
     )
 
 
-def open_npy(path: str) -> tuple[Any, Any]:
-    """(the array of a .npy file over a read-only memory map, the map): nothing read yet."""
+def open_npy(path: str) -> MappedNpy:
+    """The array of a .npy file over a read-only memory map: nothing read yet."""
     _check_signature(path, _NPY_SIGNATURE, ".npy")
     return _reading(path, ".npy", lambda: map_npy(path))
 

@@ -5,11 +5,17 @@ chunk at a time (NaN and infinity, class labels); under K ranks each scans its o
 contiguous share and the findings are merged. ``MappedRows`` is x or y of some of
 those rows: indexing it with a mini-batch's row indices gathers those rows alone
 (a copy of the batch, never of the file), standardised, in the model's dtype.
-The pages a process touched are handed back to the kernel every ``RELEASE_BYTES``,
-so its resident memory stays bounded whatever the file's size.
+
+Runs of rows are read through the map, whose touched pages are handed back to the
+kernel every ``RELEASE_BYTES``. Scattered rows (a shuffled batch) are read with one
+``preadv`` each, in file order, into the batch's array: measured on Linux 6.18, a
+fault on a file mapping maps the page cache's whole large folio (~1.3 MB for one
+random 512-byte row), so gathering one batch of 512 shuffled rows through the map
+held up to the whole file in resident memory; the reads cost ~1.2 us a row.
 """
 
 import mmap
+import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +23,7 @@ import numpy as np
 from handprop._types import Array
 from handprop.data.arrays import npy_target_columns, open_npy
 from handprop.data.dataset import TASKS, DataError
+from handprop.data.npy_file import MappedNpy
 from handprop.data.raw import check_one_target, shown
 from handprop.data.sidecar import Columns, read_columns
 from handprop.data.transform import Standardizer
@@ -34,12 +41,11 @@ class MappedTable:
     """
 
     def __init__(
-        self, array: Array, memory: mmap.mmap, names: tuple[str, ...], targets: list[int],
-        source: str,
-    ) -> None:  # fmt: skip
-        self.array, self.memory, self.source = array, memory, source
+        self, mapped: MappedNpy, names: tuple[str, ...], targets: list[int], source: str
+    ) -> None:
+        self.mapped, self.array, self.source = mapped, mapped.array, source
         self.targets = targets
-        self.features = [j for j in range(array.shape[1]) if j not in targets]
+        self.features = [j for j in range(self.array.shape[1]) if j not in targets]
         self.feature_names = tuple(names[j] for j in self.features)
         self.target_names = tuple(names[j] for j in targets)
         self.rows: Array | None = None
@@ -57,20 +63,41 @@ class MappedTable:
     def gather(self, index: Array | slice, columns: list[int]) -> Array:
         """Rows ``index`` of the table, ``columns`` of them, as a new array."""
         rows = self.file_rows(index)
-        first, last = columns[0], columns[-1]
-        if last - first + 1 == len(columns):  # one run of columns: one copy
-            block = self.array[rows, first : last + 1]
+        if isinstance(rows, slice) or not self.array.flags.c_contiguous:
+            block = np.asarray(self.array[rows])  # a run of rows (or Fortran order): the map
+            self.touched(block.nbytes + 2 * 2**21)  # and a large folio at either end
         else:
-            block = self.array[rows][:, columns]
-        self.gathered += block.nbytes * max(1, self.array.shape[1] // len(columns))
+            block = self.read_rows(rows)
+        first, last = columns[0], columns[-1]
+        if last - first + 1 == len(columns):  # one run of columns
+            return np.array(block[:, first : last + 1])
+        return block[:, columns]
+
+    def read_rows(self, rows: Array) -> Array:
+        """Rows ``rows`` of the file, read one ``preadv`` each, in file order, not mapped."""
+        block = np.empty((len(rows), self.array.shape[1]), dtype=self.array.dtype)
+        row_bytes = block.shape[1] * block.itemsize
+        into = block.data.cast("B")
+        descriptor, offset = self.mapped.descriptor, self.mapped.offset
+        order = np.argsort(rows, kind="stable")
+        for i, row in zip(order.tolist(), rows[order].tolist(), strict=True):
+            read = os.preadv(
+                descriptor, [into[i * row_bytes : (i + 1) * row_bytes]], offset + row * row_bytes
+            )
+            if read != row_bytes:
+                raise DataError(f"{self.source} was truncated while it was read")
+        return block
+
+    def touched(self, nbytes: int) -> None:
+        """Count ``nbytes`` of the file read; past RELEASE_BYTES, release the pages."""
+        self.gathered += nbytes
         if self.gathered > RELEASE_BYTES:
             self.release()
-        return np.asarray(block)
 
     def release(self) -> None:
         """Drop the pages of the file this process touched from its memory (not from disk)."""
         self.gathered = 0
-        self.memory.madvise(mmap.MADV_DONTNEED)
+        self.mapped.memory.madvise(mmap.MADV_DONTNEED)
 
     def chunks(self, rows: slice) -> range:
         """The starts of the chunks of ``rows`` (of the table), CHUNK_BYTES at a time."""
@@ -148,7 +175,8 @@ def open_table(
     """
     if task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, received {task!r}")
-    array, memory = open_npy(path)
+    mapped = open_npy(path)
+    array = mapped.array
     if array.ndim != 2 or array.shape[1] < 2 or array.dtype.kind not in "biuf":
         raise DataError(
             f"{path} must hold one numeric 2-D array (N, features + targets) with at least 2 "
@@ -161,7 +189,7 @@ def open_table(
     targets = _targets(path, target, columns, array.shape[1])
     if len(targets) == array.shape[1]:
         raise DataError(f"{path}: every column is a target; at least one feature column is needed")
-    table = MappedTable(array, memory, names, targets, path)
+    table = MappedTable(mapped, names, targets, path)
     _scan(table, task, drop_nonfinite, comm)
     if task == "classification":
         _name_classes(table, columns)
@@ -189,7 +217,9 @@ def _scan(table: MappedTable, task: str, drop_nonfinite: bool, comm: Communicato
     found = _Findings()
     for start in table.chunks(share):
         rows = table.chunk(start, share)
-        found.add(table, rows, np.asarray(table.array[rows]), task)
+        block = np.asarray(table.array[rows])
+        found.add(table, rows, block, task)
+        table.touched(block.nbytes)
     table.release()
     n = len(range(len(table.array))[share])
     if found.bad and not drop_nonfinite:
