@@ -25,9 +25,6 @@ from handprop.data.raw import cannot_read, shown
 from handprop.data.sidecar import Columns, sidecar_path
 
 CHUNK_CELLS = 2**19  # cells parsed at a time (~40 MB of Python strings)
-#: A column of a chunk is parsed by numpy (fast) when its cells, at their widest, fit in
-#: this many characters; else one cell at a time (numpy text is as wide as its widest cell).
-NUMPY_CHARACTERS = 2**22
 
 
 def convert_csv(source: str, destination: str, target: str | None = None) -> Columns:
@@ -109,6 +106,8 @@ def _check_chunk(
     rows: list[list[str]], labels: dict[str, set[str]],
 ) -> None:  # fmt: skip
     """Every feature cell a number; the distinct labels of targets that hold text."""
+    if not any(labels.values()) and _all_floats(rows) is not None:  # the usual chunk
+        return
     for j, name in enumerate(header):
         cells = [row[j] for row in rows]
         if name in targets and (labels[name] or not _numbers(cells)):
@@ -125,12 +124,18 @@ def _numbers(cells: list[str]) -> bool:
     return True
 
 
+def _all_floats(rows: list[list[str]]) -> Array | None:
+    """Every cell of the rows as float64 (N, C), or None if one is empty or not a number."""
+    try:
+        values = np.array(list(map(float, itertools.chain.from_iterable(rows))))
+    except ValueError:
+        return None
+    return values.reshape(len(rows), -1)
+
+
 def _as_floats(cells: list[str]) -> Array:
     """The cells as float64; an empty cell is NaN, as the CSV reader reads it."""
-    if max(map(len, cells), default=0) * len(cells) > NUMPY_CHARACTERS:
-        return np.array([float(cell.strip() or "nan") for cell in cells])
-    text = np.array(cells, dtype=str)
-    return np.where(np.char.strip(text) == "", "nan", text).astype(np.float64)
+    return np.array([float(cell.strip() or "nan") for cell in cells])
 
 
 def _parse(source: str, name: str, cells: list[str], lines: list[int]) -> Array:
@@ -162,6 +167,11 @@ def _npy_bytes(
     }
     written = 0
     for lines, rows in _chunks(source, header):
+        block = None if codes else _all_floats(rows)
+        if block is not None:
+            written += len(rows)
+            yield block.astype("<f8", copy=False).tobytes()
+            continue
         block = np.empty((len(rows), len(header)), dtype="<f8")
         for j, name in enumerate(header):
             cells = [row[j] for row in rows]
