@@ -4,9 +4,12 @@
     .venv/bin/python -m benchmarks.memory --gb 0.5 --no-convert --dir /tmp
 
 Writes a float64 .npy of about GB gigabytes (COLUMNS columns: features, then a target
-that depends on them) and measures, in a fresh process each, the peak resident memory
-(ru_maxrss, which counts the file's pages a memory map holds) of
-``handprop train --data big.npy --epochs 1`` and of ``handprop convert big.csv``.
+that depends on them) and a CSV file of about GB gigabytes, and measures, in a fresh
+process each, the peak resident memory (ru_maxrss, which counts the file's pages a
+memory map holds) of ``handprop train --data big.npy --epochs 1`` and of
+``handprop convert big.csv``. The files are written by other processes: a child's
+ru_maxrss starts from its parent's peak when the parent forks it (Linux copies the
+high-water mark with the address space), so this process must never hold the data.
 Nothing here is a timed test; the files are removed afterwards.
 """
 
@@ -36,13 +39,22 @@ def write_npy(path: Path, rows: int) -> None:
     del array
 
 
-def write_csv(path: Path, source: Path) -> None:
-    data = np.load(source, mmap_mode="r")
+def write_csv(path: Path, gigabytes: float) -> None:
+    """About ``gigabytes`` of CSV: COLUMNS columns of 8 significant digits, a chunk at a time."""
     names = [f"x{j}" for j in range(COLUMNS - 1)] + ["y"]
+    rng = np.random.default_rng(0)
     with open(path, "w", encoding="utf-8") as file:
         file.write(",".join(names) + "\n")
-        for start in range(0, len(data), CHUNK_ROWS):
-            np.savetxt(file, data[start : start + CHUNK_ROWS], delimiter=",", fmt="%.10g")
+        while file.tell() < gigabytes * 2**30:
+            block = rng.standard_normal((CHUNK_ROWS // 8, COLUMNS))
+            block[:, -1] = 2 * block[:, 0] - block[:, 1] + 0.1 * block[:, -1]
+            np.savetxt(file, block, delimiter=",", fmt="%.8g")
+
+
+def in_child(call: str) -> None:
+    """Run ``call`` (Python, after ``from benchmarks.memory import *``) in another process."""
+    code = f"from pathlib import Path; from benchmarks.memory import *; {call}"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def peak(argv: list[str]) -> tuple[float, float]:
@@ -64,7 +76,7 @@ def main() -> None:
     rows = int(args.gb * 2**30 / (COLUMNS * 8))
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         npy = Path(folder) / "big.npy"
-        write_npy(npy, rows)
+        in_child(f"write_npy(Path({str(npy)!r}), {rows})")
         size = npy.stat().st_size / 2**30
         print(f"{npy.name}: {rows} rows x {COLUMNS} float64 columns, {size:.2f} GiB")
         train = ["train", "--data", str(npy), "--epochs", "1", "--batch-size", "512"]
@@ -73,9 +85,9 @@ def main() -> None:
         print(f"train, one epoch: peak RSS {mb:.0f} MB, {seconds:.0f} s")
         if args.no_convert:
             return
-        csv = Path(folder) / "big.csv"
-        write_csv(csv, npy)
         npy.unlink()
+        csv = Path(folder) / "big.csv"
+        in_child(f"write_csv(Path({str(csv)!r}), {args.gb})")
         size = csv.stat().st_size / 2**30
         mb, seconds = peak(["convert", str(csv), str(Path(folder) / "converted.npy")])
         print(f"convert a {size:.2f} GiB CSV: peak RSS {mb:.0f} MB, {seconds:.0f} s")
