@@ -44,19 +44,27 @@ def child(steps: int, warmup: int) -> None:
         train_step(model, loss_fn, sgd, x_part, y_part, exchange=exchange, share=share)
         if step >= warmup:
             times.append(time.perf_counter() - start)
+    exchange_times = [0.0]
+    if exchange is not None:  # the Allreduce alone, on the same buffer
+        exchange_times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            exchange.comm.allreduce_sum(exchange.buffer)
+            exchange_times.append(time.perf_counter() - start)
     if comm is None or comm.rank == 0:
-        print(f"{np.median(times):.6f}")
+        print(f"{np.median(times):.6f} {np.median(exchange_times):.6f}")
 
 
-def measure(ranks: int, steps: int, warmup: int) -> float:
-    """Median seconds per global step on ``ranks`` ranks."""
+def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float]:
+    """Median seconds per global step on ``ranks`` ranks, and of its Allreduce alone."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
     me = [sys.executable, "-m", "benchmarks.distributed", "--child", str(steps), str(warmup)]
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     command = me if ranks == 1 else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return float(done.stdout.split()[-1])
+    step, exchange = done.stdout.split()[-2:]
+    return float(step), float(exchange)
 
 
 def main() -> None:
@@ -72,11 +80,11 @@ def main() -> None:
     print(f"medium size: batch {BATCH}, {D_IN}-{H}-{D_OUT}, one BLAS thread per rank")
     base = None
     for ranks in map(int, args.ranks.split(",")):
-        seconds = measure(ranks, args.steps, args.warmup)
+        seconds, exchange = measure(ranks, args.steps, args.warmup)
         base = base or seconds
         print(
-            f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step, {BATCH / seconds:9.0f} samples/s, "
-            f"{base / seconds:.2f}x one rank"
+            f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step (Allreduce {exchange * 1e3:.2f} ms), "
+            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank"
         )
 
 
