@@ -8,6 +8,8 @@ import pytest
 import handprop.data.arrays
 from handprop.checkpoint import load_model
 from handprop.cli import main
+from handprop.cli.config import TrainConfig
+from handprop.cli.prepared import prepare
 from handprop.data import DataError
 from handprop.data.mapped import MappedRows, open_table
 from handprop.data.sidecar import Columns, sidecar_path
@@ -101,3 +103,12 @@ def test_a_malformed_sidecar_is_one_data_error(
     sidecar_path(tmp_path / "d.npy").write_bytes(content)
     with pytest.raises(DataError, match=message):
         open_table(str(tmp_path / "d.npy"), target=None, task="regression", drop_nonfinite=False)
+
+
+def test_values_whose_squares_overflow_are_refused_not_standardised_to_zeros(
+    tmp_path: Path,
+) -> None:
+    data = np.random.default_rng(0).standard_normal((20, 2)) * 1e200
+    np.save(tmp_path / "huge.npy", data)
+    with pytest.raises(DataError, match="too large to standardise"):
+        prepare(TrainConfig(data=str(tmp_path / "huge.npy")), None)

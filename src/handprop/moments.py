@@ -35,8 +35,9 @@ class Moments:
         a = np.asarray(a, dtype=np.float64)
         if len(a) == 0:
             return cls.empty(a.shape[1])
-        mean = a.mean(axis=0)
-        m2 = np.square(a - mean).sum(axis=0)
+        with np.errstate(over="ignore"):  # inf for values beyond ~1e154: the caller checks
+            mean = a.mean(axis=0)
+            m2 = np.square(a - mean).sum(axis=0)
         return cls(len(a), mean, m2, a.min(axis=0), a.max(axis=0))
 
     @classmethod
@@ -55,9 +56,10 @@ class Moments:
         if self.count == 0:
             return other
         n = self.count + other.count
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.count / n)
-        m2 = self.m2 + other.m2 + np.square(delta) * (self.count * other.count / n)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf, nan: the caller checks
+            delta = other.mean - self.mean
+            mean = self.mean + delta * (other.count / n)
+            m2 = self.m2 + other.m2 + np.square(delta) * (self.count * other.count / n)
         low, high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
         return Moments(n, mean, m2, low, high)
 

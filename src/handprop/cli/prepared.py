@@ -101,7 +101,22 @@ def _fit_scaler(a: Array, comm: Communicator | None) -> Standardizer:
     """``Standardizer.fit(a)``; over K ranks, from the merged moments of their slices of ``a``."""
     if comm is None:
         return Standardizer.fit(a)
-    moments = comm.merge_moments(Moments.of_chunks(a, comm.rows(len(a))))
+    return scaler_from_moments(comm.merge_moments(Moments.of_chunks(a, comm.rows(len(a)))), "")
+
+
+def scaler_from_moments(moments: Moments, source: str) -> Standardizer:
+    """The Standardizer of merged moments: a constant column gets scale 1, as in ``fit``.
+
+    The streamed moments hold squared deviations, which overflow for values beyond
+    ~1e154 (``Standardizer.fit`` rescales them first): such data is refused, not
+    standardised into zeros.
+    """
+    if not (np.isfinite(moments.mean).all() and np.isfinite(moments.m2).all()):
+        where = f"{source}: " if source else ""
+        raise DataError(
+            f"{where}values too large to standardise a chunk at a time (squares overflow "
+            "float64): rescale the data, or train on one process from a .csv file"
+        )
     constant = (moments.high == moments.low) | (moments.m2 == 0)
     return Standardizer(moments.mean, np.where(constant, 1.0, moments.std))
 

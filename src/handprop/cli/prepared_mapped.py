@@ -11,7 +11,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.config import TrainConfig
-from handprop.cli.prepared import Prepared, saved_scaler
+from handprop.cli.prepared import Prepared, saved_scaler, scaler_from_moments
 from handprop.data import Dataset, Standardizer
 from handprop.data.mapped import MappedRows, MappedTable, open_table
 from handprop.data.transform import split_indices
@@ -58,9 +58,7 @@ def _split(n: int, config: TrainConfig) -> tuple[Array, Array | None]:
 
 
 def _scaler(rows: MappedRows, comm: Communicator | None) -> Standardizer:
-    moments = rows.moments(comm)
-    constant = (moments.high == moments.low) | (moments.m2 == 0)
-    return Standardizer(moments.mean, np.where(constant, 1.0, moments.std))
+    return scaler_from_moments(rows.moments(comm), rows.table.source)
 
 
 def _described(table: MappedTable) -> Dataset:
