@@ -1,5 +1,6 @@
 """The ``handprop`` command: ``warmup`` runs the tutorial, ``gradcheck`` checks every backward,
-``train``/``evaluate``/``predict`` work with data sets and model files, ``bench`` times a step.
+``train``/``evaluate``/``predict`` work with data sets and model files, ``bench`` times a step,
+``convert`` turns a CSV file into a .npy file that training reads through a memory map.
 
 One module per command, each with its parser (``add_parser``) and what runs it (``run``).
 ``main(argv)`` returns the exit code: 0 on success, 1 when a gradient check
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from handprop import __version__
-from handprop.cli import bench, evaluate, explain, gradcheck, predict, train, warmup
+from handprop.cli import bench, convert, evaluate, explain, gradcheck, predict, train, warmup
 from handprop.cli.errors import Interrupted, TrainingFailed
 from handprop.cli.flags import as_flags
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"handprop {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for command in (warmup, gradcheck, train, evaluate, predict, explain, bench):
+    for command in (warmup, gradcheck, train, evaluate, predict, explain, bench, convert):
         command.add_parser(commands)
     return parser
 

@@ -17,7 +17,9 @@ from handprop.data import (
     load_dataset,
     train_validation_split,
 )
+from handprop.distributed import Communicator
 from handprop.layers import Linear, Sequential
+from handprop.moments import Moments
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,28 @@ class Prepared:
         digest = hashlib.sha256()
         for array in self.validation or ():
             digest.update(str((array.shape, array.dtype.str)).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
+            for start in range(0, len(array), 65536):  # a memory map, a chunk at a time
+                digest.update(np.ascontiguousarray(array[start : start + 65536]).tobytes())
         return digest.hexdigest()
 
     def check_width(self, model: Sequential, source: str) -> None:
         check_input_width(model, self.train_x.shape[1], source, self.dataset.source)
 
 
-def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
+def prepare(
+    config: TrainConfig, saved: dict[str, Any] | None, comm: Communicator | None = None
+) -> Prepared:
     """Load ``config.data``, split off the validation part, standardise with training statistics.
 
     ``saved``: a checkpoint's metadata, whose standardisers are reused when resuming.
+    ``comm``: the ranks of a data-parallel run; each measures its share of the training
+    rows and the statistics are merged. A ``.npy`` file is read through a memory map
+    (``prepared_mapped``): its arrays are then MappedRows, gathered a batch at a time.
     """
+    if config.data.lower().endswith(".npy"):
+        from handprop.cli.prepared_mapped import prepare_mapped
+
+        return prepare_mapped(config, saved, comm)
     columns = Columns(config.features, config.drop, config.categorical, config.impute)
     dataset = load_dataset(
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
@@ -90,11 +102,11 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
     )
     x_scaler = y_scaler = None
     if saved is not None:
-        x_scaler = _scaler(saved.get("x_scaler"))
-        y_scaler = _scaler(saved.get("y_scaler"))
+        x_scaler = saved_scaler(saved.get("x_scaler"))
+        y_scaler = saved_scaler(saved.get("y_scaler"))
     elif config.standardize:
-        x_scaler = Standardizer.fit(training.x)
-        y_scaler = Standardizer.fit(training.y) if dataset.classes is None else None
+        x_scaler = _fit_scaler(training.x, comm)
+        y_scaler = _fit_scaler(training.y, comm) if dataset.classes is None else None
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
     held_out = None if test is None else _arrays(test, x_scaler, y_scaler, config.dtype)
@@ -103,6 +115,30 @@ def prepare(config: TrainConfig, saved: dict[str, Any] | None) -> Prepared:
 
 def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:
     return CsvFormat(delimiter, decimal or ".")
+
+
+def _fit_scaler(a: Array, comm: Communicator | None) -> Standardizer:
+    """``Standardizer.fit(a)``; over K ranks, from the merged moments of their slices of ``a``."""
+    if comm is None:
+        return Standardizer.fit(a)
+    return scaler_from_moments(comm.merge_moments(Moments.of_chunks(a, comm.rows(len(a)))), "")
+
+
+def scaler_from_moments(moments: Moments, source: str) -> Standardizer:
+    """The Standardizer of merged moments: a constant column gets scale 1, as in ``fit``.
+
+    The streamed moments hold squared deviations, which overflow for values beyond
+    ~1e154 (``Standardizer.fit`` rescales them first): such data is refused, not
+    standardised into zeros.
+    """
+    if not (np.isfinite(moments.mean).all() and np.isfinite(moments.m2).all()):
+        where = f"{source}: " if source else ""
+        raise DataError(
+            f"{where}values too large to standardise a chunk at a time (squares overflow "
+            "float64): rescale the data, or train on one process from a .csv file"
+        )
+    constant = (moments.high == moments.low) | (moments.m2 == 0)
+    return Standardizer(moments.mean, np.where(constant, 1.0, moments.std))
 
 
 def check_input_width(model: Sequential, width: int, model_source: str, data_source: str) -> None:
@@ -137,7 +173,8 @@ def _finite(a: Array, what: str, dtype: str, source: str) -> Array:
     return a
 
 
-def _scaler(saved: object) -> Standardizer | None:
+def saved_scaler(saved: object) -> Standardizer | None:
+    """The Standardizer a model file's metadata describes, or None."""
     return None if saved is None else Standardizer.from_json(saved)  # type: ignore[arg-type]
 
 

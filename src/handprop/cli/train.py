@@ -3,7 +3,7 @@
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handprop.cli.arguments import (
     DATA_HELP,
@@ -16,6 +16,9 @@ from handprop.cli.arguments import (
 from handprop.layers import ACTIVATIONS
 from handprop.losses import LOSSES
 from handprop.optim import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from handprop.distributed import Communicator
 
 
 def add_parser(commands: Any) -> None:
@@ -143,6 +146,18 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; under ``mpiexec -n K`` (with the mpi extra), on K ranks, rank 0 writing."""
+    from handprop.distributed import world
+
+    comm = world()
+    if comm is None:
+        return _train(args, None)
+    from handprop.cli.ranks import on_every_rank
+
+    return on_every_rank(comm, lambda: _train(args, comm))
+
+
+def _train(args: argparse.Namespace, comm: "Communicator | None") -> int:
     from handprop.checkpoint import load_model
     from handprop.cli.config import config_from_args, resumed_config
     from handprop.cli.outputs import check_outputs, output_paths
@@ -154,4 +169,4 @@ def run(args: argparse.Namespace) -> int:
         check_outputs(output_paths(args), args.data, args.resume)
         _, info = load_model(args.resume)
         config = resumed_config(str(args.resume), info.get("config"), args)
-    return train(config, args.resume, sys.stdout)
+    return train(config, args.resume, sys.stdout, comm)

@@ -27,6 +27,7 @@ from handprop.cli.outputs import best_path, check_outputs, diverged_path, output
 from handprop.cli.prepared import Prepared, collapse_warning, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.data.transform import balanced_class_weights
+from handprop.distributed import Communicator
 from handprop.layers import Sequential, mlp
 from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
@@ -35,14 +36,19 @@ from handprop.training import Callback, EpochLog, FitOptions, History, TrainingS
 from handprop.training.loop import evaluate
 
 
-def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
-    """Run one training job; returns the exit code (1 if training diverged)."""
+def train(
+    config: TrainConfig, resume: Path | None, out: TextIO, comm: Communicator | None = None
+) -> int:
+    """Run one training job; returns the exit code (1 if training diverged).
+
+    With ``comm``, every rank of it runs this, data-parallel; rank 0 alone writes.
+    """
     # before any work: a typo in --out must not cost a training run, nor --out eat --data
     check_outputs(output_paths(config), config.data, resume)
     if resume is None:
-        prepared = prepare(config, None)
+        prepared = prepare(config, None, comm)
         config = config.with_task(prepared.dataset.task)
-        if prepared.dataset.task_note and not config.quiet:
+        if prepared.dataset.task_note and not config.quiet and (comm is None or comm.rank == 0):
             flag = "regression" if config.task == "classification" else "classification"
             print(
                 f"task: {config.task} ({prepared.dataset.task_note}); --task {flag} overrides",
@@ -58,13 +64,13 @@ def train(config: TrainConfig, resume: Path | None, out: TextIO) -> int:
         check_model_info(source, model, info)
         check_resume_info(source, info, optimizer_state.config.get("scalars"))
         check_architecture_size(model_config(model)["layers"], config.batch_size)
-        prepared = prepare(config, info)
+        prepared = prepare(config, info, comm)
         prepared.check_width(model, source)
         _check_same_split(source, info, prepared)
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
         state.best_parameters = _load_best(resume, state, model)
-    job = _Job(config, prepared, model, optimizer, rng)
+    job = _Job(config, prepared, model, optimizer, rng, comm)
     try:
         history = job.run(state)
     except KeyboardInterrupt:
@@ -80,10 +86,13 @@ class _Job:
         model: Sequential,
         optimizer: Optimizer,
         rng: np.random.Generator,
+        comm: Communicator | None = None,
     ) -> None:
         self.config, self.prepared, self.model, self.optimizer, self.rng = (
             config, prepared, model, optimizer, rng,
         )  # fmt: skip
+        self.comm = comm
+        self.writes = comm is None or comm.rank == 0  # the other ranks write nothing
         self.loss_fn = _loss(config, prepared)
         # The last checkpoint this run wrote: its epoch and its file's identity.
         self.saved_epoch: int | None = None
@@ -112,12 +121,16 @@ class _Job:
         steps_per_epoch = -(-len(prepared.train_x) // config.batch_size)
         bar = ProgressBar(
             steps_per_epoch * max(0, config.epochs - state.epoch), config.epochs,
-            prepared.metric, enabled=not config.quiet,
+            prepared.metric, enabled=not config.quiet and self.writes,
         )  # fmt: skip
         callbacks.append(bar)
-        if config.checkpoint_every is not None and config.checkpoint is not None:
+        checkpoints = config.checkpoint_every is not None and config.checkpoint is not None
+        if checkpoints and self.writes:
+            assert config.checkpoint_every is not None
             callbacks.append(_Checkpointer(config.checkpoint_every, self._save_checkpoint))
-        log = None if config.log is None else JsonlLog(Path(config.log), prepared.metric)
+        log = None
+        if config.log is not None and self.writes:
+            log = JsonlLog(Path(config.log), prepared.metric)
         try:
             if log is not None:
                 for past in state.logs:  # a resumed run's log starts with the epochs before
@@ -127,7 +140,7 @@ class _Job:
                 self.model, self.loss_fn, self.optimizer, (prepared.train_x, prepared.train_y),
                 epochs=config.epochs, batch_size=config.batch_size, rng=self.rng,
                 validation=prepared.validation, callbacks=callbacks,
-                options=_fit_options(config), state=state,
+                options=_fit_options(config), state=state, comm=self.comm,
             )  # fmt: skip
         finally:
             bar.close()
@@ -138,6 +151,10 @@ class _Job:
         config = self.config
         diverged = history.stop_reason == "diverged"
         saved = None
+        if not self.writes:  # rank 0 writes; every rank fails alike, rank 0 says why
+            if diverged:
+                raise TrainingFailed(history.message)
+            return 0
         if config.out is not None:  # a diverged run never replaces a model at --out
             saved = diverged_path(config.out) if diverged else Path(config.out)
             save_model(saved, self.model, metadata=self.prepared.metadata(config))

@@ -10,7 +10,7 @@ import numpy as np
 
 from handprop._text import one_line
 from handprop.data.dataset import DataError
-from handprop.data.npy_file import read_npy, read_npz
+from handprop.data.npy_file import MappedNpy, map_npy, read_npy, read_npz
 from handprop.data.raw import RawTable, cannot_read, row_index
 
 _NPY_SIGNATURE = (b"\x93NUMPY",)
@@ -57,7 +57,7 @@ def load_npy(path: str, target: str | None, task: str) -> RawTable:
             f"{path} must hold one 2-D array (N, features + targets) with at least 2 columns, "
             f"received shape {array.shape}; or save x and y with np.savez(path, x=x, y=y)"
         )
-    targets = _npy_target_columns(path, target, array.shape[1])
+    targets = npy_target_columns(path, target, array.shape[1])
     features = [j for j in range(array.shape[1]) if j not in targets]
     if not features:
         raise DataError(f"{path}: every column is a target; at least one feature column is needed")
@@ -67,7 +67,14 @@ def load_npy(path: str, target: str | None, task: str) -> RawTable:
     )
 
 
-def _npy_target_columns(path: str, target: str | None, width: int) -> list[int]:
+def open_npy(path: str) -> MappedNpy:
+    """The array of a .npy file over a read-only memory map: nothing read yet."""
+    _check_signature(path, _NPY_SIGNATURE, ".npy")
+    return _reading(path, ".npy", lambda: map_npy(path))
+
+
+def npy_target_columns(path: str, target: str | None, width: int) -> list[int]:
+    """The 0-based columns that ``target`` ("3" or "3,4", negatives count from the end) names."""
     if target is None:
         return [width - 1]
     try:

@@ -9,10 +9,13 @@ member's declared size against what it was compressed into, before reading.
 """
 
 import math
+import mmap
 import os
 import sys
 import warnings
+import weakref
 import zipfile
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -49,6 +52,37 @@ def read_npy(path: str) -> Any:
         _check_header(file, os.fstat(file.fileno()).st_size, path)
         file.seek(0)
         return _read_array(file)
+
+
+@dataclass(frozen=True, eq=False)
+class MappedNpy:
+    """A .npy file kept open: its array read-only over a memory map, and where the data start.
+
+    Nothing is read until the array is. ``memory.madvise(MADV_DONTNEED)`` drops the
+    pages this process touched (not the file); ``descriptor`` (closed with this object)
+    serves reads that bypass the map.
+    """
+
+    array: Any
+    memory: mmap.mmap
+    descriptor: int
+    offset: int
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, os.close, self.descriptor)
+
+
+def map_npy(path: str) -> MappedNpy:
+    """The .npy file at ``path`` over a memory map, once its header is checked as ``read_npy``'s."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        shape, fortran_order, dtype = _check_header(file, size, path)
+        offset = file.tell()
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        descriptor = os.dup(file.fileno())
+    array = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=offset)
+    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+    return MappedNpy(array, mapped, descriptor, offset)
 
 
 def read_npz(path: str, wanted: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:

@@ -12,12 +12,14 @@ from typing import Literal
 import numpy as np
 
 from handprop._types import Array, positive_int
+from handprop.distributed import Communicator, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
+from handprop.training.sharded import sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
 
@@ -77,6 +79,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     options: FitOptions | None = None,
     state: TrainingState | None = None,
+    comm: Communicator | None = None,
 ) -> History:
     """Train for ``epochs`` epochs of shuffled mini-batches and return the History.
 
@@ -88,10 +91,15 @@ def fit(
     Training runs in training mode (``model.train()``: Dropout drops, BatchNorm uses
     the batch's statistics), the scores in evaluation mode; the model is left in the
     modes it came in.
+
+    ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
+    it, each rank passing the same arguments (the same data, or a memory map of it):
+    each computes the gradients of its slice of every batch, one Allreduce a step sums
+    them, the scores are merged, and the weights end identical on every rank (checked).
     """
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
-    trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks))
+    trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks), comm)
     state = state or TrainingState()
     if state.base_lr is None:
         state.base_lr = optimizer.lr
@@ -128,6 +136,7 @@ class _Trainer:
         optimizer: Optimizer,
         options: FitOptions,
         callbacks: list[Callback],
+        comm: Communicator | None = None,
     ) -> None:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.options, self.callbacks = options, callbacks
@@ -135,8 +144,24 @@ class _Trainer:
         self.params = model.parameters()
         # what a snapshot holds: the parameters, and the buffers (BatchNorm's running statistics)
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
+        self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
+        self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
 
     def run(
+        self,
+        data: tuple[Array, Array],
+        validation: tuple[Array, Array] | None,
+        epochs: int,
+        batch_size: int,
+        rng: np.random.Generator,
+        state: TrainingState,
+    ) -> History:
+        history = self._run(data, validation, epochs, batch_size, rng, state)
+        if self.comm is not None:
+            self.comm.check_same([p.data for p in self.params], "the weights after training")
+        return history
+
+    def _run(
         self,
         data: tuple[Array, Array],
         validation: tuple[Array, Array] | None,
@@ -197,10 +222,16 @@ class _Trainer:
     ) -> None:
         x, y = data
         for batch in batches(len(x), batch_size, rng):
-            loss = train_step(
-                self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
-                clip_norm=self.options.clip_norm,
-            )  # fmt: skip
+            if self.exchange is not None:  # this rank's slice of the batch
+                loss = sharded_step(
+                    self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
+                    self.options.clip_norm,
+                )  # fmt: skip
+            else:
+                loss = train_step(
+                    self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
+                    clip_norm=self.options.clip_norm,
+                )  # fmt: skip
             state.step += 1
             if not math.isfinite(loss):
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
@@ -244,16 +275,17 @@ class _Trainer:
         """Losses and metrics in evaluation mode (Dropout off, BatchNorm's running statistics)."""
         self.model.eval()
         try:
-            train_loss, train_metric = evaluate(self.model, self.loss_fn, *data, self.metric)
+            train_loss, train_metric = self._evaluate(data)
             if validation is None:
                 return train_loss, train_metric, None, None
-            return (
-                train_loss,
-                train_metric,
-                *evaluate(self.model, self.loss_fn, *validation, self.metric),
-            )
+            return (train_loss, train_metric, *self._evaluate(validation))
         finally:
             self.model.train()
+
+    def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
+        if self.comm is not None or not isinstance(data[0], np.ndarray):  # ranks, a memory map
+            return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
+        return evaluate(self.model, self.loss_fn, *data, self.metric)
 
     def _log(
         self, scores: tuple[float, float, float | None, float | None], state: TrainingState

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from handprop._types import Array
+from handprop.distributed import GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.optim import Optimizer
@@ -21,6 +22,8 @@ def train_step(
     fold: bool = True,
     exact: bool = False,
     clip_norm: float | None = None,
+    exchange: GradientExchange | None = None,
+    share: float = 1.0,
 ) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
 
@@ -41,7 +44,15 @@ def train_step(
     as gradient-then-update does (the tutorial to the last bit). The first
     layer's input gradient is never computed. ``clip_norm`` rescales the
     gradients whose global L2 norm exceeds it before the update (no fusion then).
+
+    Data-parallel (``exchange``, see ``handprop.distributed``): (x, y) is this rank's
+    slice of the global batch and ``share`` its weight in the batch's loss (its rows /
+    the batch's rows for a mean loss, 1 for a sum); the gradients of every rank are
+    summed with these weights before the update (no fusion then: it would update
+    before the exchange), and the batch's loss is returned. A rank with no rows adds 0.
     """
+    if exchange is not None:
+        return _exchanged_step(model, loss_fn, optimizer, x, y, clip_norm, exchange, share)
     y_pred = model.forward(x)
     loss = loss_fn.forward(y_pred, y)
     optimizer.zero_grad()
@@ -50,6 +61,29 @@ def train_step(
     if fused is not None and _shares_parameters(model):
         fused = None  # a weight used twice would be read after its fused update
     model.backward_parameters(grad_y_pred, fused or ACCUMULATE)
+    if clip_norm is not None:
+        clip_gradients(optimizer, clip_norm)
+    optimizer.step()
+    return loss
+
+
+def _exchanged_step(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    x: Array,
+    y: Array,
+    clip_norm: float | None,
+    exchange: GradientExchange,
+    share: float,
+) -> float:
+    """``train_step`` on one rank's slice: backward, one Allreduce, then the same update."""
+    optimizer.zero_grad()
+    loss = 0.0
+    if len(x):
+        loss = loss_fn.forward(model.forward(x), y)
+        model.backward_parameters(loss_fn.backward(), ACCUMULATE)
+    loss = exchange.average(loss, share)
     if clip_norm is not None:
         clip_gradients(optimizer, clip_norm)
     optimizer.step()

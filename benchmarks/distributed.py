@@ -1,0 +1,92 @@
+"""Data-parallel throughput: training steps per second on 1 rank and on K ranks.
+
+    .venv/bin/python -m benchmarks.distributed                 # 1 vs 2 ranks, medium size
+    .venv/bin/python -m benchmarks.distributed --ranks 1,2,4 --steps 30
+
+The medium size: global batch 512, D_in 4096, H 1024, D_out 256 (Linear, ReLU, Linear,
+mean squared error, plain SGD). K ranks each take 512 / K rows of every batch and
+exchange the gradients with one Allreduce a step; one rank runs the plain path
+(train_step, the fused SGD update). Every rank gets one BLAS thread
+(OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment), so K ranks
+use K cores: on a machine with fewer idle cores than ranks the ratio says so.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH, D_IN, H, D_OUT = 512, 4096, 1024, 256
+
+
+def child(steps: int, warmup: int) -> None:
+    """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step."""
+    import handprop as hp
+    from handprop.distributed import GradientExchange, shard, world
+    from handprop.training import train_step
+
+    comm = world()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
+    model = hp.Sequential(hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng))
+    loss_fn, sgd = hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=1e-3)
+    exchange = None if comm is None else GradientExchange(comm, sgd.params)
+    rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
+    x_part, y_part = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
+    share = len(x_part) / BATCH
+    times = []
+    for step in range(warmup + steps):
+        start = time.perf_counter()
+        train_step(model, loss_fn, sgd, x_part, y_part, exchange=exchange, share=share)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    exchange_times = [0.0]
+    if exchange is not None:  # the Allreduce alone, on the same buffer
+        exchange_times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            exchange.comm.allreduce_sum(exchange.buffer)
+            exchange_times.append(time.perf_counter() - start)
+    if comm is None or comm.rank == 0:
+        print(f"{np.median(times):.6f} {np.median(exchange_times):.6f}")
+
+
+def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float]:
+    """Median seconds per global step on ``ranks`` ranks, and of its Allreduce alone."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["MKL_NUM_THREADS"] = "1"
+    me = [sys.executable, "-m", "benchmarks.distributed", "--child", str(steps), str(warmup)]
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    command = me if ranks == 1 else [mpiexec, "-n", str(ranks), *me]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    step, exchange = done.stdout.split()[-2:]
+    return float(step), float(exchange)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", default="1,2", help="comma-separated; default 1,2")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    print(f"medium size: batch {BATCH}, {D_IN}-{H}-{D_OUT}, one BLAS thread per rank")
+    base = None
+    for ranks in map(int, args.ranks.split(",")):
+        seconds, exchange = measure(ranks, args.steps, args.warmup)
+        base = base or seconds
+        print(
+            f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step (Allreduce {exchange * 1e3:.2f} ms), "
+            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank"
+        )
+
+
+if __name__ == "__main__":
+    main()

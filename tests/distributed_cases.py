@@ -1,0 +1,124 @@
+"""Training runs that tests/test_distributed.py makes on one process and under mpiexec.
+
+Run as a script under ``mpiexec -n K``, every rank trains each case with ``fit(comm=...)``;
+rank 0 saves every rank's weights (gathered), the history and the Allreduce count per step.
+"""
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import handprop as hp
+from handprop.training import FitOptions, History, fit
+
+
+@dataclass(frozen=True)
+class Case:
+    loss: Callable[[], Any]
+    optimizer: Callable[[list[hp.Parameter]], hp.Optimizer]
+    classification: bool
+    batch_size: int
+    epochs: int
+    validation: bool = False
+    options: FitOptions | None = None
+    rows: int = 300
+
+
+CASES = {
+    # plain SGD offers the fused update: it must not skip the exchange
+    "sgd-mse": Case(hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 32, 3),
+    "adam-cross-entropy-early-stopping": Case(
+        hp.SoftmaxCrossEntropy,
+        lambda p: hp.Adam(p, lr=5e-2),
+        True,
+        30,
+        30,
+        True,
+        FitOptions(patience=1),
+    ),
+    "momentum-sse-clipped": Case(
+        hp.SumSquaredError,
+        lambda p: hp.SGD(p, lr=1e-3, momentum=0.9),
+        False,
+        64,
+        3,
+        True,
+        FitOptions(clip_norm=1.0),
+    ),
+    # batches of 2 on 3 ranks: one rank has no rows in every step
+    "batches-smaller-than-the-world": Case(
+        hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 2, 1, rows=21
+    ),
+}
+
+
+def problem(
+    case: Case,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((case.rows, 4))
+    y: np.ndarray = np.stack([2 * x[:, 0] - x[:, 1], np.sin(x[:, 2])], axis=1)
+    if case.classification:
+        y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    if not case.validation:
+        return (x, y), None
+    return (x[:240], y[:240]), (x[240:], y[240:])
+
+
+def steps_per_epoch(name: str) -> int:
+    case = CASES[name]
+    return -(-len(problem(case)[0][0]) // case.batch_size)
+
+
+def train(name: str, comm: Any = None) -> tuple[list[np.ndarray], History]:
+    case = CASES[name]
+    rng = np.random.default_rng(1)
+    d_out = 3 if case.classification else 2
+    model = hp.Sequential(hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng))
+    data, validation = problem(case)
+    history = fit(
+        model, case.loss(), case.optimizer(model.parameters()), data, epochs=case.epochs,
+        batch_size=case.batch_size, rng=np.random.default_rng(2), validation=validation,
+        options=case.options, comm=comm,
+    )  # fmt: skip
+    return [p.data for p in model.parameters()], history
+
+
+def main(out: str) -> None:
+    from handprop.distributed import Communicator, world
+
+    comm = world()
+    assert comm is not None, "run under mpiexec -n K with K > 1"
+    calls = 0
+    allreduce = Communicator.allreduce_sum
+
+    def counted(self: Communicator, buffer: np.ndarray) -> None:
+        nonlocal calls
+        calls += 1
+        allreduce(self, buffer)
+
+    Communicator.allreduce_sum = counted  # type: ignore[method-assign]
+    saved: dict[str, Any] = {}
+    for name in CASES:
+        calls = 0
+        weights, history = train(name, comm)
+        everyone = comm.allgather(weights)
+        for rank, arrays in enumerate(everyone):
+            for index, array in enumerate(arrays):
+                saved[f"{name}/rank{rank}/{index}"] = array
+        saved[f"{name}/calls"] = np.array(calls)
+        saved[f"{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
+        saved[f"{name}/logs"] = np.array(
+            [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]
+             for log in history.logs]
+        )  # fmt: skip
+        saved[f"{name}/stop"] = np.array(history.stop_reason)
+    if comm.rank == 0:
+        np.savez(out, **saved)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

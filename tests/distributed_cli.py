@@ -1,0 +1,39 @@
+"""``handprop`` on every rank of ``mpiexec``, with a failure injected into one rank.
+
+Usage: ``mpiexec -n K python tests/distributed_cli.py RANK STEP HOW handprop-arguments...``:
+rank RANK fails at its training step STEP, HOW being ``raise`` (an exception) or
+``kill`` (SIGKILL); RANK -1 injects nothing.
+"""
+
+import os
+import signal
+import sys
+from typing import Any
+
+import handprop.training.loop
+from handprop.cli import main
+from handprop.distributed import world
+
+
+def inject(rank: int, step: int, how: str) -> None:
+    comm = world()
+    if comm is None or comm.rank != rank:
+        return
+    original = handprop.training.loop.sharded_step
+    done = 0
+
+    def failing(*args: Any, **kwargs: Any) -> float:
+        nonlocal done
+        done += 1
+        if done == step:
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"injected failure at step {step}")
+        return original(*args, **kwargs)
+
+    handprop.training.loop.sharded_step = failing  # type: ignore[assignment]
+
+
+if __name__ == "__main__":
+    inject(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    sys.exit(main(sys.argv[4:]))

@@ -1,0 +1,260 @@
+"""Data-parallel training: one Allreduce a step, and K ranks that train as one process does.
+
+The runs under ``mpiexec -n 2`` and ``-n 3`` (uneven slices) need the ``mpi`` extra; they
+skip without it, and fail under CI=true. Each child gets one BLAS thread.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.checkpoint import load_model
+from handprop.cli import main
+from handprop.distributed import GradientExchange, shard, world
+from handprop.moments import Moments
+from handprop.training import train_step
+from tests.distributed_cases import CASES, steps_per_epoch, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mpiexec() -> str:
+    """The mpiexec beside this Python (the MPICH wheel's), or on PATH; skips or fails if none."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but mpi4py is not installed: pip install -e '.[mpi]'")
+        pytest.skip("mpi4py is not installed (pip install -e '.[mpi]')")
+    found = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
+        "mpiexec"
+    )
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but there is no mpiexec (pip install mpich)")
+        pytest.skip("no mpiexec (pip install mpich)")
+    return found
+
+
+def launch(ranks: int, *argv: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``mpiexec -n ranks python argv...``, one BLAS thread per rank."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["MKL_NUM_THREADS"] = "1"
+    command = [mpiexec(), "-n", str(ranks), sys.executable, *map(str, argv)]
+    return subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+# ----- one process: the parts -----------------------------------------------------------
+
+
+def test_shards_are_contiguous_cover_every_row_and_differ_by_at_most_one() -> None:
+    for n in (0, 1, 2, 7, 32):
+        for size in (1, 2, 3):
+            parts = [shard(n, rank, size) for rank in range(size)]
+            assert [r for part in parts for r in range(n)[part]] == list(range(n))
+            assert max(len(range(n)[p]) for p in parts) - min(len(range(n)[p]) for p in parts) <= 1
+
+
+def test_merged_moments_equal_numpy_on_the_whole() -> None:
+    a = np.random.default_rng(0).standard_normal((1000, 3)) * [1, 1e3, 1e-3] + [5, -7, 100]
+    merged = Moments.empty(3)
+    for part in np.array_split(a, [10, 11, 400, 999]):
+        merged = merged.merge(Moments.of(part))
+    assert merged.count == 1000
+    np.testing.assert_allclose(merged.mean, a.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(merged.std, a.std(axis=0), rtol=1e-9)
+    chunked = Moments.of_chunks(a, slice(100, 700), chunk_rows=64)
+    np.testing.assert_allclose(chunked.std, a[100:700].std(axis=0), rtol=1e-12)
+
+
+def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert world() is None
+    assert "mpi4py" not in sys.modules or "mpi4py.MPI" not in sys.modules
+
+
+class TwoIdenticalRanks:
+    """A stand-in world of two ranks holding the same data: a sum doubles the buffer."""
+
+    rank, size = 0, 2
+
+    def __init__(self) -> None:
+        self.buffers: list[np.ndarray] = []
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        self.buffers.append(buffer)
+        buffer *= 2
+
+
+def test_every_gradient_lives_in_one_buffer_exchanged_once_a_step() -> None:
+    rng = np.random.default_rng(0)
+    model = hp.Sequential(hp.Linear(4, 8, rng=rng), hp.ReLU(), hp.Linear(8, 2, rng=rng))
+    sgd = hp.SGD(model.parameters(), lr=0.1)
+    comm = TwoIdenticalRanks()
+    exchange = GradientExchange(comm, sgd.params)  # type: ignore[arg-type]
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    for _ in range(3):
+        train_step(model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange, share=0.5)
+    assert len(comm.buffers) == 3
+    assert all(buffer is exchange.buffer for buffer in comm.buffers)
+    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 1  # and the loss
+    for parameter in sgd.params:
+        assert np.shares_memory(parameter.grad, exchange.buffer)
+
+
+def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
+    """Plain SGD offers to fold its update into backward; with an exchange it must not."""
+
+    def one_step(exchange_share: float | None) -> list[np.ndarray]:
+        rng = np.random.default_rng(0)
+        model = hp.Sequential(hp.Linear(4, 8, rng=rng), hp.Tanh(), hp.Linear(8, 2, rng=rng))
+        sgd = hp.SGD(model.parameters(), lr=0.1)
+        assert sgd.fused_gradients() is not None
+        x, y = rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+        before = [p.data.copy() for p in model.parameters()]
+        exchange = None
+        if exchange_share is not None:
+            exchange = GradientExchange(TwoIdenticalRanks(), sgd.params)  # type: ignore[arg-type]
+        train_step(
+            model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange,
+            share=exchange_share or 1.0,
+        )  # fmt: skip
+        return [p.data - b for p, b in zip(model.parameters(), before, strict=True)]
+
+    plain, halves, doubled = one_step(None), one_step(0.5), one_step(1.0)
+    for a, b, c in zip(plain, halves, doubled, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
+        np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+# ----- K processes -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[2, 3])
+def distributed_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    ranks = request.param
+    out = tmp_path_factory.mktemp(f"mpi{ranks}") / "runs.npz"
+    done = launch(ranks, "tests/distributed_cases.py", out)
+    assert done.returncode == 0, done.stderr
+    with np.load(out) as saved:
+        return ranks, dict(saved)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    weights, history = train(name)
+    for rank in range(ranks):
+        for index, expected in enumerate(weights):
+            got = saved[f"{name}/rank{rank}/{index}"]
+            assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
+            np.testing.assert_array_equal(got, saved[f"{name}/rank0/{index}"])  # every rank
+    logs = [
+        [g.train_loss, g.train_metric, g.val_loss or 0, g.val_metric or 0] for g in history.logs
+    ]
+    np.testing.assert_allclose(saved[f"{name}/logs"], logs, rtol=1e-10, atol=1e-12)
+    assert str(saved[f"{name}/stop"]) == history.stop_reason
+    # one Allreduce a step, the fused SGD's included
+    assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
+    assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
+
+
+# ----- handprop train under mpiexec -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 3))
+    y = 3 * x[:, 0] - 2 * x[:, 1] + 0.5 * x[:, 2] + 10
+    path = tmp_path_factory.mktemp("data") / "reg.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,c,price", comments="")
+    return path
+
+
+TRAIN = ["--optimizer", "sgd", "--hidden", "16", "--batch-size", "25", "--patience", "0"]
+
+
+def single_process_model(data: Path, out: Path, epochs: int) -> list[np.ndarray]:
+    args = ["train", "--data", data, *TRAIN, "--epochs", epochs, "--out", out, "--quiet"]
+    code = main([str(a) for a in args])
+    assert code == 0
+    return [p.data for p in load_model(out)[0].parameters()]
+
+
+def assert_same_weights(path: Path, expected: list[np.ndarray]) -> None:
+    got = [p.data for p in load_model(path)[0].parameters()]
+    for a, b in zip(got, expected, strict=True):
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max()
+
+
+def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
+    regression_csv: Path, tmp_path: Path
+) -> None:
+    out, checkpoint, log = tmp_path / "m.safetensors", tmp_path / "c.safetensors", tmp_path / "log"
+    args = ["-m", "handprop", "train", "--data", regression_csv, *TRAIN, "--epochs", 3]
+    done = launch(
+        2, *args, "--out", out, "--checkpoint", checkpoint, "--checkpoint-every", 3, "--log", log
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("saved ") == 1  # rank 0 alone speaks and writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors", "log", "m.safetensors"]
+    assert len(log.read_text().splitlines()) == 3
+    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one3", 3))
+
+    resumed = tmp_path / "resumed.safetensors"
+    done = launch(
+        3, "-m", "handprop", "train", "--resume", checkpoint, "--epochs", 6, "--out", resumed,
+        "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_a_failing_rank_ends_the_job_and_writes_nothing(
+    regression_csv: Path, tmp_path: Path, how: str
+) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
+    done = launch(2, "tests/distributed_cli.py", 1, 3, how, *args)
+    assert done.returncode != 0
+    if how == "raise":
+        lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+        assert lines == ["handprop: rank 1 of 2: injected failure at step 3"]
+    assert list(tmp_path.iterdir()) == []  # nothing at --out, no temporary file
+
+
+def test_a_memory_mapped_npy_on_3_ranks_trains_the_single_process_model(
+    regression_csv: Path, tmp_path: Path
+) -> None:
+    npy = tmp_path / "reg.npy"
+    np.save(npy, np.loadtxt(regression_csv, delimiter=",", skiprows=1))
+    out = tmp_path / "m.safetensors"
+    args = ["-m", "handprop", "train", "--data", npy, *TRAIN, "--epochs", 3, "--out", out]
+    done = launch(3, *args, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(out, single_process_model(npy, tmp_path / "one.safetensors", 3))
+
+
+def test_a_bad_shard_names_its_rank(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).standard_normal((100, 4))
+    data[80, 2] = np.inf  # in rank 1's half of the rows
+    np.save(tmp_path / "bad.npy", data)
+    out = tmp_path / "m.safetensors"
+    done = launch(2, "-m", "handprop", "train", "--data", tmp_path / "bad.npy", "--out", out)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+    assert len(lines) == 1
+    assert lines[0].startswith("handprop: rank 1 of 2: ")
+    assert "row index 80" in lines[0]
+    assert not out.exists()
