@@ -10,7 +10,7 @@ import pytest
 
 import handprop as hp
 from handprop.cli import main
-from handprop.explain import format_flops
+from handprop.explainer import format_flops
 
 # N, D_in, H, D_out = 64, 1000, 100, 10. A matrix product (m,k)·(k,n) costs 2*m*k*n FLOP;
 # element-wise lines one FLOP per operation per element (the loss: subtract, square, add).
@@ -120,6 +120,6 @@ def test_cli_bad_input_exits_2_with_one_line(
 
 
 def test_hp_explain_is_the_function_even_after_importing_the_module() -> None:
-    code = "import handprop.explain, handprop; print(callable(handprop.explain))"
+    code = "import handprop.explainer, handprop; print(callable(handprop.explain))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr

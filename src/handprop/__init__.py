@@ -7,10 +7,6 @@ numpy" tutorial, checked by finite differences and against PyTorch.
 from typing import TYPE_CHECKING, Any
 
 from handprop import init
-
-# Not lazy: the function has its module's name, and a lazy name would lose to the submodule
-# once anything imports handprop.explain. It imports nothing beyond the layers.
-from handprop.explain import Explanation, explain
 from handprop.layers import (
     ACTIVATIONS,
     LAYERS,
@@ -47,21 +43,29 @@ from handprop.metrics import METRICS
 from handprop.optim import OPTIMIZERS, SGD, Adam, Optimizer
 from handprop.parameter import Gradients, Parameter
 from handprop.registry import Registry
-from handprop.training import Callback, FitOptions, History, TrainingState, fit, train_step
+from handprop.training.callbacks import Callback
+from handprop.training.state import History, TrainingState
+from handprop.training.step import train_step
 
 if TYPE_CHECKING:
     from handprop.checkpoint import load
+    from handprop.explainer import Explanation, explain
     from handprop.gradcheck import GradientReport, TensorCheck, check_gradients
+    from handprop.training.loop import FitOptions, fit
 
 __version__ = "0.1.0"
 
 # Imported on first use, so that ``handprop warmup`` starts without them (issue 5). Only
-# names unlike their module's: importing ``handprop.fit`` binds the module to ``handprop.fit``.
+# names unlike their module's: importing ``handprop.x`` binds the module over a name ``x``.
 _LAZY = {
     "GradientReport": "handprop.gradcheck",
     "TensorCheck": "handprop.gradcheck",
     "check_gradients": "handprop.gradcheck",
     "load": "handprop.checkpoint",
+    "explain": "handprop.explainer",
+    "Explanation": "handprop.explainer",
+    "fit": "handprop.training.loop",
+    "FitOptions": "handprop.training.loop",
 }
 
 

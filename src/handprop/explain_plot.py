@@ -6,7 +6,7 @@ matplotlib only (an optional extra, imported when a plot is asked for); no graph
 import re
 from pathlib import Path
 
-from handprop.explain import Explanation, Line
+from handprop.explainer import Explanation, Line
 
 Point = tuple[float, float]
 

@@ -6,7 +6,6 @@ Parameter objects themselves, never copies of their arrays: whatever replaces
 ``parameter.data`` is what the next ``step()`` updates.
 """
 
-import inspect
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -66,6 +65,8 @@ class Optimizer:
         The command line offers one set of flags (lr, momentum, weight_decay) for
         every optimizer; each takes what applies to it.
         """
+        import inspect  # here: a training step never needs it, and it is slow to import
+
         accepted = inspect.signature(cls.__init__).parameters
         return cls(params, **{k: v for k, v in options.items() if k in accepted})
 

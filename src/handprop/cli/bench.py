@@ -1,6 +1,5 @@
 """``handprop bench``: the benchmark harness of a source checkout, run as a child process."""
 
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +46,8 @@ def run(argv: Sequence[str]) -> int:
     harness = "benchmarks.process" if process else "benchmarks.step"
     options = list(argv[1:] if process else argv)
     sys.stdout.flush()
+    import subprocess  # here: every other command starts without it
+
     return subprocess.run([sys.executable, "-m", harness, *options], cwd=checkout).returncode
 
 

@@ -39,7 +39,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handprop.explain import explain
+    from handprop.explainer import explain
 
     model = None
     if args.model is not None:

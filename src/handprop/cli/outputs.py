@@ -6,7 +6,6 @@ compared after resolving symlinks, and by device and inode where the file exists
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ def check_output(option: str, name: str | Path) -> None:
         raise ValueError(f"{option} {name} is a folder; give a file name in it")
     if not path.parent.is_dir():
         raise ValueError(f"{option} {name}: the folder {path.parent} does not exist")
+    import tempfile  # here: warmup, gradcheck and explain never check an output
+
     try:
         descriptor, probe = tempfile.mkstemp(prefix=".handprop-probe-", dir=path.parent)
     except OSError as error:

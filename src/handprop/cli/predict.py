@@ -14,6 +14,7 @@ from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP
 from handprop.cli.evaluate import Reading, add_reading_options, model_encoding
 from handprop.cli.outputs import check_distinct, check_output, data_file
+from handprop.losses import log_softmax
 
 if TYPE_CHECKING:
     from handprop.cli.saved import SavedModel
@@ -108,8 +109,7 @@ def _prediction_table(
         names = saved.info.get("target_names") or [f"y{i}" for i in range(y_pred.shape[1])]
         return [str(name) for name in names], y_pred
     if proba:
-        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return [f"p_{label}" for label in classes], shifted / shifted.sum(axis=1, keepdims=True)
+        return [f"p_{label}" for label in classes], np.exp(log_softmax(outputs))
     return ["label"], np.array(classes)[np.argmax(outputs, axis=1)]
 
 

@@ -39,10 +39,6 @@ class Prepared:
         classes = self.dataset.classes
         return len(classes) if classes is not None else self.train_y.shape[1]
 
-    @property
-    def metric(self) -> str:
-        return "accuracy" if self.dataset.classes is not None else "r2"
-
     def metadata(self, config: TrainConfig) -> dict[str, Any]:
         """What ``evaluate`` and ``predict`` need to use the model on new data."""
         data = self.dataset

@@ -3,7 +3,6 @@
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -121,7 +120,7 @@ class _Job:
         steps_per_epoch = -(-len(prepared.train_x) // config.batch_size)
         bar = ProgressBar(
             steps_per_epoch * max(0, config.epochs - state.epoch), config.epochs,
-            prepared.metric, enabled=not config.quiet and self.writes,
+            self.loss_fn.metric, enabled=not config.quiet and self.writes,
         )  # fmt: skip
         callbacks.append(bar)
         checkpoints = config.checkpoint_every is not None and config.checkpoint is not None
@@ -130,11 +129,11 @@ class _Job:
             callbacks.append(_Checkpointer(config.checkpoint_every, self._save_checkpoint))
         log = None
         if config.log is not None and self.writes:
-            log = JsonlLog(Path(config.log), prepared.metric)
+            log = JsonlLog(Path(config.log), self.loss_fn.metric)
         try:
             if log is not None:
                 for past in state.logs:  # a resumed run's log starts with the epochs before
-                    log.write(epoch_record(past, prepared.metric))
+                    log.write(epoch_record(past, self.loss_fn.metric))
                 callbacks.append(log)
             return fit(
                 self.model, self.loss_fn, self.optimizer, (prepared.train_x, prepared.train_y),
@@ -185,7 +184,7 @@ class _Job:
         assert self.config.checkpoint is not None
         metadata = {
             **self.prepared.metadata(self.config),
-            "state": _state_json(state),
+            "state": state.to_json(),  # best_parameters: saved beside it, see best_path
             "rng": self.rng.bit_generator.state,
             "validation_digest": self.prepared.validation_digest(),
         }
@@ -253,15 +252,6 @@ def _fit_options(config: TrainConfig) -> FitOptions:
     )  # fmt: skip
 
 
-def _state_json(state: TrainingState) -> dict[str, Any]:
-    fields = asdict(state)
-    fields["logs"] = [asdict(log) for log in state.logs]
-    fields["best_parameters"] = None  # saved beside the checkpoint, see best_path
-    fields["best_metric"] = None if state.best_epoch is None else state.best_metric
-    fields["best_loss"] = None if state.best_epoch is None else state.best_loss
-    return fields
-
-
 def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> list[Array] | None:
     """Early stopping's best weights so far, saved beside the checkpoint.
 
@@ -298,13 +288,9 @@ def _check_same_split(source: str, info: dict[str, Any], prepared: Prepared) -> 
 
 def _restored_state(info: dict[str, Any]) -> tuple[TrainingState, np.random.Generator]:
     """The checkpoint's TrainingState and generator (checked by check_resume_info)."""
-    saved = dict(info["state"])
-    saved["logs"] = [EpochLog(**log) for log in saved["logs"]]
-    if saved["best_metric"] is None:
-        saved["best_metric"], saved["best_loss"] = -np.inf, np.inf
     rng = np.random.default_rng()
     rng.bit_generator.state = info["rng"]
-    return TrainingState(**saved), rng
+    return TrainingState.from_json(info["state"]), rng
 
 
 def _summary(history: History, config: TrainConfig, saved: Path | None, test: str) -> str:

@@ -1,8 +1,7 @@
 """The base class of every layer: forward beside backward, parameters, and the model's API."""
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +9,9 @@ import numpy.typing as npt
 from handprop._types import Array, float_dtype
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 from handprop.registry import Registry
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Layer classes by the names model files use (``{"type": "Linear", ...}``).
 LAYERS: Registry[type["Module"]] = Registry("layer")
@@ -193,7 +195,7 @@ class Module:
     def convert_buffers(self, dtype: np.dtype[Any]) -> None:
         """Convert this module's own floating buffers to ``dtype`` (for ``to``); none by default."""
 
-    def save(self, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> None:
+    def save(self, path: "str | Path", *, metadata: Mapping[str, Any] | None = None) -> None:
         """Write the model to a safetensors file that ``handprop.load`` (and PyTorch) reads.
 
         Model files hold a ``Sequential`` of registered layers (``LAYERS``).

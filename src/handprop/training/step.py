@@ -1,15 +1,18 @@
 """One training step: the tutorial's loop body, made of library parts."""
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from handprop._types import Array
-from handprop.distributed import GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.optim import Optimizer
 from handprop.parameter import ACCUMULATE
+
+if TYPE_CHECKING:  # only a data-parallel run has one; a plain run never imports MPI's module
+    from handprop.distributed import GradientExchange
 
 
 def train_step(
@@ -22,7 +25,7 @@ def train_step(
     fold: bool = True,
     exact: bool = False,
     clip_norm: float | None = None,
-    exchange: GradientExchange | None = None,
+    exchange: "GradientExchange | None" = None,
     share: float = 1.0,
 ) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
@@ -74,7 +77,7 @@ def _exchanged_step(
     x: Array,
     y: Array,
     clip_norm: float | None,
-    exchange: GradientExchange,
+    exchange: "GradientExchange",
     share: float,
 ) -> float:
     """``train_step`` on one rank's slice: backward, one Allreduce, then the same update."""
