@@ -49,16 +49,14 @@ class Loss:
         return f"{type(self).__name__}()"
 
 
-class _SquaredError(Loss):
-    """Shared by the two squared-error losses: checks, and ``error = y_pred - y`` in a buffer."""
+class _ElementwiseError(Loss):
+    """A loss of ``f(y_pred - y)`` elementwise: checks, and the error kept for backward."""
 
     def __init__(self) -> None:
         self.error: Array | None = None  # y_pred - y: the cache
-        self.squared: Array | None = None  # work buffers
-        self.grad_y_pred: Array | None = None
+        self.grad_y_pred: Array | None = None  # work buffer
 
-    def _squared_error(self, y_pred: Array, y: Array) -> Array:
-        """``np.square(y_pred - y)``, into buffers, with ``y_pred - y`` kept for backward."""
+    def _error(self, y_pred: Array, y: Array) -> Array:
         owner = type(self).__name__
         y_pred = require_array(owner, y_pred)
         y = require_array(f"{owner} target", y)
@@ -69,14 +67,31 @@ class _SquaredError(Loss):
             )
         check_dtype(owner, "a target", y, y_pred.dtype)
         self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
-        self.squared = np.square(self.error, out=reuse(self.squared, y.shape, y.dtype))
+        return self.error
+
+    def _grad_buffer(self) -> tuple[Array, Array]:
+        error = self._require_cache(self.error)
+        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
+        return error, self.grad_y_pred
+
+
+class _SquaredError(_ElementwiseError):
+    """Shared by the two squared-error losses: ``np.square(y_pred - y)`` in a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squared: Array | None = None  # work buffer
+
+    def _squared_error(self, y_pred: Array, y: Array) -> Array:
+        """``np.square(y_pred - y)``, into a buffer, with ``y_pred - y`` kept for backward."""
+        error = self._error(y_pred, y)
+        self.squared = np.square(error, out=reuse(self.squared, error.shape, error.dtype))
         return self.squared
 
     def _times_error(self, scale: float) -> Array:
         """``scale * (y_pred - y)``, into a work buffer."""
-        error = self._require_cache(self.error)
-        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
-        return np.multiply(error, scale, out=self.grad_y_pred)
+        error, grad_y_pred = self._grad_buffer()
+        return np.multiply(error, scale, out=grad_y_pred)
 
 
 @LOSSES.register("sse")
@@ -112,32 +127,6 @@ class MeanSquaredError(_SquaredError):
         # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
         return self._times_error(2.0 / error.size)
-
-
-class _ElementwiseError(Loss):
-    """A mean over all N * D_out elements of ``f(y_pred - y)``, the error kept for backward."""
-
-    def __init__(self) -> None:
-        self.error: Array | None = None  # y_pred - y: the cache
-        self.grad_y_pred: Array | None = None  # work buffer
-
-    def _error(self, y_pred: Array, y: Array) -> Array:
-        owner = type(self).__name__
-        y_pred = require_array(owner, y_pred)
-        y = require_array(f"{owner} target", y)
-        if y_pred.shape != y.shape or y_pred.size == 0:
-            raise ValueError(
-                f"{owner} expected y_pred and y of the same non-empty shape, "
-                f"received {y_pred.shape} and {y.shape}"
-            )
-        check_dtype(owner, "a target", y, y_pred.dtype)
-        self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
-        return self.error
-
-    def _grad_buffer(self) -> tuple[Array, Array]:
-        error = self._require_cache(self.error)
-        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
-        return error, self.grad_y_pred
 
 
 @LOSSES.register("mae")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
     )
     if args.plot is not None:
-        from handprop.explain_plot import plot_explanation
+        from handprop.cli.explain_plot import plot_explanation
 
         plot_explanation(explanation, args.plot)
     if args.json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 def check_plot(option: str, path: str | Path) -> None:
     """Before any work: matplotlib is installed and can write files with ``path``'s extension."""
-    _matplotlib()
+    use_matplotlib()
     from matplotlib.backend_bases import FigureCanvasBase
 
     kinds = FigureCanvasBase.get_supported_filetypes()
@@ -19,7 +19,8 @@ def check_plot(option: str, path: str | Path) -> None:
         )
 
 
-def _matplotlib() -> None:
+def use_matplotlib() -> None:
+    """matplotlib with the Agg backend, or a ValueError that says how to install it."""
     try:
         import matplotlib
     except ImportError:
@@ -38,7 +39,7 @@ def plot_losses(
 
     The y axis is logarithmic when the values are positive and span more than two decades.
     """
-    _matplotlib()
+    use_matplotlib()
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)

@@ -6,6 +6,7 @@ matplotlib only (an optional extra, imported when a plot is asked for); no graph
 import re
 from pathlib import Path
 
+from handprop.cli.plot import use_matplotlib
 from handprop.explainer import Explanation, Line
 
 Point = tuple[float, float]
@@ -52,13 +53,7 @@ def layout(explanation: Explanation) -> tuple[dict[str, Point], list[tuple[str, 
 
 def plot_explanation(explanation: Explanation, path: Path) -> None:
     """Save a PNG of the step: each tensor with its shape, each edge with its line's shapes."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ValueError(
-            "--plot needs matplotlib: pip install 'handprop[plot]' (or pip install matplotlib)"
-        ) from None
-    matplotlib.use("Agg")
+    use_matplotlib()
     from matplotlib import pyplot as plt
 
     where, edges = layout(explanation)
