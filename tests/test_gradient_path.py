@@ -6,10 +6,13 @@ which updates every parameter the fused path did not reach. A layer that writes
 ``.grad`` itself must therefore train exactly as it does without fusion.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.checkpoint import save_checkpoint
 from handprop.parameter import ACCUMULATE, Gradients
 
 
@@ -125,3 +128,36 @@ def test_clipping_goes_through_train_step() -> None:
     pairs = zip(model.parameters(), before, strict=True)
     moved = np.sqrt(sum(np.sum((p.data - b) ** 2) for p, b in pairs))
     assert moved == pytest.approx(0.5, rel=1e-12)  # lr 1 times a gradient of norm 0.5
+
+
+class Failing(hp.Module):
+    """Raises in backward, after the layers above it have had their fused update."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def backward(self, grad_y: np.ndarray, grads: Gradients = ACCUMULATE) -> np.ndarray:
+        raise RuntimeError("backward failed")
+
+
+def test_a_backward_that_fails_leaves_nothing_for_the_next_step_to_skip() -> None:
+    rng = np.random.default_rng(4)
+    model = hp.Sequential(hp.Linear(3, 4, rng=rng), Failing(), hp.Linear(4, 2, rng=rng))
+    optimizer = hp.SGD(model.parameters(), lr=0.1)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    with pytest.raises(RuntimeError, match="backward failed"):
+        hp.train_step(model, hp.MeanSquaredError(), optimizer, x, y)  # the head moved, fused
+    model.layers[1] = hp.Identity()
+    before = [p.data.copy() for p in model.parameters()]
+    hp.train_step(model, hp.MeanSquaredError(), optimizer, x, y, fold=False)
+    for after, start in zip(model.parameters(), before, strict=True):
+        assert not np.array_equal(after.data, start)  # every parameter took this step
+
+
+def test_a_checkpoint_refuses_an_optimizer_built_before_to(tmp_path: Path) -> None:
+    model = hp.mlp(3, [4], 2, rng=0)
+    optimizer = hp.Adam(model.parameters())
+    model.to(np.float32)
+    with pytest.raises(TypeError, match=r"build the optimizer after model\.to"):
+        save_checkpoint(tmp_path / "c.safetensors", model, optimizer)
+    assert list(tmp_path.iterdir()) == []

@@ -160,6 +160,11 @@ class SGD(Optimizer):
                     grad = velocity
             parameter.data -= np.multiply(self.lr, grad, out=scratch)  # w -= lr * g
 
+    def zero_grad(self) -> None:
+        """Clear the gradients, and forget what a fused backward that never reached step() moved."""
+        super().zero_grad()
+        self.fused.take_updated()
+
     def fused_gradients(self, exact: bool = False) -> Gradients | None:
         """Plain SGD (no momentum, no weight decay) folded into the gradient products.
 

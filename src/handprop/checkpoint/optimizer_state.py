@@ -33,6 +33,7 @@ def save_checkpoint(
     Layers' extra state (Dropout's generator) goes into the metadata as
     ``"layer_state": {"<index>": ...}``, and ``load_checkpoint`` puts it back.
     """
+    _check_slot_dtypes(optimizer)
     config = {
         "type": _registered_name(optimizer),
         "hyperparameters": optimizer.hyperparameters(),
@@ -193,6 +194,17 @@ def _registered_name(optimizer: Optimizer) -> str:
     except TypeError as error:
         raise TypeError(f"checkpoints hold registered optimizers: {error}") from None
     return type(optimizer).__name__
+
+
+def _check_slot_dtypes(optimizer: Optimizer) -> None:
+    """Each state array must have its parameter's dtype (not so after a later ``model.to``)."""
+    for slot, arrays in optimizer.slots().items():
+        for parameter, array in zip(optimizer.params, arrays, strict=True):
+            if array.dtype != parameter.dtype:
+                raise TypeError(
+                    f"save_checkpoint: the optimizer's {slot} is {array.dtype.name} but its "
+                    f"parameter is {parameter.dtype.name}; build the optimizer after model.to()"
+                )
 
 
 def _slot_arrays(optimizer: Optimizer) -> dict[str, Array]:

@@ -190,8 +190,8 @@ class _Job:
         }
         if state.best_parameters is not None:  # early stopping's best weights, beside it
             best = build_model(model_config(self.model))
-            for parameter, array in zip(best.parameters(), state.best_parameters, strict=True):
-                parameter.data[...] = array
+            for target, array in zip(_snapshot(best), state.best_parameters, strict=True):
+                target[...] = array
             save_model(best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
         self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
@@ -273,7 +273,12 @@ def _load_best(checkpoint: Path, state: TrainingState, model: Sequential) -> lis
             f"shapes {[s for _, s, _ in found]} vs {[s for _, s, _ in expected]}, dtypes "
             f"{found[0][2] if found else None} vs {expected[0][2] if expected else None})"
         )
-    return [p.data.copy() for p in best.parameters()]
+    return [array.copy() for array in _snapshot(best)]
+
+
+def _snapshot(model: Sequential) -> list[Array]:
+    """The arrays ``fit`` keeps as the best epoch's: the parameters, then the buffers."""
+    return [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()]
 
 
 def _check_same_split(source: str, info: dict[str, Any], prepared: Prepared) -> None:

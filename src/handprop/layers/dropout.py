@@ -88,7 +88,7 @@ class Dropout(Module):
         """Put back the generator state ``get_extra_state`` gave; a ValueError if it is not one."""
         try:
             self.rng.bit_generator.state = state["rng"]
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"Dropout extra state is not a generator's state: {error}") from None
 
     def __repr__(self) -> str:
