@@ -199,6 +199,8 @@ def _registered_name(optimizer: Optimizer) -> str:
 def _check_slot_dtypes(optimizer: Optimizer) -> None:
     """Each state array must have its parameter's dtype (not so after a later ``model.to``)."""
     for slot, arrays in optimizer.slots().items():
+        if not arrays:  # a slot this optimizer does not use (SGD without momentum)
+            continue
         for parameter, array in zip(optimizer.params, arrays, strict=True):
             if array.dtype != parameter.dtype:
                 raise TypeError(
