@@ -6,7 +6,7 @@ matplotlib only (an optional extra, imported when a plot is asked for); no graph
 import re
 from pathlib import Path
 
-from handprop.cli.plot import use_matplotlib
+from handprop.cli.plot import save_figure, use_matplotlib
 from handprop.explainer import Explanation, Line
 
 Point = tuple[float, float]
@@ -84,10 +84,4 @@ def plot_explanation(explanation: Explanation, path: Path) -> None:
         f"one training step, batch {explanation.batch_size}, {explanation.dtype}: "
         "forward (top), gradients (below)"
     )
-    figure.tight_layout()
-    try:
-        figure.savefig(path)
-    except OSError as error:
-        raise ValueError(f"cannot write the plot {path}: {error}") from None
-    finally:
-        plt.close(figure)
+    save_figure(figure, path)

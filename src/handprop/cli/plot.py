@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def check_plot(option: str, path: str | Path) -> None:
@@ -57,6 +58,13 @@ def plot_losses(
     axes.grid(True, which="major", alpha=0.3)
     if len(curves) > 1 or marked is not None:
         axes.legend()
+    save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """Lay out, write and close ``figure``; an unwritable path is one ValueError."""
+    from matplotlib import pyplot as plt
+
     figure.tight_layout()
     try:
         figure.savefig(path)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from handprop._blas import gemm
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.init import RandomSource, as_generator
-from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
@@ -243,10 +243,7 @@ class Conv2d(Module):
         return x
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
-        named = [("weight", self.weight)]
-        if self.bias is not None:
-            named.append(("bias", self.bias))
-        return named
+        return weight_and_bias(self.weight, self.bias)
 
     def __repr__(self) -> str:
         return (

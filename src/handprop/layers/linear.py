@@ -8,7 +8,7 @@ import numpy.typing as npt
 
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.init import Initializer, RandomSource, as_generator, he_normal, zeros
-from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
@@ -110,10 +110,7 @@ class Linear(Module):
         return require_cache("Linear", self.x, grad_h, out_shape)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
-        named = [("weight", self.weight)]
-        if self.bias is not None:
-            named.append(("bias", self.bias))
-        return named
+        return weight_and_bias(self.weight, self.bias)
 
     def __repr__(self) -> str:
         return (

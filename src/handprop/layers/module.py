@@ -210,6 +210,11 @@ class Module:
         return f"{type(self).__name__}()"
 
 
+def weight_and_bias(weight: Parameter, bias: Parameter | None) -> list[tuple[str, Parameter]]:
+    """``[("weight", weight), ("bias", bias)]``, without the bias when there is none."""
+    return [("weight", weight)] + ([] if bias is None else [("bias", bias)])
+
+
 def torch_layout(array: Array) -> Array:
     """PyTorch's layout of a parameter: a 2-D (D_in, D_out) weight is (D_out, D_in); a view."""
     return array.T if array.ndim == 2 else array
