@@ -161,6 +161,13 @@ class Numpy:
     def min(self, x: Array) -> Array:
         return np.min(x)  # type: ignore[no-any-return]
 
+    def mean(self, x: Array) -> Any:
+        return np.mean(x)
+
+    def take(self, x: Array, indices: Array) -> Array:
+        """``x[indices]`` for a 1-D ``x``."""
+        return x[indices]
+
     def dot(self, a: Array, b: Array) -> Array:
         """The sum of ``a * b`` over every element (``np.vdot``), a 0-d array."""
         return np.asarray(np.vdot(a, b))
@@ -472,6 +479,12 @@ class TorchNamespace:
 
     def min(self, x: Any) -> Any:
         return self.torch.amin(x)
+
+    def mean(self, x: Any) -> Any:
+        return self.torch.mean(x)
+
+    def take(self, x: Any, indices: Any) -> Any:
+        return self.torch.index_select(x, 0, indices)
 
     def dot(self, a: Any, b: Any) -> Any:
         return self.torch.dot(a.reshape(-1), b.reshape(-1))
