@@ -540,6 +540,25 @@ def placement(target: object) -> tuple[Any, np.dtype[Any] | None]:
         ) from None
 
 
+def select(backend: str | None = None, device: str | None = None) -> Any:
+    """The namespace a command line's ``--backend numpy|torch`` and ``--device cpu|cuda`` ask for.
+
+    None is the default: numpy, except that a CUDA device implies torch. numpy runs on
+    the CPU only (a ValueError); torch missing or CUDA absent: ImportError / RuntimeError.
+    """
+    if backend not in (None, *LIBRARIES):
+        raise ValueError(f"backend must be 'numpy' or 'torch', received {backend!r}")
+    on_cpu = device is None or str(device) == "cpu"
+    if backend == "numpy" and not on_cpu:
+        raise ValueError(
+            f"the numpy backend computes on the CPU only, received device {device!r}; "
+            "use backend 'torch' for a GPU"
+        )
+    if backend == "torch" or not on_cpu:
+        return torch_namespace(torch_device("cpu" if device is None else device))
+    return NUMPY
+
+
 def convert(array: Any, xp: Any, dtype: npt.DTypeLike) -> Any:
     """A copy of ``array`` (any library, device) in namespace ``xp`` and ``dtype``."""
     return xp.from_host(namespace(array).to_numpy(array), dtype)
