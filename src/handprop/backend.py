@@ -122,6 +122,13 @@ class Numpy:
     def is_integer(self, y: Array) -> bool:
         return bool(y.dtype.kind in "iu")
 
+    def all_finite(self, x: Array) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def rows(self, x: Array, index: Array) -> Array:
+        """``x[index]`` for an integer numpy ``index``: a mini-batch's rows (a copy)."""
+        return x[index]
+
     def dtype_of(self, array: Array) -> np.dtype[Any]:
         return array.dtype
 
@@ -333,6 +340,14 @@ class TorchNamespace:
 
     def is_integer(self, y: Any) -> bool:
         return not (y.is_floating_point() or y.is_complex() or y.dtype == self.torch.bool)
+
+    def all_finite(self, x: Any) -> bool:
+        return bool(self.torch.isfinite(x).all().item())
+
+    def rows(self, x: Any, index: Array) -> Any:
+        """``x[index]`` for an integer numpy ``index``, gathered on the device."""
+        on_device = self.torch.from_numpy(index).to(self.device, non_blocking=True)
+        return x.index_select(0, on_device)
 
     def dtype_of(self, array: Any) -> np.dtype[Any]:
         return np.dtype(str(array.dtype).removeprefix("torch."))
