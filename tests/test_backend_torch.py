@@ -298,3 +298,22 @@ def test_tensors_that_require_grad_are_refused(torch: ModuleType) -> None:
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
     with pytest.raises(TypeError, match="requires grad"):
         model.forward(x)
+
+
+@pytest.mark.parametrize("place", ["numpy", "cpu"])
+def test_graphed_step_off_cuda_is_the_eager_step(torch: ModuleType, place: str) -> None:
+    """Without CUDA there is no graph: GraphedStep runs train_step's body, same losses."""
+    from handprop.training.graphed import GraphedStep, read_losses
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 4)), rng.standard_normal((10, 2))
+    model, twin_model = hp.mlp(4, [5], 2, rng=0), hp.mlp(4, [5], 2, rng=0).to(place)
+    optimizer = hp.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    graphed = GraphedStep(
+        twin_model, hp.MeanSquaredError(), hp.SGD(twin_model.parameters(), lr=0.1, momentum=0.5)
+    )
+    xp = graphed.xp
+    expected = [train_step(model, hp.MeanSquaredError(), optimizer, x, y) for _ in range(5)]
+    losses = read_losses([graphed.step(xp.from_host(x), xp.from_host(y)) for _ in range(5)])
+    assert not graphed.capturable and graphed.replays == 0
+    assert losses == pytest.approx(expected, rel=TOLERANCE)
