@@ -317,3 +317,87 @@ def test_graphed_step_off_cuda_is_the_eager_step(torch: ModuleType, place: str) 
     losses = read_losses([graphed.step(xp.from_host(x), xp.from_host(y)) for _ in range(5)])
     assert not graphed.capturable and graphed.replays == 0
     assert losses == pytest.approx(expected, rel=TOLERANCE)
+
+
+# ----- the command line ----------------------------------------------------------------------
+
+
+def _warmup_losses(capsys: Any, *flags: str) -> np.ndarray:
+    from handprop.cli import main
+
+    assert main(["warmup", *flags]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 500
+    return np.array([float(line.split()[1]) for line in lines])
+
+
+def test_cli_warmup_on_torch_prints_numpys_losses(torch: ModuleType, capsys: Any) -> None:
+    """Equal to 1e-12 relative while the loss is above 1e-3 (about 250 steps); then the
+    rounding of two BLAS libraries compounds, and the last steps agree to 1e-9."""
+    losses = _warmup_losses(capsys)
+    losses_torch = _warmup_losses(capsys, "--backend", "torch")
+    relative = np.abs(losses_torch - losses) / losses
+    assert relative[:250].max() <= TOLERANCE
+    assert relative.max() <= 1e-9
+
+
+def test_cli_cuda_without_cuda_is_one_line_and_exit_2(torch: ModuleType, capsys: Any) -> None:
+    from handprop.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (
+        ["warmup", "--device", "cuda"],
+        ["warmup", "--backend", "numpy", "--device", "cuda"],
+    ):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1
+        assert "cuda" in captured.err and "Traceback" not in captured.err
+
+
+def test_cli_without_torch_is_one_line_and_exit_2(capsys: Any, monkeypatch: Any) -> None:
+    import sys
+
+    from handprop.backend import torch_namespace
+    from handprop.cli import main
+
+    torch_namespace.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    try:
+        assert main(["warmup", "--backend", "torch", "--steps", "1"]) == 2
+    finally:
+        torch_namespace.cache_clear()
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install torch" in err
+
+
+def test_cli_train_on_torch_saves_a_model_that_loads_anywhere(
+    torch: ModuleType, tmp_path: Any, capsys: Any
+) -> None:
+    from safetensors.numpy import load_file
+
+    from handprop.cli import main
+
+    common = ["train", "--data", "warmup", "--epochs", "2", "--hidden", "8", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "n.safetensors")]) == 0
+    assert main([*common, "--backend", "torch", "--out", str(tmp_path / "t.safetensors")]) == 0
+    a, b = load_file(tmp_path / "n.safetensors"), load_file(tmp_path / "t.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype
+        assert_close(b[key], a[key])
+    for flags in ([], ["--backend", "torch"]):
+        assert (
+            main(
+                ["evaluate", str(tmp_path / "t.safetensors"), "--data", "warmup", "--json", *flags]
+            )
+            == 0
+        )
+    import json
+
+    on_numpy, on_torch_ = (json.loads(line) for line in capsys.readouterr().out.splitlines()[-2:])
+    for key, value in on_numpy.items():  # the same scores, computed on numpy and on torch
+        assert on_torch_[key] == (
+            pytest.approx(value, rel=TOLERANCE) if isinstance(value, float) else value
+        )
