@@ -401,3 +401,22 @@ def test_cli_train_on_torch_saves_a_model_that_loads_anywhere(
         assert on_torch_[key] == (
             pytest.approx(value, rel=TOLERANCE) if isinstance(value, float) else value
         )
+
+
+def test_cli_checkpoint_written_on_torch_resumes_on_either_backend(
+    torch: ModuleType, tmp_path: Any
+) -> None:
+    from safetensors.numpy import load_file
+
+    from handprop.cli import main
+
+    common = ["train", "--data", "warmup", "--hidden", "8", "--quiet", "--optimizer", "adam"]
+    checkpoint = str(tmp_path / "c.safetensors")
+    flags = ["--backend", "torch", "--checkpoint", checkpoint, "--checkpoint-every", "1"]
+    assert main([*common, "--epochs", "2", *flags]) == 0
+    for name, backend in (("t", ["--backend", "torch"]), ("n", [])):
+        out = str(tmp_path / f"{name}.safetensors")
+        assert main([*common, "--epochs", "4", "--resume", checkpoint, "--out", out, *backend]) == 0
+    a, b = load_file(tmp_path / "n.safetensors"), load_file(tmp_path / "t.safetensors")
+    for key in a:
+        assert_close(b[key], a[key])
