@@ -547,12 +547,13 @@ def placement(target: object) -> tuple[Any, np.dtype[Any] | None]:
     if kind.__module__.startswith("torch") and kind.__name__ == "dtype":
         target = str(target).removeprefix("torch.")
     try:
-        return None, float_dtype(target)  # type: ignore[arg-type]
+        np.dtype(target)  # type: ignore[call-overload]
     except TypeError:
         raise TypeError(
             f"to() expected 'numpy', 'torch', a device ('cpu', 'cuda', 'cuda:1') or a dtype "
             f"(float64, float32), received {target!r}"
         ) from None
+    return None, float_dtype(target)  # type: ignore[arg-type]
 
 
 def select(backend: str | None = None, device: str | None = None) -> Any:
