@@ -420,3 +420,47 @@ def test_cli_checkpoint_written_on_torch_resumes_on_either_backend(
     a, b = load_file(tmp_path / "n.safetensors"), load_file(tmp_path / "t.safetensors")
     for key in a:
         assert_close(b[key], a[key])
+
+
+def test_fit_on_torch_reports_divergence_as_numpy_does(torch: ModuleType) -> None:
+    """On torch, fit reads an epoch's losses at once; a loss that is not finite is still
+    reported at its own step, as the numpy loop does step by step."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 5)) * 10, rng.standard_normal((64, 2)) * 10
+    histories = []
+    for place in ("numpy", "cpu"):
+        model = hp.mlp(5, [16], 2, rng=1).to(place)
+        optimizer = hp.SGD(model.parameters(), lr=10.0)
+        histories.append(
+            fit(model, hp.SumSquaredError(), optimizer, (x, y), epochs=3, batch_size=16)
+        )
+    assert histories[0].stop_reason == histories[1].stop_reason == "diverged"
+    assert histories[0].message == histories[1].message
+
+
+def test_fit_on_torch_gives_callbacks_every_step(torch: ModuleType) -> None:
+    class Steps(hp.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_step_end(self, step: int, loss: float) -> None:
+            self.losses.append(loss)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+    seen = []
+    for place in ("numpy", "cpu"):
+        model = hp.mlp(5, [8], 2, rng=1).to(place)
+        callback = Steps()
+        fit(
+            model,
+            hp.MeanSquaredError(),
+            hp.SGD(model.parameters(), lr=0.01),
+            (x, y),
+            epochs=2,
+            batch_size=16,
+            callbacks=[callback],
+        )
+        seen.append(callback.losses)
+    assert len(seen[1]) == 6 and all(isinstance(v, float) for v in seen[1])
+    assert seen[1] == pytest.approx(seen[0], rel=TOLERANCE)

@@ -20,6 +20,7 @@ from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
+from handprop.training.graphed import GraphedStep, read_losses
 from handprop.training.sharded import sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
@@ -127,6 +128,21 @@ def _moved(xp: Any, data: tuple[Array, Array]) -> tuple[Array, Array]:
     return x, y
 
 
+def _deferred_steps(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    options: FitOptions,
+    callbacks: list[Callback],
+    exchange: GradientExchange | None,
+) -> GraphedStep | None:
+    """On torch, without clipping or callbacks that read every step's loss: a GraphedStep."""
+    reads_steps = any(type(c).on_step_end is not Callback.on_step_end for c in callbacks)
+    if optimizer.xp is NUMPY or exchange is not None or options.clip_norm or reads_steps:
+        return None
+    return GraphedStep(model, loss_fn, optimizer)
+
+
 def _check_fit_arguments(
     epochs: int, batch_size: int, validation: tuple[Array, Array] | None, options: FitOptions
 ) -> None:
@@ -161,6 +177,9 @@ class _Trainer:
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
         self.xp = optimizer.xp  # numpy, or torch on the model's device
+        self.deferred = _deferred_steps(
+            model, loss_fn, optimizer, options, callbacks, self.exchange
+        )
 
     def run(
         self,
@@ -237,6 +256,9 @@ class _Trainer:
     ) -> None:
         x, y = data
         rows = self.xp.rows
+        if self.deferred is not None:
+            self._deferred_epoch(x, y, batch_size, rng, state)
+            return
         for batch in batches(len(x), batch_size, rng):
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
@@ -253,6 +275,21 @@ class _Trainer:
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
             for callback in self.callbacks:
                 callback.on_step_end(state.step, loss)
+        if not all(self.xp.all_finite(p.data) for p in self.params):
+            raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
+
+    def _deferred_epoch(
+        self, x: Array, y: Array, batch_size: int, rng: np.random.Generator, state: TrainingState
+    ) -> None:
+        """The epoch on torch: losses stay on the device (a replayed CUDA graph where it can),
+        read at once at the end; the first that is not finite is reported, as step by step."""
+        assert self.deferred is not None
+        rows, step = self.xp.rows, self.deferred.step
+        losses = [step(rows(x, b), rows(y, b)) for b in batches(len(x), batch_size, rng)]
+        for loss in read_losses(losses):
+            state.step += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(self._divergence(state, loss, batch_size))
         if not all(self.xp.all_finite(p.data) for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 
