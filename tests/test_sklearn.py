@@ -403,3 +403,79 @@ def test_class_weight_dict_is_torchs_weighted_mean() -> None:
     np.testing.assert_array_equal(loss_fn.weight, [1.0, 3.0])  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="class_weight names labels not in classes_"):
         HandpropClassifier(max_epochs=1, class_weight={"owl": 2.0}).fit(x, y)
+
+
+# ----- sample_weight ---------------------------------------------------------------------------
+
+
+def weighted_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """40 rows, labels 0..2, and whole weights 0..3 (some rows 0)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 3))
+    return x, rng.integers(0, 3, 40), x @ rng.standard_normal(3), rng.integers(0, 4, 40)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        (HandpropRegressor, {}),
+        (HandpropRegressor, {"loss": "sum_squared_error", "learning_rate": 1e-4}),
+        (HandpropClassifier, {}),
+        (HandpropClassifier, {"class_weight": "balanced"}),
+        (HandpropClassifier, {"class_weight": {0: 2.0, 2: 0.5}}),
+    ],
+)
+def test_whole_sample_weights_train_as_repeated_rows(estimator: Any, params: dict) -> None:
+    x, labels, values, weight = weighted_data()
+    y = labels if estimator is HandpropClassifier else values
+    repeated = np.repeat(np.arange(len(x)), weight)
+    settings = {"hidden_layer_sizes": (8,), "max_epochs": 30, "batch_size": 200, **params}
+    weighted = estimator(random_state=0, **settings).fit(x, y, sample_weight=weight)
+    copies = estimator(random_state=0, **settings).fit(x[repeated], y[repeated])
+    method = "predict_proba" if estimator is HandpropClassifier else "predict"
+    np.testing.assert_allclose(
+        getattr(weighted, method)(x), getattr(copies, method)(x), rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("estimator", [HandpropRegressor, HandpropClassifier])
+def test_a_zero_sample_weight_drops_the_row(estimator: Any) -> None:
+    x, labels, values, _ = weighted_data()
+    y = labels if estimator is HandpropClassifier else values
+    weight = np.where(np.arange(len(x)) % 3 == 0, 0.0, 1.0)  # mini-batches of 8, Adam
+    kept = weight > 0
+    settings = {"hidden_layer_sizes": (8,), "max_epochs": 5, "batch_size": 8, "random_state": 0}
+    weighted = estimator(**settings).fit(x, y, sample_weight=weight)
+    dropped = estimator(**settings).fit(x[kept], y[kept])
+    np.testing.assert_array_equal(weighted.predict(x), dropped.predict(x))
+
+
+def test_sample_weight_moves_a_regression_and_partial_fit_takes_it() -> None:
+    x = np.linspace(-1, 1, 20)[:, None]
+    y = np.where(x[:, 0] > 0, 1.0, 0.0)
+    weight = np.where(x[:, 0] > 0, 10.0, 0.1)  # the right half counts 100 times more
+    model = HandpropRegressor(hidden_layer_sizes=(), max_epochs=300, learning_rate=0.05,
+                              random_state=0)  # fmt: skip
+    plain, weighted = clone(model).fit(x, y), clone(model).fit(x, y, sample_weight=weight)
+    right = x[:, 0] > 0
+    error = {name: np.abs(m.predict(x) - y)[right].mean() for name, m in
+             (("plain", plain), ("weighted", weighted))}  # fmt: skip
+    assert error["weighted"] < error["plain"] / 2
+    before = weighted.predict(x)
+    weighted.partial_fit(x, y, sample_weight=weight)
+    assert not np.array_equal(weighted.predict(x), before)
+
+
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        (np.array([1.0, -1.0] * 10), "Negative values"),
+        (np.array([1.0, np.nan] * 10), "NaN"),
+        (np.ones(7), "inconsistent numbers of samples|sample_weight.shape"),
+        (np.zeros(20), "(?i)non-zero|zero for every row"),
+    ],
+)
+def test_bad_sample_weights_are_refused(weight: np.ndarray, message: str) -> None:
+    x, y = regression_data(20)
+    with pytest.raises(ValueError, match=message):
+        small(HandpropRegressor).fit(x, y, sample_weight=weight)

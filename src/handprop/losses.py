@@ -2,7 +2,8 @@
 
 The reduction is in the name: ``SumSquaredError`` (the tutorial's Euclidean
 error) sums over every element, ``MeanSquaredError`` averages over them, and
-``SoftmaxCrossEntropy`` averages over the batch.
+``SoftmaxCrossEntropy`` averages over the batch. Targets given as ``WeightedTargets``
+weigh each row (scikit-learn's ``sample_weight``): a mean becomes a weighted mean.
 """
 
 import math
@@ -13,6 +14,7 @@ import numpy as np
 from handprop._types import Array, check_dtype, reuse
 from handprop.layers.module import require_array
 from handprop.registry import Registry
+from handprop.sample_weight import row_weights
 
 #: Loss classes by the names the command line and model files use.
 LOSSES: Registry[type["Loss"]] = Registry("loss")
@@ -54,6 +56,7 @@ class _ElementwiseError(Loss):
 
     def __init__(self) -> None:
         self.error: Array | None = None  # y_pred - y: the cache
+        self.rows: Array | None = None  # (N, 1) row weights of WeightedTargets: the cache
         self.grad_y_pred: Array | None = None  # work buffer
 
     def _error(self, y_pred: Array, y: Array) -> Array:
@@ -66,8 +69,16 @@ class _ElementwiseError(Loss):
                 f"received {y_pred.shape} and {y.shape}"
             )
         check_dtype(owner, "a target", y, y_pred.dtype)
+        rows = row_weights(y, self.reduction, y.dtype)
+        self.rows = None if rows is None else rows.reshape(len(rows), *(1,) * (y.ndim - 1))
         self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
         return self.error
+
+    def _weighed(self, values: Array) -> Array:
+        """``values`` (N, D_out), each row times its weight (in place), if the rows have any."""
+        if self.rows is not None:
+            values *= self.rows
+        return values
 
     def _grad_buffer(self) -> tuple[Array, Array]:
         error = self._require_cache(self.error)
@@ -105,11 +116,11 @@ class SumSquaredError(_SquaredError):
 
     def forward(self, y_pred: Array, y: Array) -> float:
         # loss = np.square(y_pred - y).sum()
-        return float(self._squared_error(y_pred, y).sum())
+        return float(self._weighed(self._squared_error(y_pred, y)).sum())
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
-        return self._times_error(2.0)
+        return self._weighed(self._times_error(2.0))
 
 
 @LOSSES.register("mse")
@@ -121,12 +132,12 @@ class MeanSquaredError(_SquaredError):
 
     def forward(self, y_pred: Array, y: Array) -> float:
         # loss = np.square(y_pred - y).mean()
-        return float(self._squared_error(y_pred, y).sum()) / y.size
+        return float(self._weighed(self._squared_error(y_pred, y)).sum()) / y.size
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
-        return self._times_error(2.0 / error.size)
+        return self._weighed(self._times_error(2.0 / error.size))
 
 
 @LOSSES.register("mae")
@@ -138,13 +149,13 @@ class MeanAbsoluteError(_ElementwiseError):
     """
 
     def forward(self, y_pred: Array, y: Array) -> float:
-        return float(np.abs(self._error(y_pred, y)).sum()) / y.size
+        return float(self._weighed(np.abs(self._error(y_pred, y))).sum()) / y.size
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
         np.sign(error, out=grad_y_pred)
         grad_y_pred /= error.size
-        return grad_y_pred
+        return self._weighed(grad_y_pred)
 
 
 @LOSSES.register("huber")
@@ -168,13 +179,13 @@ class Huber(_ElementwiseError):
         quadratic = np.minimum(error, self.delta)  # the part of |e| inside delta
         linear = error - quadratic  # the part beyond
         loss = 0.5 * quadratic**2 + self.delta * linear
-        return float(loss.sum()) / y.size
+        return float(self._weighed(loss).sum()) / y.size
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
         np.clip(error, -self.delta, self.delta, out=grad_y_pred)
         grad_y_pred /= error.size
-        return grad_y_pred
+        return self._weighed(grad_y_pred)
 
     def __repr__(self) -> str:
         return f"Huber(delta={self.delta})"
@@ -201,7 +212,9 @@ class SoftmaxCrossEntropy(Loss):
 
     ``weight`` (C,), optional, weighs each class as ``torch.nn.CrossEntropyLoss(weight=)``
     does: ``loss = sum(weight[y] * nll) / sum(weight[y])``, and the gradient rows
-    are scaled by ``weight[y] / sum(weight[y])`` instead of ``1 / N``.
+    are scaled by ``weight[y] / sum(weight[y])`` instead of ``1 / N``. Labels given as
+    ``WeightedTargets`` weigh each row too: ``weight[y] * sample_weight`` (scikit-learn's
+    product of class and sample weights) in the same two formulas.
     """
 
     task = "classification"
@@ -218,31 +231,39 @@ class SoftmaxCrossEntropy(Loss):
         log_probs = log_softmax(y_pred)
         self.probs, self.y = np.exp(log_probs), y
         nll = -log_probs[np.arange(len(y)), y]
-        if self.weight is None:
-            return float(nll.mean())
         weights = self._sample_weights(y_pred)
-        return float((weights * nll).sum() / weights.sum())
+        if weights is None:
+            return float(nll.mean())
+        return float((weights * nll).sum())
 
     def backward(self) -> Array:
         probs, y = self._require_cache(self.probs), self._require_cache(self.y)
         grad_y_pred = probs.copy()
         grad_y_pred[np.arange(len(y)), y] -= 1
-        if self.weight is None:
+        weights = self._sample_weights(probs)
+        if weights is None:
             grad_y_pred /= len(y)
         else:
-            weights = self._sample_weights(probs)
-            grad_y_pred *= (weights / weights.sum())[:, None]
+            grad_y_pred *= weights[:, None]
         return grad_y_pred
 
-    def _sample_weights(self, y_pred: Array) -> Array:
-        """``weight[y]``, one per sample, in the scores' dtype."""
-        assert self.weight is not None and self.y is not None
-        if len(self.weight) != y_pred.shape[1]:
-            raise ValueError(
-                f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
-                f"have {y_pred.shape[1]} classes"
-            )
-        return self.weight[self.y].astype(y_pred.dtype)
+    def _sample_weights(self, y_pred: Array) -> Array | None:
+        """``weight[y] * sample_weight / sum(weight[y] * sample_weight)`` (N,) in the scores'
+        dtype; None when neither is given; all 0 when they sum to 0 (nothing to learn)."""
+        assert self.y is not None
+        rows = row_weights(self.y, "sum", y_pred.dtype)
+        if self.weight is None and rows is None:
+            return None
+        weights = np.ones(len(self.y), y_pred.dtype) if rows is None else rows
+        if self.weight is not None:
+            if len(self.weight) != y_pred.shape[1]:
+                raise ValueError(
+                    f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
+                    f"have {y_pred.shape[1]} classes"
+                )
+            weights = weights * self.weight[np.asarray(self.y)].astype(y_pred.dtype)
+        total = weights.sum()
+        return weights / total if total > 0 else np.zeros_like(weights)
 
     def __repr__(self) -> str:
         weight = "" if self.weight is None else f"weight={self.weight.tolist()}"

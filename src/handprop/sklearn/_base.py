@@ -19,12 +19,14 @@ from handprop.layers import Sequential, mlp
 from handprop.losses import Loss
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.parameter import Parameter
+from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import files
 from handprop.sklearn._training import (
     PrintEpochs,
     Settings,
     Training,
     check_settings,
+    sample_weights,
     validation_split,
 )
 from handprop.training import FitOptions, TrainingState, fit
@@ -40,7 +42,9 @@ class HandpropEstimator(BaseEstimator):
 
     # ----- training: every fit and partial_fit ends here -----------------------------------
 
-    def _train(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> Self:
+    def _train(
+        self, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None
+    ) -> Self:
         settings = check_settings(type(self).__name__, self.get_params())
         continuing = self.__sklearn_is_fitted__() and (incremental or self.warm_start)
         training = self._training if continuing else None
@@ -48,6 +52,7 @@ class HandpropEstimator(BaseEstimator):
         if training is not None:
             dtype = training.input_dtype
         x, y = self._validate_xy(X, y, reset=training is None, dtype=dtype)
+        x, y, weight = sample_weights(x, y, sample_weight)
         y, d_out = self._encode_targets(y, classes, training)
         if training is None:
             training = self._new_training(x.shape[1], d_out, x.dtype, settings)
@@ -55,7 +60,9 @@ class HandpropEstimator(BaseEstimator):
             self._check_continuable(training, d_out, settings)
             self._apply_optimizer_settings(training, settings)
         targets = self._network_targets(training, y)
-        training.loss_fn = self._weighted_loss(training, targets)
+        training.loss_fn = self._weighted_loss(training, targets, weight)
+        if weight is not None:
+            targets = WeightedTargets(targets, weight)
         epochs = 1 if incremental else settings.max_epochs
         patience = None if incremental else settings.patience
         self._run(training, training.inputs(x), targets, epochs, patience, settings)
@@ -104,7 +111,7 @@ class HandpropEstimator(BaseEstimator):
         optimizer = self._optimizer(model.parameters(), settings)
         return Training(model, self._loss(), optimizer, TrainingState(), rng)
 
-    def _weighted_loss(self, training: Training, targets: Array) -> Loss:
+    def _weighted_loss(self, training: Training, targets: Array, weight: Array | None) -> Loss:
         """The loss for this call's targets (the classifier weighs classes); by default as is."""
         return training.loss_fn
 

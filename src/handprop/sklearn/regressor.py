@@ -99,13 +99,17 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    def fit(self, X: Any, y: Any) -> Self:
-        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one."""
-        return self._train(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
+        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one.
 
-    def partial_fit(self, X: Any, y: Any) -> Self:
+        ``sample_weight`` (N,), optional: each row's weight in the loss (a weighted mean;
+        weight k counts as k copies of the row, 0 as none).
+        """
+        return self._train(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
         """One epoch over (X, y), going on from the network, optimizer and rng kept so far."""
-        return self._train(X, y, incremental=True)
+        return self._train(X, y, sample_weight, incremental=True)
 
     def predict(self, X: Any) -> Array:
         """Predicted targets: (N,) for one output, else (N, D_out)."""
