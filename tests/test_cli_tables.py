@@ -251,3 +251,36 @@ def test_test_fraction_reports_a_held_out_score(
     assert out.splitlines()[3].startswith("test:       loss ")
     assert out.splitlines()[3].endswith("(30 rows)")
     assert sizes == [(108, 12)]  # 150 - 30 held out, then 10% of 120 for validation
+
+
+def test_categories_and_imputed_values_come_from_the_training_rows_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: fitted on the whole file before the split, so a category or a value that only
+    # the validation or test rows hold leaked into the model.
+    from handprop.data.transform import hold_out
+
+    n, seed = 40, 0
+    rest, test = hold_out(n, 0.2, np.random.default_rng([seed, 3]))  # as train draws them
+    kept, held = hold_out(len(rest), 0.25, np.random.default_rng([seed, 0]))
+    assert test is not None and held is not None
+    training, validation = rest[kept], rest[held]
+    size = np.arange(n, dtype=float)
+    size[validation] += 1000.0  # values the training rows never hold
+    color = np.array(["red", "blue"] * (n // 2), dtype=object)
+    color[test[0]], color[validation[0]] = "violet", "indigo"  # held-out categories
+    cells = [f"{s:g}" for s in size]
+    cells[int(training[0])] = ""  # a missing cell to impute
+    rows = zip(cells, color, strict=True)
+    lines = ["size,color,y"] + [f"{c},{k},{i % 3}" for i, (c, k) in enumerate(rows)]
+    data, model = tmp_path / "d.csv", tmp_path / "m.safetensors"
+    data.write_text("\n".join(lines) + "\n")
+    train = ["train", "--data", data, "--out", model, "--impute", "mean", "--seed", seed,
+             "--test-fraction", 0.2, "--validation-fraction", 0.25, "--epochs", 2]  # fmt: skip
+    code, _, err = run(train, capsys)
+    assert code == 0, err
+    _, info = load_model(model)
+    size_code, color_code = info["encoding"]["columns"]
+    assert color_code["categories"] == ["blue", "red"]
+    expected = np.mean([size[i] for i in training if i != training[0]])
+    assert size_code["fill"] == pytest.approx(expected)

@@ -14,9 +14,9 @@ from handprop.data import (
     DataError,
     Dataset,
     Standardizer,
-    load_dataset,
-    train_validation_split,
+    read_table,
 )
+from handprop.data.transform import hold_out
 from handprop.distributed import Communicator
 from handprop.layers import Linear, Sequential
 from handprop.moments import Moments
@@ -86,16 +86,22 @@ def prepare(
 
         return prepare_mapped(config, saved, comm)
     columns = Columns(config.features, config.drop, config.categorical, config.impute)
-    dataset = load_dataset(
+    table = read_table(
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
         columns=columns, form=csv_format(config.delimiter, config.decimal),
     )  # fmt: skip
-    dataset, test = train_validation_split(  # the test rows first: never seen in training
-        dataset, config.test_fraction, np.random.default_rng([config.seed, 3])
+    rows, test_rows = hold_out(  # the test rows first: never seen in training
+        len(table), config.test_fraction, np.random.default_rng([config.seed, 3])
     )
-    training, validation = train_validation_split(
-        dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
+    kept, held = hold_out(
+        len(rows), config.validation_fraction, np.random.default_rng([config.seed, 0])
     )
+    train_rows, validation_rows = rows[kept], None if held is None else rows[held]
+    # the categories and imputed values from the training rows alone: nothing leaks
+    dataset = table.dataset(fit_rows=train_rows)
+    training = dataset.take(train_rows)
+    validation = None if validation_rows is None else dataset.take(validation_rows)
+    test = None if test_rows is None else dataset.take(test_rows)
     x_scaler = y_scaler = None
     if saved is not None:
         x_scaler = saved_scaler(saved.get("x_scaler"))

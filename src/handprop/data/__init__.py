@@ -16,7 +16,7 @@ from handprop.data.csv_file import CsvFormat
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.encoding import Encoding
 from handprop.data.images import digits_images, load_images
-from handprop.data.load import Columns, infer_task, load_dataset, load_features
+from handprop.data.load import Columns, Table, infer_task, load_dataset, load_features, read_table
 from handprop.data.named import DATASET_TASKS
 from handprop.data.transform import Standardizer, train_validation_split
 
@@ -29,10 +29,12 @@ __all__ = [
     "Dataset",
     "Encoding",
     "Standardizer",
+    "Table",
     "digits_images",
     "infer_task",
     "load_dataset",
     "load_features",
     "load_images",
+    "read_table",
     "train_validation_split",
 ]

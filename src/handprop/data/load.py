@@ -61,8 +61,72 @@ def load_dataset(
     delimiter and decimal mark. ``encoding``: a trained model's, applied instead of
     fitting one (the columns it names are used, encoded as in training).
 
+    The encoding (categories, fills) is fitted on every row: to fit it on a training part
+    alone, use ``read_table(...).dataset(fit_rows)``.
+
     Shape: returns x (N, D_in); y (N, D_out) or (N,) class indices.
     """
+    table = read_table(
+        source, target=target, task=task, drop_nonfinite=drop_nonfinite, columns=columns,
+        form=form, encoding=encoding,
+    )  # fmt: skip
+    return table.dataset()
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A source read and checked, before its columns are encoded: ``read_table``'s result.
+
+    ``len(table)`` rows are usable (those with a missing cell that nothing fills are left
+    out); ``dataset(fit_rows)`` encodes them, the encoding fitted on ``fit_rows`` alone.
+    """
+
+    raw: RawTable
+    task: str
+    note: str
+    usable: Array  # (N_raw,) bool: the rows kept
+    layout: Encoding  # the columns' kinds and fills: the given encoding, or one from every row
+    columns: Columns | None  # how to fit the encoding; None: ``layout`` is a trained model's
+
+    def __len__(self) -> int:
+        return int(self.usable.sum())
+
+    def dataset(self, fit_rows: Array | None = None) -> Dataset:
+        """The usable rows as a Dataset, encoded by an encoding whose categories and imputed
+        values come from ``fit_rows`` (indices into the usable rows; default: all of them).
+
+        A category seen only outside ``fit_rows`` (in a held-out part) is encoded as all
+        zeros there. A trained model's encoding is applied as it is.
+        """
+        raw, rows = self.raw, np.flatnonzero(self.usable)
+        encoding, unseen = self.layout, "error"
+        if self.columns is not None and fit_rows is not None:
+            columns = self.columns
+            encoding = fit_encoding(raw, columns.categorical, columns.impute, rows[fit_rows])
+            unseen = "zeros"
+        classes, y = None, raw.y[rows]
+        if self.task == "classification":
+            classes, y = _encode_classes(y[:, 0])
+        else:
+            y = np.ascontiguousarray(y, dtype=np.float64)
+        x = encoding.transform(raw, rows, unseen)
+        return Dataset(
+            x, y, encoding.feature_names, raw.target_names, classes, raw.source,
+            None if encoding.is_plain else encoding, self.note,
+        )  # fmt: skip
+
+
+def read_table(
+    source: str,
+    *,
+    target: str | None = None,
+    task: str | None = "regression",
+    drop_nonfinite: bool = False,
+    columns: Columns = Columns(),
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+    encoding: Encoding | None = None,
+) -> Table:
+    """``load_dataset``'s reading and checks, with the encoding left to ``Table.dataset``."""
     if task is not None and task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, received {task!r}")
     if encoding is not None:
@@ -72,9 +136,11 @@ def load_dataset(
     if task is None:
         task, note = infer_task(raw)
     raw = select_columns(raw, columns.features, columns.drop)
+    trained = encoding is not None
     if encoding is None:
         encoding = fit_encoding(raw, columns.categorical, columns.impute)
-    return _finish(raw, task, drop_nonfinite, encoding, note)
+    usable = _checked_rows(raw, task, drop_nonfinite, encoding)
+    return Table(raw, task, note, usable, encoding, None if trained else columns)
 
 
 def load_features(
@@ -176,27 +242,19 @@ def _unknown_source(source: str) -> str:
 # ----- the checks that every source shares ----------------------------------------------
 
 
-def _finish(
-    raw: RawTable, task: str, drop_nonfinite: bool, encoding: Encoding, note: str
-) -> Dataset:
-    x, y = raw.x, raw.y
-    if len(x) != len(y):
-        raise DataError(f"{raw.source}: x has {len(x)} rows but y has {len(y)}; give both N rows")
-    if len(x) == 0:
+def _checked_rows(raw: RawTable, task: str, drop_nonfinite: bool, encoding: Encoding) -> Array:
+    """The checks every source shares; a boolean mask (N,) of the rows to use."""
+    if len(raw.x) != len(raw.y):
+        raise DataError(
+            f"{raw.source}: x has {len(raw.x)} rows but y has {len(raw.y)}; give both N rows"
+        )
+    if len(raw.x) == 0:
         raise DataError(f"{raw.source} holds no samples")
     _check_kinds(raw, task)
     keep = _finite_rows(raw, encoding, drop_nonfinite)
-    classes = None
     if task == "classification":
         _check_whole_labels(raw)
-        classes, y = _encode_classes(y[keep, 0])
-    else:
-        y = np.ascontiguousarray(y[keep], dtype=np.float64)
-    x = encoding.transform(raw, np.flatnonzero(keep))
-    return Dataset(
-        x, y, encoding.feature_names, raw.target_names, classes, raw.source,
-        None if encoding.is_plain else encoding, note,
-    )  # fmt: skip
+    return keep
 
 
 def _check_kinds(raw: RawTable, task: str) -> None:

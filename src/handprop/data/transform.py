@@ -17,12 +17,20 @@ def train_validation_split(
 
     ``fraction`` 0 returns ``(dataset, None)`` and draws nothing.
     """
+    training, validation = hold_out(len(dataset), fraction, rng)
+    if validation is None:
+        return dataset, None
+    return dataset.take(training), dataset.take(validation)
+
+
+def hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[Array, Array | None]:
+    """(the rows kept, the rows held out) as ``train_validation_split`` draws them from ``n``;
+    ``fraction`` 0: (every row, None), nothing drawn."""
     if not 0 <= fraction < 1:
         raise DataError(f"the validation fraction must be in [0, 1), received {fraction!r}")
     if fraction == 0:
-        return dataset, None
-    training, validation = split_indices(len(dataset), fraction, rng)
-    return dataset.take(training), dataset.take(validation)
+        return np.arange(n), None
+    return split_indices(n, fraction, rng)
 
 
 def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
