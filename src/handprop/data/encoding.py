@@ -136,8 +136,8 @@ def fit_encoding(
     """
     if impute is not None and impute not in IMPUTE:
         raise DataError(f"impute must be one of {', '.join(IMPUTE)}, received {impute!r}")
-    named = set(categorical or ())
-    unknown = sorted(named - set(raw.feature_names))
+    unknown = sorted(set(categorical or ()) - set(raw.feature_names))
+    named = set(categorical or ()) | set(raw.categorical)
     if unknown:
         raise DataError(
             f"{raw.source}: categorical names {shown(unknown[0])}, which is not a feature column"
@@ -186,11 +186,12 @@ def _texts(raw: RawTable, k: int) -> Array:
         return raw.text[k]
     values = raw.x[:, k]
     texts = np.empty(len(values), dtype=object)
-    texts[:] = [_number_text(v) for v in values.tolist()]
+    texts[:] = [number_text(v) for v in values.tolist()]
     return texts
 
 
-def _number_text(value: float) -> str:
+def number_text(value: float) -> str:
+    """A number as a category's text: ``1`` for 1.0, ``""`` for NaN or infinity."""
     if value != value or value in (float("inf"), float("-inf")):
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)

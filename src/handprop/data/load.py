@@ -12,6 +12,7 @@ from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz
 from handprop.data.csv_file import CsvFormat, load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.encoding import Encoding, fit_encoding, plain_encoding, select_columns
+from handprop.data.frame import Frame, frame_features, frame_table, is_frame
 from handprop.data.named import BUNDLED, DATASET_TASKS
 from handprop.data.raw import RawTable, check_one_target, shown
 
@@ -41,7 +42,7 @@ class Columns:
 
 
 def load_dataset(
-    source: str,
+    source: str | Frame,
     *,
     target: str | None = None,
     task: str | None = "regression",
@@ -50,7 +51,8 @@ def load_dataset(
     form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
     encoding: Encoding | None = None,
 ) -> Dataset:
-    """Load a file (``.csv``, ``.tsv``, ``.npy``, ``.npz``) or a bundled data set by name.
+    """Load a file (``.csv``, ``.tsv``, ``.npy``, ``.npz``), a bundled data set by name, or a
+    pandas DataFrame (its column names; ``category`` and text columns one-hot encoded).
 
     ``target`` picks the target columns: CSV names (``"a"`` or ``"a,b"``) or
     ``.npy`` 0-based column indices (``"3"`` or ``"3,4"``); default the last
@@ -117,7 +119,7 @@ class Table:
 
 
 def read_table(
-    source: str,
+    source: str | Frame,
     *,
     target: str | None = None,
     task: str | None = "regression",
@@ -144,7 +146,7 @@ def read_table(
 
 
 def load_features(
-    source: str,
+    source: str | Frame,
     feature_names: Sequence[str] | None = None,
     *,
     encoding: Encoding | None = None,
@@ -153,17 +155,19 @@ def load_features(
 ) -> Array:
     """The features alone, for prediction, as float64 (N, D_in).
 
-    With ``encoding`` (a trained model's), the file's columns it names, encoded as in
-    training; else a ``.csv`` file's columns called ``feature_names`` (default: all;
-    other columns, such as targets, are ignored), every column of a ``.npy`` file, the
-    array ``x`` of a ``.npz`` file, or the features of a bundled data set. Rows holding a
-    missing cell that the encoding does not fill are refused, or dropped with
-    ``drop_nonfinite``.
+    With ``encoding`` (a trained model's), the file's (or DataFrame's) columns it names,
+    encoded as in training; else a ``.csv`` file's or a DataFrame's columns called
+    ``feature_names`` (default: all; other columns, such as targets, are ignored), every
+    column of a ``.npy`` file, the array ``x`` of a ``.npz`` file, or the features of a
+    bundled data set. Rows holding a missing cell that the encoding does not fill are
+    refused, or dropped with ``drop_nonfinite``.
     """
-    extension = os.path.splitext(source)[1].lower()
     names = encoding.input_names if encoding is not None else feature_names
     text = () if encoding is None else encoding.categorical
-    if extension in (".csv", ".tsv"):
+    extension = ".frame" if is_frame(source) else os.path.splitext(source)[1].lower()
+    if extension == ".frame":
+        raw = frame_features(source, None if names is None else tuple(names))
+    elif extension in (".csv", ".tsv"):
         raw = load_csv_features(source, names, form, text)
     elif extension == ".npy":
         raw = load_npy_features(source)
@@ -173,7 +177,7 @@ def load_features(
         raw = BUNDLED[source]()
     else:
         raise DataError(_unknown_source(source))
-    if encoding is None or extension not in (".csv", ".tsv"):
+    if encoding is None or extension not in (".csv", ".tsv", ".frame"):
         encoding = encoding or plain_encoding(raw.feature_names)
         if len(encoding.columns) != raw.x.shape[1]:
             raise DataError(
@@ -216,8 +220,14 @@ def infer_task(raw: RawTable) -> tuple[str, str]:
 
 
 def _read(
-    source: str, target: str | None, task: str | None, columns: Columns, form: CsvFormat
+    source: str | Frame,
+    target: str | None,
+    task: str | None,
+    columns: Columns,
+    form: CsvFormat,
 ) -> RawTable:
+    if is_frame(source):
+        return frame_table(source, target, task)
     extension = os.path.splitext(source)[1].lower()
     if extension in (".csv", ".tsv"):
         return load_csv(source, target, task, form, columns.categorical or ())
