@@ -479,3 +479,62 @@ def test_bad_sample_weights_are_refused(weight: np.ndarray, message: str) -> Non
     x, y = regression_data(20)
     with pytest.raises(ValueError, match=message):
         small(HandpropRegressor).fit(x, y, sample_weight=weight)
+
+
+# ----- pandas DataFrames with categories ------------------------------------------------------
+
+
+def shop_frame(n: int = 90) -> tuple[Any, np.ndarray]:
+    """A number, a category column, a text column; the price depends on the first two."""
+    pandas = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    frame = pandas.DataFrame({
+        "size": rng.uniform(1, 5, n),
+        "color": pandas.Categorical(rng.choice(["red", "blue"], n)),
+        "kind": rng.choice(["a", "b", "c"], n).astype(object),
+    })  # fmt: skip
+    return frame, (3 * frame["size"] + 10 * (frame["color"] == "red")).to_numpy()
+
+
+def test_a_dataframe_with_categories_is_one_hot_encoded_as_handprop_train_does() -> None:
+    frame, price = shop_frame()
+    model = HandpropRegressor(hidden_layer_sizes=(8,), max_epochs=200, learning_rate=0.01,
+                              random_state=0).fit(frame, price)  # fmt: skip
+    assert list(model.feature_names_in_) == ["size", "color", "kind"] and model.n_features_in_ == 3
+    assert model.encoding_.feature_names == (
+        "size", "color=blue", "color=red", "kind=a", "kind=b", "kind=c"
+    )  # fmt: skip
+    assert model.coefs_[0].shape == (6, 8) and model.score(frame, price) > 0.9
+    with pytest.raises(ValueError, match="'purple' is a category the model never saw"):
+        model.predict(frame.assign(color=["purple"] * len(frame)))
+    with pytest.raises(ValueError, match="give X as a pandas DataFrame"):
+        model.predict(frame.to_numpy())
+    with pytest.raises(ValueError, match="Feature names"):
+        model.predict(frame[["kind", "size", "color"]])
+
+
+def test_a_categorical_model_file_goes_both_ways(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame, price = shop_frame()
+    data, path = tmp_path / "shop.csv", tmp_path / "m.safetensors"
+    frame.assign(price=price).to_csv(data, index=False)
+    model = small(HandpropRegressor).fit(frame, price)
+    model.save(path)  # the estimator's file, predicted by the command line from the CSV
+    out = cli(["predict", path, "--data", data, "--output", "-"], capsys)
+    np.testing.assert_allclose(np.loadtxt(out.splitlines()[1:]), model.predict(frame), rtol=1e-6)
+    cli(["train", "--data", data, "--out", path, "--epochs", 3, "--quiet"], capsys)
+    loaded = HandpropRegressor.load(path)  # the command line's file, on the DataFrame
+    assert list(loaded.feature_names_in_) == ["size", "color", "kind"]
+    out = cli(["predict", path, "--data", data, "--output", "-"], capsys)
+    np.testing.assert_allclose(np.loadtxt(out.splitlines()[1:]), loaded.predict(frame), rtol=1e-6)
+
+
+def test_a_numeric_dataframe_trains_as_its_array() -> None:
+    pandas = pytest.importorskip("pandas")
+    x, y = regression_data()
+    frame = pandas.DataFrame(x, columns=["a", "b", "c", "d"])
+    from_frame = small(HandpropClassifier).fit(frame, y > 0)
+    from_array = small(HandpropClassifier).fit(x, y > 0)
+    np.testing.assert_array_equal(from_frame.predict_proba(frame), from_array.predict_proba(x))
+    assert from_frame.encoding_ is None

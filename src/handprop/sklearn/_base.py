@@ -9,11 +9,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import (
     check_is_fitted,
     check_random_state,
-    validate_data,
 )
 
 from handprop._types import Array
 from handprop.checkpoint import PathLike, model_config, save_model
+from handprop.data import Encoding
 from handprop.init import get_initializer
 from handprop.layers import Sequential, mlp
 from handprop.losses import Loss
@@ -21,6 +21,7 @@ from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.parameter import Parameter
 from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import files
+from handprop.sklearn._frames import checked_x
 from handprop.sklearn._training import (
     PrintEpochs,
     Settings,
@@ -206,7 +207,7 @@ class HandpropEstimator(BaseEstimator):
     def _outputs(self, X: Any) -> Array:
         """The network's raw outputs (N, D_out) for the checked features."""
         training = self._fitted()
-        x = validate_data(self, X, reset=False, dtype=training.input_dtype, order="C")
+        x = checked_x(self, X, dtype=training.input_dtype, order="C")
         return training.model.predict(training.inputs(x))
 
     @property
@@ -259,10 +260,14 @@ class HandpropEstimator(BaseEstimator):
         """
         training = self._fitted()
         names = getattr(self, "feature_names_in_", None)
+        encoding: Encoding | None = getattr(self, "encoding_", None)
+        if encoding is not None:  # the network's inputs: "color=red", ...
+            names = encoding.feature_names
         metadata = files.metadata(
             type(self).__name__, self.get_params(), self._task, training,
             None if names is None else list(names), getattr(self, "classes_", None),
         )  # fmt: skip
+        metadata["encoding"] = None if encoding is None else encoding.to_json()
         save_model(path, training.model, metadata=metadata)
 
     @classmethod
@@ -288,6 +293,10 @@ class HandpropEstimator(BaseEstimator):
         linears = self._training.linears
         self.n_features_in_ = linears[0].in_features
         names = files.feature_names(info)
+        self.encoding_ = files.encoding(info)
+        if self.encoding_ is not None:  # the table's columns, before one-hot encoding
+            names = list(self.encoding_.input_names)
+            self.n_features_in_ = len(names)
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self._restore_outputs(info, linears[-1].out_features)

@@ -11,12 +11,12 @@ from sklearn.utils.multiclass import (
     check_classification_targets,
     unique_labels,
 )
-from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
 from handprop.data.transform import balanced_class_weights
 from handprop.losses import Loss, SoftmaxCrossEntropy, log_softmax
 from handprop.sklearn._base import HandpropEstimator
+from handprop.sklearn._frames import checked_xy
 from handprop.sklearn._training import Training
 
 
@@ -127,7 +127,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
         _check_label_kinds(y)
-        x, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")
+        x, y = checked_xy(self, X, y, reset, dtype=dtype, order="C")
         check_classification_targets(y)
         return x, y
 

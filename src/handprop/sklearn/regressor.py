@@ -5,11 +5,11 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
 from handprop.losses import Loss, MeanSquaredError, SumSquaredError
 from handprop.sklearn._base import HandpropEstimator
+from handprop.sklearn._frames import checked_xy
 from handprop.sklearn._training import Training
 
 
@@ -124,8 +124,8 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
         return self._fitted().linears[-1].out_features
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
-        x, y = validate_data(
-            self, X, y, reset=reset, dtype=dtype, order="C", multi_output=True, y_numeric=True
+        x, y = checked_xy(
+            self, X, y, reset, dtype=dtype, order="C", multi_output=True, y_numeric=True
         )
         return x, y
 
