@@ -109,12 +109,37 @@ def test_evaluate_and_predict_accept_drop_nonfinite(
     holes.write_text("a,y\n1,2\n,4\n3,6\n")
     code, _, err = run(["evaluate", model, "--data", holes], capsys)
     assert code == 2 and "--drop-nonfinite" in err
-    code, out, _ = run(["evaluate", model, "--data", holes, "--drop-nonfinite", "--json"], capsys)
+    code, out, err = run(["evaluate", model, "--data", holes, "--drop-nonfinite", "--json"], capsys)
     assert code == 0 and json.loads(out)["n"] == 2
-    code, out, _ = run(
-        ["predict", model, "--data", holes, "--drop-nonfinite", "--output", "-"], capsys
+    assert err == (
+        "evaluate: dropped 1 of 3 rows holding a missing cell the model does not impute "
+        "(data rows 2, counted from 1); the scores are the others'\n"
     )
-    assert code == 0 and len(out.splitlines()) == 3
+
+
+def test_predict_drop_nonfinite_says_so_and_keeps_rows_aligned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: the dropped rows vanished from the output without a word, so that row i of
+    # the predictions was no longer row i of the data.
+    data, model, npy = tmp_path / "d.csv", tmp_path / "m.safetensors", tmp_path / "p.npy"
+    data.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    assert run(["train", "--data", data, "--out", model, "--epochs", 2, "--quiet"], capsys)[0] == 0
+    holes = tmp_path / "holes.csv"
+    holes.write_text("a,y\n1,0\n,1\n3,0\n,1\n")
+    code, out, err = run(["predict", model, "--data", holes, "--drop-nonfinite", "--output", "-"],
+                         capsys)  # fmt: skip
+    assert code == 0 and out.splitlines()[0] == "label"
+    assert [line != '""' for line in out.splitlines()[1:]] == [True, False, True, False]
+    assert err.count("\n") == 1 and "dropped 2 of 4 rows" in err and "data rows 2, 4" in err
+    argv = ["predict", model, "--data", holes, "--drop-nonfinite", "--output", npy, "--proba"]
+    assert run(argv, capsys)[0] == 0
+    proba = np.load(npy)
+    assert (
+        proba.shape == (4, 2) and np.isnan(proba[[1, 3]]).all() and np.isfinite(proba[[0, 2]]).all()
+    )
+    code, _, err = run(argv[:-1], capsys)  # labels in a .npy: no empty value for the gaps
+    assert code == 2 and "write --output predictions.csv" in err
 
 
 def test_predict_writes_to_standard_output(

@@ -153,7 +153,32 @@ def load_features(
     drop_nonfinite: bool = False,
     form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
 ) -> Array:
-    """The features alone, for prediction, as float64 (N, D_in).
+    """The features alone, for prediction, as float64 (N, D_in): ``read_features(...).x``."""
+    features = read_features(
+        source, feature_names, encoding=encoding, drop_nonfinite=drop_nonfinite, form=form
+    )
+    return features.x
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """The features of a source's rows: x (N_kept, D_in) float64 for the rows ``kept``
+    (N_kept,), indices among the source's ``n_rows`` (the others held a missing cell)."""
+
+    x: Array
+    kept: Array
+    n_rows: int
+
+
+def read_features(
+    source: str | Frame,
+    feature_names: Sequence[str] | None = None,
+    *,
+    encoding: Encoding | None = None,
+    drop_nonfinite: bool = False,
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+) -> Features:
+    """The features alone, for prediction, and which of the source's rows they are.
 
     With ``encoding`` (a trained model's), the file's (or DataFrame's) columns it names,
     encoded as in training; else a ``.csv`` file's or a DataFrame's columns called
@@ -184,8 +209,8 @@ def load_features(
                 f"{source} has {raw.x.shape[1]} feature columns, the model takes "
                 f"{len(encoding.columns)}"
             )
-    keep = _finite_rows(raw, encoding, drop_nonfinite)
-    return encoding.transform(raw, np.flatnonzero(keep))
+    kept = np.flatnonzero(_finite_rows(raw, encoding, drop_nonfinite))
+    return Features(encoding.transform(raw, kept), kept, len(raw.x))
 
 
 def infer_task(raw: RawTable) -> tuple[str, str]:
