@@ -87,6 +87,8 @@ class Encoding:
         is encoded as all zeros: the network knows nothing of it.
         """
         if self.is_plain:
+            if len(rows) == len(raw.x) and np.array_equal(rows, np.arange(len(rows))):
+                return np.ascontiguousarray(raw.x, dtype=np.float64)  # every row: no copy
             return np.ascontiguousarray(raw.x[rows], dtype=np.float64)
         x = np.zeros((len(rows), len(self.feature_names)))
         start = 0
