@@ -309,3 +309,21 @@ def test_categories_and_imputed_values_come_from_the_training_rows_alone(
     assert color_code["categories"] == ["blue", "red"]
     expected = np.mean([size[i] for i in training if i != training[0]])
     assert size_code["fill"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("where", ["feature", "target"])
+def test_decimal_commas_without_the_flag_say_which_flag_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # Was: a feature "holds text ... (an ID or free text?); drop it", and a target of
+    # decimal commas trained a classifier with a class per value.
+    path = tmp_path / "semi.csv"
+    rows = [(f"{1 + i / 7:.2f}", f"{i % 4}") for i in range(30)]
+    if where == "target":
+        rows = [(b, a) for a, b in rows]
+    path.write_text("x;y\n" + "".join(f"{a};{b}\n".replace(".", ",") for a, b in rows))
+    code, _, err = run(["train", "--data", path, "--epochs", 1], capsys)
+    assert code == 2 and "decimal comma" in err and err.rstrip().endswith("--decimal ,")
+    assert (
+        run(["train", "--data", path, "--epochs", 1, "--decimal", ",", "--quiet"], capsys)[0] == 0
+    )

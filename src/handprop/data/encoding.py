@@ -5,6 +5,7 @@ An ``Encoding`` is fitted on training data and saved with the model, so that eva
 prediction encode new data the same way.
 """
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -218,6 +219,11 @@ def _categories(raw: RawTable, k: int, name: str, declared: bool) -> tuple[str, 
         if not distinct:
             raise DataError(f"{raw.source}: column {shown(name)} holds no value to encode")
         return tuple(distinct)
+    if decimal_commas(present):
+        raise DataError(
+            f"{raw.source}: column {shown(name)} holds numbers written with a decimal comma "
+            f'({_cell(str(present[0]))}); read them as numbers: decimal=","'
+        )
     numbers = int(np.isfinite(raw.x[:, k]).sum())
     if numbers >= len(present) - numbers:  # mostly numbers: a typo, not a category
         bad = np.argmax((texts != "") & np.isnan(raw.x[:, k]))
@@ -241,6 +247,14 @@ def _present(raw: RawTable, k: int, name: str, rows: Array) -> tuple[str, ...]:
     if not distinct:
         raise DataError(f"{raw.source}: column {shown(name)} holds no value in the training rows")
     return tuple(distinct)
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?")
+
+
+def decimal_commas(texts: Array) -> bool:
+    """Whether every one of ``texts`` is a number with a decimal comma ("3,52"), and one is."""
+    return len(texts) > 0 and all(_DECIMAL_COMMA.fullmatch(text) for text in texts.tolist())
 
 
 def _check_numbers(raw: RawTable, k: int, name: str) -> None:

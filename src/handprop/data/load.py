@@ -11,7 +11,13 @@ from handprop._types import Array
 from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz_features
 from handprop.data.csv_file import CsvFormat, load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
-from handprop.data.encoding import Encoding, fit_encoding, plain_encoding, select_columns
+from handprop.data.encoding import (
+    Encoding,
+    decimal_commas,
+    fit_encoding,
+    plain_encoding,
+    select_columns,
+)
 from handprop.data.frame import Frame, frame_features, frame_table, is_frame
 from handprop.data.named import BUNDLED, DATASET_TASKS
 from handprop.data.raw import RawTable, check_one_target, shown
@@ -223,6 +229,11 @@ def infer_task(raw: RawTable) -> tuple[str, str]:
     name = shown(raw.target_names[0])
     if y.dtype.kind in "UOSb":
         labels = {label for label in y[:, 0].tolist() if label != ""}
+        if y.dtype.kind != "b" and decimal_commas(np.array(sorted(labels), dtype=object)):
+            raise DataError(
+                f"{raw.source}: the target {name} holds numbers written with a decimal comma "
+                f'({sorted(labels)[0]!r:.40}); read them as numbers: decimal=","'
+            )
         if y.dtype.kind != "b" and len(labels) < 2:
             raise DataError(
                 f"{raw.source}: the target {name} holds the text {len(labels)} label(s) "
