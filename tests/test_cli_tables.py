@@ -327,3 +327,14 @@ def test_decimal_commas_without_the_flag_say_which_flag_reads_them(
     assert (
         run(["train", "--data", path, "--epochs", 1, "--decimal", ",", "--quiet"], capsys)[0] == 0
     )
+
+
+def test_a_missing_target_is_not_sent_to_impute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "fill them (--impute ...)", and --impute then failed with the same words.
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,2\n2,\n3,6\n4,8\n5,10\n6,12\n")
+    code, _, err = run(["train", "--data", path, "--impute", "mean"], capsys)
+    assert code == 2 and '"y" (a target, which nothing fills)' in err and "--impute" not in err
+    assert "--drop-nonfinite" in err

@@ -324,10 +324,15 @@ def _finite_rows(raw: RawTable, encoding: Encoding, drop_nonfinite: bool) -> Arr
     if count and not drop_nonfinite:
         row, column = np.argwhere(bad)[0]
         name = (raw.feature_names + raw.target_names)[column]
+        fill = '(impute="mean", "median" or "most-frequent") '
+        if column >= len(raw.feature_names):  # imputing fills features, never a target
+            name, fill = f"{shown(name)} (a target, which nothing fills)", ""
+        else:
+            name, fill = shown(name), f"fill them {fill}"
         raise DataError(
             f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f"{raw.locate(row)}, column {shown(name)}; fix them, fill them "
-            '(impute="mean", "median" or "most-frequent") or drop them (drop_nonfinite=True)'
+            f"{raw.locate(row)}, column {name}; fix them, {fill}or drop them "
+            "(drop_nonfinite=True)"
         )
     if count == n:
         raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")
