@@ -79,3 +79,9 @@ def test_taking_rows_takes_their_weights_and_arithmetic_gives_plain_arrays() -> 
 def test_weights_must_be_one_finite_non_negative_number_per_row(weight: list) -> None:
     with pytest.raises(ValueError, match="sample weights must be 2 finite numbers >= 0"):
         WeightedTargets(np.zeros(2), np.array(weight))
+
+
+def test_writing_into_weighted_targets_writes_their_values() -> None:
+    y = WeightedTargets(np.arange(4.0), np.ones(4))
+    np.add(y, 1.0, out=y)  # was endless recursion before out= was made plain
+    np.testing.assert_array_equal(np.asarray(y), [1.0, 2.0, 3.0, 4.0])

@@ -20,7 +20,8 @@ class WeightedTargets(np.ndarray):
     A loss weighs row i by ``sample_weight[i]``: a mean becomes
     ``sum(sample_weight * loss_i) / sum(sample_weight)`` (over the batch), a sum
     ``sum(sample_weight * loss_i)``; so a whole weight k counts as k copies of the row,
-    and 0 as none.
+    and 0 as none. Every loss in ``losses.py`` does; a loss of your own reads them with
+    ``row_weights``.
     """
 
     sample_weight: Array
@@ -47,8 +48,14 @@ class WeightedTargets(np.ndarray):
         return WeightedTargets(taken, self.sample_weight[rows])
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        plain = [np.asarray(a) if isinstance(a, WeightedTargets) else a for a in inputs]
-        return getattr(ufunc, method)(*plain, **kwargs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(_plain(a) for a in kwargs["out"])
+        return getattr(ufunc, method)(*(_plain(a) for a in inputs), **kwargs)
+
+
+def _plain(a: Any) -> Any:
+    """``a`` as a plain ndarray view if it is WeightedTargets, else as it is."""
+    return np.asarray(a) if isinstance(a, WeightedTargets) else a
 
 
 def row_weights(y: Array, reduction: str, dtype: Any) -> Array | None:
