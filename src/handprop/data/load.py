@@ -3,12 +3,12 @@
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
 from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz_features
+from handprop.data.checks import checked_rows, encode_classes, finite_rows
 from handprop.data.csv_file import CsvFormat, load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.encoding import (
@@ -20,9 +20,8 @@ from handprop.data.encoding import (
 )
 from handprop.data.frame import Frame, frame_features, frame_table, is_frame
 from handprop.data.named import BUNDLED, DATASET_TASKS
-from handprop.data.raw import RawTable, check_one_target, shown
+from handprop.data.raw import RawTable, shown
 
-_MISSING = "NaN, infinity or an empty cell"
 _FILE_LOADERS: dict[str, Callable[[str, str | None, str], RawTable]] = {
     ".npy": load_npy,
     ".npz": load_npz,
@@ -114,7 +113,7 @@ class Table:
             unseen = "zeros"
         classes, y = None, raw.y[rows]
         if self.task == "classification":
-            classes, y = _encode_classes(y[:, 0])
+            classes, y = encode_classes(y[:, 0])
         else:
             y = np.ascontiguousarray(y, dtype=np.float64)
         x = encoding.transform(raw, rows, unseen)
@@ -147,7 +146,7 @@ def read_table(
     trained = encoding is not None
     if encoding is None:
         encoding = fit_encoding(raw, columns.categorical, columns.impute)
-    usable = _checked_rows(raw, task, drop_nonfinite, encoding)
+    usable = checked_rows(raw, task, drop_nonfinite, encoding)
     return Table(raw, task, note, usable, encoding, None if trained else columns)
 
 
@@ -215,7 +214,7 @@ def read_features(
                 f"{source} has {raw.x.shape[1]} feature columns, the model takes "
                 f"{len(encoding.columns)}"
             )
-    kept = np.flatnonzero(_finite_rows(raw, encoding, drop_nonfinite))
+    kept = np.flatnonzero(finite_rows(raw, encoding, drop_nonfinite))
     return Features(encoding.transform(raw, kept), kept, len(raw.x))
 
 
@@ -283,80 +282,3 @@ def _unknown_source(source: str) -> str:
         f"unknown data set {source!r}: expected one of {', '.join(sorted(BUNDLED))}, "
         "or the path of an existing file ending .csv, .tsv, .npy or .npz"
     )
-
-
-# ----- the checks that every source shares ----------------------------------------------
-
-
-def _checked_rows(raw: RawTable, task: str, drop_nonfinite: bool, encoding: Encoding) -> Array:
-    """The checks every source shares; a boolean mask (N,) of the rows to use."""
-    if len(raw.x) != len(raw.y):
-        raise DataError(
-            f"{raw.source}: x has {len(raw.x)} rows but y has {len(raw.y)}; give both N rows"
-        )
-    if len(raw.x) == 0:
-        raise DataError(f"{raw.source} holds no samples")
-    _check_kinds(raw, task)
-    keep = _finite_rows(raw, encoding, drop_nonfinite)
-    if task == "classification":
-        _check_whole_labels(raw)
-    return keep
-
-
-def _check_kinds(raw: RawTable, task: str) -> None:
-    if raw.x.dtype.kind not in "biuf":
-        raise DataError(f"{raw.source}: the features have dtype {raw.x.dtype}, expected numbers")
-    if task == "classification":
-        check_one_target(raw.source, raw.target_names)
-    if raw.y.dtype.kind not in ("biufUO" if task == "classification" else "biuf"):
-        hint = '; class labels need task="classification"' if raw.y.dtype.kind in "UO" else ""
-        raise DataError(
-            f"{raw.source}: the targets have dtype {raw.y.dtype}, expected numbers{hint}"
-        )
-
-
-def _finite_rows(raw: RawTable, encoding: Encoding, drop_nonfinite: bool) -> Array:
-    """A boolean mask (N,) of the rows without a missing cell (that no fill replaces) or label."""
-    bad_y = np.equal(raw.y, "") if raw.y.dtype.kind in "UO" else ~np.isfinite(raw.y)
-    bad = np.concatenate([encoding.missing(raw), bad_y], axis=1)
-    bad_rows = np.asarray(bad.any(axis=1))
-    count, n = int(bad_rows.sum()), len(bad_rows)
-    if count and not drop_nonfinite:
-        row, column = np.argwhere(bad)[0]
-        name = (raw.feature_names + raw.target_names)[column]
-        fill = '(impute="mean", "median" or "most-frequent") '
-        if column >= len(raw.feature_names):  # imputing fills features, never a target
-            name, fill = f"{shown(name)} (a target, which nothing fills)", ""
-        else:
-            name, fill = shown(name), f"fill them {fill}"
-        raise DataError(
-            f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f"{raw.locate(row)}, column {name}; fix them, {fill}or drop them "
-            "(drop_nonfinite=True)"
-        )
-    if count == n:
-        raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")
-    return ~bad_rows
-
-
-def _check_whole_labels(raw: RawTable) -> None:
-    if raw.y.dtype.kind != "f":
-        return
-    labels = raw.y[:, 0].astype(np.float64)  # float16 would overflow comparing with 2**53
-    finite = np.isfinite(labels)
-    wrong = finite & ((labels != np.round(labels)) | (np.abs(labels) > 2.0**53))
-    if wrong.any():
-        row = int(np.argmax(wrong))
-        raise DataError(
-            f"{raw.source} {raw.locate(row)}, column {shown(raw.target_names[0])}: class labels "
-            f"must be whole numbers or text, received {float(labels[row])!r}; "
-            'for a continuous target use task="regression"'
-        )
-
-
-def _encode_classes(labels: Array) -> tuple[tuple[Any, ...], Array]:
-    """(the sorted distinct labels, each label's index among them)."""
-    if labels.dtype.kind in "bf":
-        labels = labels.astype(np.int64)
-    classes, indices = np.unique(labels, return_inverse=True)
-    return tuple(classes.tolist()), indices.reshape(-1).astype(np.int64)
