@@ -42,7 +42,9 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
 
     Fitted: ``model_`` (the handprop network), ``coefs_`` (D_in, D_out) and
     ``intercepts_`` per layer, ``loss_curve_``, ``n_iter_``, ``validation_scores_``,
-    ``n_outputs_``, ``n_features_in_``, ``feature_names_in_`` (DataFrames).
+    ``n_outputs_``, ``n_features_in_``, ``feature_names_in_`` (DataFrames), ``encoding_``
+    (a DataFrame's category and text columns one-hot, as ``handprop train`` encodes a CSV
+    file's; None for numbers alone: make a column a pandas ``category`` to encode it).
     """
 
     _task = "regression"
