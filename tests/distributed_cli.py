@@ -12,12 +12,12 @@ from typing import Any
 
 import handprop.training.loop
 from handprop.cli import main
-from handprop.distributed import world
+from handprop.distributed import launched
 
 
 def inject(rank: int, step: int, how: str) -> None:
-    comm = world()
-    if comm is None or comm.rank != rank:
+    place = launched()  # not world(): MPI starts in the process handprop's CLI forks
+    if place is None or place[0] != rank:
         return
     original = handprop.training.loop.sharded_step
     done = 0

@@ -16,7 +16,7 @@ import pytest
 import handprop as hp
 from handprop.checkpoint import load_model
 from handprop.cli import main
-from handprop.distributed import GradientExchange, shard, world
+from handprop.distributed import GradientExchange, MissingMPI, launched, shard, world
 from handprop.moments import Moments
 from handprop.training import train_step
 from tests.distributed_cases import CASES, steps_per_epoch, train
@@ -75,11 +75,68 @@ def test_merged_moments_equal_numpy_on_the_whole() -> None:
     np.testing.assert_allclose(chunked.std, a[100:700].std(axis=0), rtol=1e-12)
 
 
-def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+LAUNCHER_VARIABLES = (
+    "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+)  # fmt: skip
+
+
+def plain_process(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain_process(monkeypatch)
+    assert launched() is None
     assert world() is None
     assert "mpi4py" not in sys.modules or "mpi4py.MPI" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("variables", "place"),
+    [
+        ({"PMI_RANK": "1", "PMI_SIZE": "3"}, (1, 3)),  # MPICH's hydra, srun --mpi=pmi2
+        ({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "4"}, (2, 4)),  # Open MPI
+        ({"PMIX_RANK": "1"}, (1, 2)),  # PMIx says no size: at least rank + 1
+        ({"MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"}, (0, 2)),
+        ({"PMI_RANK": "0", "PMI_SIZE": "1"}, (0, 1)),  # mpiexec -n 1
+    ],
+)
+def test_the_launchers_variables_give_rank_and_size(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], place: tuple[int, int]
+) -> None:
+    plain_process(monkeypatch, **variables)
+    assert launched() == place
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_mpiexec_without_mpi4py_stops_before_k_copies_train(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    regression_csv: Path,
+    tmp_path: Path,
+    rank: int,
+) -> None:
+    """Without mpi4py the K processes would each train alone and write the same --out."""
+    plain_process(monkeypatch, PMI_RANK=str(rank), PMI_SIZE="2", MPI_LOCALNRANKS="2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # not installed, as find_spec sees it
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--data", str(regression_csv), "--epochs", "1", "--out", str(out)])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    if rank == 0:  # one line for the job, not one per process
+        assert captured.err.startswith("handprop: started by an MPI launcher as rank 0 of 2, ")
+        assert "pip install 'handprop[mpi]'" in captured.err
+        assert captured.err.count("\n") == 1
+    else:
+        assert captured.err == ""
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(MissingMPI, match="mpi4py is not installed"):
+        world()  # fit(comm=world()) from Python: the same refusal
 
 
 class TwoIdenticalRanks:
@@ -220,17 +277,23 @@ def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
     assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
 
 
-@pytest.mark.parametrize("how", ["raise", "kill"])
-def test_a_failing_rank_ends_the_job_and_writes_nothing(
-    regression_csv: Path, tmp_path: Path, how: str
+@pytest.mark.parametrize(
+    ("rank", "how", "reason"),
+    [
+        (1, "raise", "injected failure at step 3"),
+        (1, "kill", "killed by signal 9 (SIGKILL)"),  # nothing left in the rank to say it
+        (0, "kill", "killed by signal 9 (SIGKILL)"),
+    ],
+)
+def test_a_failing_rank_ends_the_job_naming_it_and_writes_nothing(
+    regression_csv: Path, tmp_path: Path, rank: int, how: str, reason: str
 ) -> None:
     out = tmp_path / "m.safetensors"
     args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
-    done = launch(2, "tests/distributed_cli.py", 1, 3, how, *args)
+    done = launch(2, "tests/distributed_cli.py", rank, 3, how, *args, timeout=60)
     assert done.returncode != 0
-    if how == "raise":
-        lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
-        assert lines == ["handprop: rank 1 of 2: injected failure at step 3"]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+    assert lines == [f"handprop: rank {rank} of 2: {reason}"], done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing at --out, no temporary file
 
 

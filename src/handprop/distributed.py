@@ -12,6 +12,7 @@ one process, which is the plain single-process path.
 """
 
 import hashlib
+import importlib.util
 import os
 import sys
 import time
@@ -24,9 +25,50 @@ from handprop._types import Array
 from handprop.moments import Moments
 from handprop.parameter import Parameter
 
-#: Set in every process an MPI launcher starts: MPICH's hydra and Slurm's PMI (PMI_SIZE),
-#: PMIx (PMIX_RANK: Open MPI 5, srun --mpi=pmix), Open MPI (OMPI_COMM_WORLD_SIZE).
-_LAUNCHER_VARIABLES = ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
+#: Set in every process an MPI launcher starts: MPICH's hydra and Slurm's PMI (PMI_RANK,
+#: PMI_SIZE; hydra also MPI_LOCALRANKID, MPI_LOCALNRANKS: this machine's ranks), PMIx
+#: (PMIX_RANK: Open MPI 5, srun --mpi=pmix), Open MPI (OMPI_COMM_WORLD_RANK, _SIZE).
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+class MissingMPI(RuntimeError):
+    """An MPI launcher started this process as one of several, but mpi4py is not installed."""
+
+
+def launched() -> tuple[int, int] | None:
+    """(rank, size) that an MPI launcher's environment gives this process, or None.
+
+    Read from the launchers' variables, before (and without) MPI: a size the variables
+    do not say counts as at least ``rank + 1``.
+    """
+    ranks = [_integer(name) for name in _RANK_VARIABLES if name in os.environ]
+    sizes = [_integer(name) for name in _SIZE_VARIABLES if name in os.environ]
+    if not ranks and not sizes:
+        return None
+    rank = ranks[0] if ranks else 0
+    return rank, max([rank + 1, *sizes])
+
+
+def _integer(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except ValueError:
+        return 0
+
+
+def check_mpi(rank: int, size: int) -> None:
+    """Raise MissingMPI if this process is one of ``size`` > 1 and mpi4py is not installed.
+
+    Without mpi4py the launched processes would each train alone on all the data and
+    write the same files.
+    """
+    if size > 1 and importlib.util.find_spec("mpi4py") is None:
+        raise MissingMPI(
+            f"started by an MPI launcher as rank {rank} of {size}, but mpi4py is not installed, "
+            f"so the {size} processes would each train alone and write the same files: "
+            "pip install 'handprop[mpi]' (or run one process, without mpiexec)"
+        )
 
 
 class Communicator:
@@ -92,14 +134,16 @@ class Communicator:
 def world() -> Communicator | None:
     """The MPI world this process was launched into, or None for a plain, single process.
 
-    mpi4py is imported only under an MPI launcher; without mpi4py (the ``mpi`` extra)
-    a launched process trains alone, as K independent copies would.
+    mpi4py is imported (MPI initialised) only under an MPI launcher; a launched process
+    one of several without mpi4py (the ``mpi`` extra) raises MissingMPI.
     """
-    if not any(name in os.environ for name in _LAUNCHER_VARIABLES):
+    place = launched()
+    if place is None:
         return None
+    check_mpi(*place)
     try:
         from mpi4py import MPI
-    except ImportError:
+    except ImportError:  # a world of one process: the plain path
         return None
     communicator = Communicator(MPI.COMM_WORLD)
     return communicator if communicator.size > 1 else None
