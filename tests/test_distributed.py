@@ -16,10 +16,17 @@ import pytest
 import handprop as hp
 from handprop.checkpoint import load_model
 from handprop.cli import main
-from handprop.distributed import GradientExchange, MissingMPI, launched, shard, world
+from handprop.distributed import (
+    GradientExchange,
+    MissingMPI,
+    RowShard,
+    launched,
+    shard,
+    world,
+)
 from handprop.moments import Moments
 from handprop.training import train_step
-from tests.distributed_cases import CASES, steps_per_epoch, train
+from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +170,7 @@ def test_every_gradient_lives_in_one_buffer_exchanged_once_a_step() -> None:
         train_step(model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange, share=0.5)
     assert len(comm.buffers) == 3
     assert all(buffer is exchange.buffer for buffer in comm.buffers)
-    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 1  # and the loss
+    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 2  # loss, weights
     for parameter in sgd.params:
         assert np.shares_memory(parameter.grad, exchange.buffer)
 
@@ -223,6 +230,44 @@ def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -
     # one Allreduce a step, the fused SGD's included
     assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
     assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
+
+
+def test_batch_norm_statistics_are_averaged_over_the_ranks(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    single, error = batch_norm_run(64)
+    assert error == ""
+    for rank in range(ranks):
+        assert str(saved[f"batch-norm-64/rank{rank}/error"]) == ""
+        for index in range(len(single)):  # weights, running mean and variance, batches tracked
+            np.testing.assert_array_equal(
+                saved[f"batch-norm-64/rank{rank}/{index}"], saved[f"batch-norm-64/rank0/{index}"]
+            )
+    # each rank normalised its own rows: near the single process's statistics, not equal
+    running_mean, running_var = saved["batch-norm-64/rank0/6"], saved["batch-norm-64/rank0/7"]
+    np.testing.assert_allclose(running_mean, single[6], atol=0.05)
+    np.testing.assert_allclose(running_var, single[7], rtol=0.1)
+    # averaged: floating arrays by their mean, integer ones by their maximum
+    np.testing.assert_array_equal(saved["average"], [(ranks - 1) / 2] * 3 + [ranks - 1])
+
+
+def test_a_rank_with_one_row_for_batch_norm_stops_every_rank_alike(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    assert batch_norm_run(2)[1] == ""  # one process: every batch has 2 rows
+    for rank in range(ranks):  # none left waiting in an Allreduce
+        error = str(saved[f"batch-norm-2/rank{rank}/error"])
+        assert error.startswith("BatchNorm needs 2 rows or more of each batch on every rank")
+
+
+def test_a_row_shard_reads_only_its_own_rows() -> None:
+    whole = np.arange(20.0).reshape(10, 2)
+    part = RowShard(whole[4:7].copy(), 4, 10)
+    assert len(part) == 10 and part.shape == (10, 2)
+    np.testing.assert_array_equal(part[np.array([6, 4])], whole[[6, 4]])
+    np.testing.assert_array_equal(part[5:7], whole[5:7])
+    assert part[np.array([], dtype=np.int64)].shape == (0, 2)
+    for outside in (np.array([3, 4]), np.array([7]), slice(0, 5), slice(4, 8)):
+        with pytest.raises(IndexError, match="this rank holds rows 4 to 6 of 10"):
+            part[outside]
 
 
 # ----- handprop train under mpiexec -------------------------------------------------------

@@ -32,6 +32,13 @@ _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRA
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
+class EveryRankError(ValueError):
+    """Raised by every rank alike, at the same point of a collective run: no rank waits.
+
+    A command reports it once (rank 0), not once per rank.
+    """
+
+
 class MissingMPI(RuntimeError):
     """An MPI launcher started this process as one of several, but mpi4py is not installed."""
 
@@ -106,9 +113,34 @@ class Communicator:
             merged = merged.merge(part)
         return merged
 
+    def average(self, arrays: Sequence[Array]) -> None:
+        """Every array becomes the mean over the ranks (integer arrays: the maximum).
+
+        Floating arrays of one dtype travel in one Allreduce, integer arrays in another.
+        """
+        from mpi4py import MPI
+
+        for floating, op in ((True, MPI.SUM), (False, MPI.MAX)):
+            chosen = [a for a in arrays if np.issubdtype(a.dtype, np.floating) == floating]
+            if not chosen:
+                continue
+            dtype = np.result_type(*chosen)
+            buffer = np.concatenate([np.ravel(a).astype(dtype) for a in chosen])
+            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=op)
+            if floating:
+                buffer /= self.size
+            offset = 0
+            for array in chosen:
+                array[...] = buffer[offset : offset + array.size].reshape(array.shape)
+                offset += array.size
+
     def rows(self, n: int) -> slice:
         """This rank's contiguous share of ``n`` rows (sizes differ by at most 1)."""
         return shard(n, self.rank, self.size)
+
+    def shard_of(self, n: int, rank: int) -> slice:
+        """Rank ``rank``'s contiguous share of ``n`` rows."""
+        return shard(n, rank, self.size)
 
     def check_same(self, arrays: Sequence[Array], what: str) -> None:
         """Raise RuntimeError unless ``arrays`` hold the same bytes on every rank."""
@@ -154,23 +186,69 @@ def shard(n: int, rank: int, size: int) -> slice:
     return slice(n * rank // size, n * (rank + 1) // size)
 
 
+class RowShard:
+    """This rank's rows of an array of ``total`` rows, standing in for the whole array.
+
+    Indexed as the whole array is, by row numbers (an index array, or a slice of step
+    1) among this rank's own, ``comm.rows(total)``; ``len`` and ``shape`` are the whole
+    array's. ``fit(comm=...)`` reads a rank's own rows alone, so a rank may hold these.
+    Shape: rows (stop - start, ...); shape (total, ...).
+    """
+
+    def __init__(self, rows: Array, start: int, total: int) -> None:
+        self.rows, self.start, self.stop, self.total = rows, start, start + len(rows), total
+        self.shape = (total, *rows.shape[1:])
+        self.ndim, self.dtype = rows.ndim, rows.dtype
+
+    @classmethod
+    def of(cls, array: Array, comm: "Communicator") -> "RowShard":
+        """A copy of ``array``'s rows that are ``comm``'s rank's (the array can then go)."""
+        rows = comm.rows(len(array))
+        return cls(np.array(array[rows]), rows.start, len(array))
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: Array | slice) -> Array:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.total)
+            if step == 1 and (start >= stop or (self.start <= start and stop <= self.stop)):
+                return self.rows[max(start - self.start, 0) : max(stop - self.start, 0)]
+        else:
+            index = np.asarray(index)
+            if not index.size or (self.start <= index.min() and index.max() < self.stop):
+                gathered: Array = self.rows[index - self.start]
+                return gathered
+        raise IndexError(
+            f"this rank holds rows {self.start} to {self.stop - 1} of {self.total}, "
+            f"received rows outside them: {index!r:.60}"
+        )
+
+
 class GradientExchange:
-    """Every parameter's gradient, and the loss, in one contiguous buffer: one Allreduce a step.
+    """Every parameter's gradient, the loss and a weight in one buffer: one Allreduce a step.
 
     Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
     straight into it. ``average(loss, share)`` scales this rank's part by its share
     of the global batch, sums over the ranks, and returns the batch's loss.
+
+    ``normalise``: the shares are weights whose sum the ranks do not know (a
+    class-weighted loss: each rank's rows' class weights); the sums are then divided by
+    the sum of the shares, exchanged in the same Allreduce.
     """
 
-    def __init__(self, comm: Communicator, params: Sequence[Parameter]) -> None:
+    def __init__(
+        self, comm: Communicator, params: Sequence[Parameter], normalise: bool = False
+    ) -> None:
         params = list({id(p): p for p in params}.values())  # a parameter held twice: once
         dtypes = {p.dtype for p in params}
         if len(dtypes) != 1:
             names = sorted(map(str, dtypes))
             raise TypeError(f"the parameters must share one dtype, received {names}")
-        self.comm, self.params = comm, list(params)
+        self.comm, self.params, self.normalise = comm, list(params), normalise
         sizes = [p.data.size for p in self.params]
-        self.buffer = np.zeros(sum(sizes) + 1, dtype=dtypes.pop())  # the last entry: the loss
+        # the last two entries: the loss, and the ranks' weights summed (see average)
+        self.buffer = np.zeros(sum(sizes) + 2, dtype=dtypes.pop())
         offsets = np.cumsum([0, *sizes])
         self.views = [
             self.buffer[a:b].reshape(p.shape)
@@ -186,8 +264,10 @@ class GradientExchange:
             if grad is not view:  # rebound since (Module.to, a layer's own array)
                 np.copyto(view, grad)
                 parameter.grad = view
-        self.buffer[-1] = loss
+        self.buffer[-2:] = loss, 1.0
         if share != 1.0:
             self.buffer *= share
         self.comm.allreduce_sum(self.buffer)
-        return float(self.buffer[-1])
+        if self.normalise and self.buffer[-1] > 0:
+            self.buffer[:-1] /= self.buffer[-1]
+        return float(self.buffer[-2])

@@ -3,7 +3,8 @@
 A rank that raises prints ``handprop: rank R of K: ...`` and aborts every rank
 (MPI_Abort), with the exit code the error has on one process: 2 for bad input, 1
 otherwise, 130 for Ctrl-C. A divergence is decided by every rank alike (the same
-weights, the same losses): rank 0 alone says so, and every rank exits with 1.
+weights, the same losses): rank 0 alone says so, and every rank exits with 1; so for an
+``EveryRankError`` (exit code 2).
 
 A rank killed by a signal (SIGKILL from the out-of-memory killer, a ``kill -9``) can say
 nothing, and the launcher's cleanup kills the others at once, before they could notice.
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from handprop._text import one_line
 from handprop.cli.errors import Interrupted, TrainingFailed
-from handprop.distributed import Communicator
+from handprop.distributed import Communicator, EveryRankError
 
 #: How long a rank's last words get before it ends the job: MPICH's launcher can kill the
 #: job before it forwards what the rank just wrote (as in ``Communicator.abort``).
@@ -38,6 +39,10 @@ def on_every_rank(comm: Communicator, job: Callable[[], int]) -> int:
         if comm.rank == 0:
             print(f"handprop: {error}", file=sys.stderr)
         return 1
+    except EveryRankError as error:  # every rank stopped at the same point: no abort needed
+        if comm.rank == 0:
+            print(f"handprop: {one_line(str(error))}", file=sys.stderr)
+        return 2
     except BaseException as error:  # KeyboardInterrupt and SystemExit too
         reason = one_line(str(error)) or type(error).__name__
         print(f"handprop: rank {comm.rank} of {comm.size}: {reason}", file=sys.stderr)
