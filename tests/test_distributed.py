@@ -322,6 +322,28 @@ def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
     assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
 
 
+def test_a_csv_on_3_ranks_is_held_in_disjoint_shards_and_trains_the_single_process_model(
+    regression_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
+    done = launch(3, "tests/distributed_cli.py", -1, 0, "shards", *args)
+    assert done.returncode == 0, done.stderr
+    shards = sorted(
+        line.split()[1:] for line in done.stderr.splitlines() if line.startswith("shard")
+    )
+    assert [rank for rank, *_ in shards] == ["0", "1", "2"]
+    for part, column in (("train", 2), ("validation", 7)):
+        assert {s[column - 1] for s in shards} == {part}
+        spans = [tuple(map(int, s[column : column + 4])) for s in shards]
+        total = spans[0][2]
+        assert total == (180 if part == "train" else 20)  # 200 rows, 10% held out
+        bounds = [0] + [stop for _, stop, *_ in spans]  # each starts where the last stopped
+        assert [start for start, *_ in spans] == bounds[:-1] and bounds[-1] == total
+        assert all(held == stop - start for start, stop, _, held in spans)  # those rows alone
+    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one", 3))
+
+
 @pytest.mark.parametrize(
     ("rank", "how", "reason"),
     [
