@@ -229,8 +229,9 @@ class GradientExchange:
     """Every parameter's gradient, the loss and a weight in one buffer: one Allreduce a step.
 
     Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
-    straight into it. ``average(loss, share)`` scales this rank's part by its share
-    of the global batch, sums over the ranks, and returns the batch's loss.
+    straight into it, already scaled by this rank's share of the global batch (the
+    share scales ``grad_y_pred``); ``average(loss, share)`` sums gradients and losses
+    over the ranks and returns the batch's loss.
 
     ``normalise``: the shares are weights whose sum the ranks do not know (a
     class-weighted loss: each rank's rows' class weights); the sums are then divided by
@@ -258,15 +259,16 @@ class GradientExchange:
             parameter.grad = view
 
     def average(self, loss: float, share: float) -> float:
-        """Sum ``share * (gradient, loss)`` over the ranks into every ``.grad``; the loss."""
+        """Sum the (scaled) gradients and ``loss`` over the ranks into every ``.grad``; the loss.
+
+        ``share``: this rank's weight, summed too (``normalise`` divides by the sum).
+        """
         for parameter, view in zip(self.params, self.views, strict=True):
             grad = parameter.grad  # reading it writes the zeros of a lazy zero_grad
             if grad is not view:  # rebound since (Module.to, a layer's own array)
                 np.copyto(view, grad)
                 parameter.grad = view
-        self.buffer[-2:] = loss, 1.0
-        if share != 1.0:
-            self.buffer *= share
+        self.buffer[-2:] = loss, share
         self.comm.allreduce_sum(self.buffer)
         if self.normalise and self.buffer[-1] > 0:
             self.buffer[:-1] /= self.buffer[-1]
