@@ -327,13 +327,13 @@ def test_a_csv_on_3_ranks_is_held_in_disjoint_shards_and_trains_the_single_proce
 ) -> None:
     out = tmp_path / "m.safetensors"
     args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
-    done = launch(3, "tests/distributed_cli.py", -1, 0, "shards", *args)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    done = launch(3, "tests/distributed_cli.py", -1, 0, f"shards={folder}", *args)
     assert done.returncode == 0, done.stderr
-    shards = sorted(
-        line.split()[1:] for line in done.stderr.splitlines() if line.startswith("shard")
-    )
-    assert [rank for rank, *_ in shards] == ["0", "1", "2"]
-    for part, column in (("train", 2), ("validation", 7)):
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "1", "2"]
+    shards = [(folder / str(rank)).read_text().split() for rank in range(3)]
+    for part, column in (("train", 1), ("validation", 6)):
         assert {s[column - 1] for s in shards} == {part}
         spans = [tuple(map(int, s[column : column + 4])) for s in shards]
         total = spans[0][2]
