@@ -6,6 +6,7 @@ skip without it, and fail under CI=true. Each child gets one BLAS thread.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import handprop as hp
 from handprop.checkpoint import load_model
 from handprop.cli import main
+from handprop.cli.ranks import watched
 from handprop.distributed import (
     GradientExchange,
     MissingMPI,
@@ -198,6 +200,20 @@ def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
     for a, b, c in zip(plain, halves, doubled, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
         np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+def test_a_watched_rank_killed_by_a_signal_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """The launched process outlives its killed child and says which rank died, and how."""
+    code = watched(1, 3, lambda: os.kill(os.getpid(), signal.SIGKILL) or 0)
+    assert code == 128 + 9
+    assert capsys.readouterr().err == "handprop: rank 1 of 3: killed by signal 9 (SIGKILL)\n"
+
+
+def test_a_watched_rank_that_exits_passes_its_exit_code_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert watched(0, 2, lambda: os._exit(3)) == 3
+    assert capsys.readouterr().err == ""
 
 
 # ----- K processes -----------------------------------------------------------------------

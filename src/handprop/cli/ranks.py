@@ -78,9 +78,13 @@ def watched(rank: int, size: int, job: Callable[[], int]) -> int:
         received.append(number)
         os.kill(child, number)
 
-    for forwarded in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(forwarded, forward)
-    _, status = os.waitpid(child, 0)
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = [signal.signal(number, forward) for number in forwarded]
+    try:
+        _, status = os.waitpid(child, 0)
+    finally:
+        for sent, handler in zip(forwarded, before, strict=True):
+            signal.signal(sent, handler)
     if not os.WIFSIGNALED(status):
         return os.waitstatus_to_exitcode(status)
     number = os.WTERMSIG(status)
