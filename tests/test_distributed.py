@@ -360,6 +360,24 @@ def test_a_csv_on_3_ranks_is_held_in_disjoint_shards_and_trains_the_single_proce
     assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one", 3))
 
 
+def test_balanced_class_weights_on_2_ranks_train_the_single_process_model(tmp_path: Path) -> None:
+    """The weights come from every training label; the loss divides by the whole batch's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((150, 3))
+    label = np.where(x[:, 0] > 0.8, "rare", np.where(x[:, 1] > 0, "b", "c"))
+    data = tmp_path / "classes.csv"
+    rows = [f"{a:.6f},{b:.6f},{c:.6f},{k}" for (a, b, c), k in zip(x, label, strict=True)]
+    data.write_text("a,b,c,kind\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", data, *TRAIN, "--epochs", 2, "--class-weight", "balanced"]
+    done = launch(2, "-m", "handprop", *args, "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert main([str(a) for a in [*args, "--out", tmp_path / "one.safetensors", "--quiet"]]) == 0
+    assert_same_weights(
+        out, [p.data for p in load_model(tmp_path / "one.safetensors")[0].parameters()]
+    )
+
+
 @pytest.mark.parametrize(
     ("rank", "how", "reason"),
     [
