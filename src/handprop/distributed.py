@@ -1,10 +1,11 @@
 """Data-parallel training over MPI (mpi4py): the few collective calls training needs.
 
-K processes train one model: every global mini-batch is split into K contiguous slices,
-each rank computes the gradients of its slice, one ``Allreduce`` over one contiguous
-buffer (every parameter's gradient, and the loss) sums them, weighted by each rank's
-share of the batch, and every rank applies the same update. Scores and standardisation
-statistics are merged across ranks. Rank 0 alone writes files.
+K processes train one model: rank r owns the r-th contiguous part of the rows (and may
+hold only those, ``RowShard``); of every global mini-batch each rank computes the
+gradients of the rows it owns, weighted by their share of the batch, one ``Allreduce``
+over one contiguous buffer (every parameter's gradient, the loss, the share) sums them,
+and every rank applies the same update. Scores, standardisation statistics and
+BatchNorm's running statistics are merged across ranks. Rank 0 alone writes files.
 
 A plain ``python`` run imports nothing from MPI: ``world()`` imports mpi4py only when an
 MPI launcher (``mpiexec``, ``srun``) started this process, and returns None for a world of
