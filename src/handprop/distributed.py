@@ -65,13 +65,18 @@ def _integer(name: str) -> int:
         return 0
 
 
+def mpi_installed() -> bool:
+    """Whether mpi4py can be imported (without importing it, which starts MPI)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
 def check_mpi(rank: int, size: int) -> None:
     """Raise MissingMPI if this process is one of ``size`` > 1 and mpi4py is not installed.
 
     Without mpi4py the launched processes would each train alone on all the data and
     write the same files.
     """
-    if size > 1 and importlib.util.find_spec("mpi4py") is None:
+    if size > 1 and not mpi_installed():
         raise MissingMPI(
             f"started by an MPI launcher as rank {rank} of {size}, but mpi4py is not installed, "
             f"so the {size} processes would each train alone and write the same files: "

@@ -151,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
     Each rank's work runs in a child process its launched process watches, so that a
     rank killed by a signal is named (``cli.ranks.watched``).
     """
-    from handprop.distributed import MissingMPI, check_mpi, launched
+    from handprop.distributed import MissingMPI, check_mpi, launched, mpi_installed
 
     place = launched()
-    if place is None or place[1] == 1:
+    if place is None:
         return _train(args, None)
     try:
         check_mpi(*place)
@@ -162,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         if place[0] == 0:
             print(f"handprop: {error}", file=sys.stderr)
         return 2
+    if not mpi_installed():  # mpiexec -n 1 without the extra: one process
+        return _train(args, None)
+    # with mpi4py, MPI says the size: a launcher's variables may not (PMIx's rank alone)
     if _mpi_started():  # MPI runs in this process already (a caller of main): no child
         return _on_every_rank(args)
     from handprop.cli.ranks import watched
