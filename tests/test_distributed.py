@@ -19,6 +19,7 @@ from handprop.checkpoint import load_model
 from handprop.cli import main
 from handprop.cli.ranks import watched
 from handprop.distributed import (
+    EveryRankError,
     GradientExchange,
     MissingMPI,
     RowShard,
@@ -28,6 +29,7 @@ from handprop.distributed import (
 )
 from handprop.moments import Moments
 from handprop.training import train_step
+from handprop.training.sharded import check_batch_statistics
 from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,6 +202,35 @@ def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
     for a, b, c in zip(plain, halves, doubled, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
         np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+class ThreeRanks:
+    """Where rows live on 3 ranks, without MPI."""
+
+    size = 3
+
+    def shard_of(self, n: int, rank: int) -> slice:
+        return shard(n, rank, self.size)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "alone"),
+    [
+        (9, [0, 1, 3, 4, 6, 7], None),  # 2 rows each
+        (9, [0, 1, 3, 6, 7], 1),  # rank 1 owns row 3 alone
+        (9, [6, 7, 8], None),  # ranks 0 and 1 own none: they skip the step
+        (2, [0, 1], 1),  # 2 rows over 3 ranks: rank 0 owns none, ranks 1 and 2 one each
+    ],
+)
+def test_every_rank_finds_the_rank_that_owns_one_row_of_a_batch(
+    n: int, batch: list[int], alone: int | None
+) -> None:
+    comm = ThreeRanks()
+    if alone is None:
+        check_batch_statistics(comm, n, np.array(batch))  # type: ignore[arg-type]
+        return
+    with pytest.raises(EveryRankError, match=f"gives rank {alone} of 3 one row"):
+        check_batch_statistics(comm, n, np.array(batch))  # type: ignore[arg-type]
 
 
 def test_a_watched_rank_killed_by_a_signal_is_named(capsys: pytest.CaptureFixture[str]) -> None:

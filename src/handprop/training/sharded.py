@@ -34,7 +34,7 @@ def sharded_step(
     """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
     comm, x, y = exchange.comm, *data
     if _batch_statistics(model):
-        _check_batch_statistics(comm, len(x), batch)
+        check_batch_statistics(comm, len(x), batch)
     mine = comm.rows(len(x))
     rows = batch[(batch >= mine.start) & (batch < mine.stop)]
     x_rows, y_rows = x[rows], y[rows]
@@ -72,21 +72,22 @@ def _batch_statistics(model: Module) -> bool:
     return any(isinstance(m, BatchNorm1d | BatchNorm2d) and m.training for m in model.modules())
 
 
-def _check_batch_statistics(comm: Communicator, n: int, batch: Array) -> None:
+def check_batch_statistics(comm: Communicator, n: int, batch: Array) -> None:
     """Raise EveryRankError on every rank alike if a rank owns one row of ``batch``.
 
     BatchNorm needs two rows or more (a rank with none skips the step); every rank
     counts every rank's rows, so every rank stops at the same step, none left waiting.
     """
-    for rank in range(comm.size):
-        owned = range(n)[comm.shard_of(n, rank)]
-        count = int(np.count_nonzero((batch >= owned.start) & (batch < owned.stop)))
-        if count == 1:
-            raise EveryRankError(
-                f"BatchNorm needs 2 rows or more of each batch on every rank, but a batch of "
-                f"{len(batch)} rows gives rank {rank} of {comm.size} one row: use a larger batch "
-                f"size (e.g. {8 * comm.size}), or fewer ranks"
-            )
+    starts = [comm.shard_of(n, rank).start for rank in range(comm.size)]
+    owners = np.searchsorted(starts, batch, side="right") - 1  # the rank owning each row
+    counts = np.bincount(owners, minlength=comm.size)
+    alone = np.flatnonzero(counts == 1)
+    if len(alone):
+        raise EveryRankError(
+            f"BatchNorm needs 2 rows or more of each batch on every rank, but a batch of "
+            f"{len(batch)} rows gives rank {alone[0]} of {comm.size} one row: use a larger "
+            f"batch size (e.g. {8 * comm.size}), or fewer ranks"
+        )
 
 
 def sharded_evaluate(
