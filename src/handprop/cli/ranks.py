@@ -100,7 +100,7 @@ def _die_with(parent: int) -> None:
     """End this (child) process when its parent ends, as the launcher kills only the parent."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: Linux
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG: Linux
     except (OSError, AttributeError):  # another system: the launcher kills process groups
         pass
     if os.getppid() != parent:  # it ended before prctl
