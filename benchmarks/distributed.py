@@ -8,7 +8,10 @@ mean squared error, plain SGD). K ranks each take 512 / K rows of every batch an
 exchange the gradients with one Allreduce a step; one rank runs the plain path
 (train_step, the fused SGD update). Every rank gets one BLAS thread
 (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment), so K ranks
-use K cores: on a machine with fewer idle cores than ranks the ratio says so.
+use K cores: on a machine with fewer idle cores than ranks the ratio says so. Rank 0's
+CPU time per step (its arithmetic, copies and Allreduce, busy-waiting included) tells
+what the ranks would give with a core each, when other work holds the cores; the load
+average is printed before and after.
 """
 
 import argparse
@@ -38,12 +41,13 @@ def child(steps: int, warmup: int) -> None:
     rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
     x_part, y_part = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
     share = len(x_part) / BATCH
-    times = []
+    times, cpu = [], []
     for step in range(warmup + steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         train_step(model, loss_fn, sgd, x_part, y_part, exchange=exchange, share=share)
         if step >= warmup:
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     exchange_times = [0.0]
     if exchange is not None:  # the Allreduce alone, on the same buffer
         exchange_times = []
@@ -52,19 +56,20 @@ def child(steps: int, warmup: int) -> None:
             exchange.comm.allreduce_sum(exchange.buffer)
             exchange_times.append(time.perf_counter() - start)
     if comm is None or comm.rank == 0:
-        print(f"{np.median(times):.6f} {np.median(exchange_times):.6f}")
+        print(f"{np.median(times):.6f} {np.median(cpu):.6f} {np.median(exchange_times):.6f}")
 
 
-def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float]:
-    """Median seconds per global step on ``ranks`` ranks, and of its Allreduce alone."""
+def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float, float]:
+    """Median seconds per global step on ``ranks`` ranks (wall clock, then rank 0's CPU
+    time), and of its Allreduce alone."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
     me = [sys.executable, "-m", "benchmarks.distributed", "--child", str(steps), str(warmup)]
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     command = me if ranks == 1 else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    step, exchange = done.stdout.split()[-2:]
-    return float(step), float(exchange)
+    step, cpu, exchange = done.stdout.split()[-3:]
+    return float(step), float(cpu), float(exchange)
 
 
 def main() -> None:
@@ -78,14 +83,17 @@ def main() -> None:
         child(*args.child)
         return
     print(f"medium size: batch {BATCH}, {D_IN}-{H}-{D_OUT}, one BLAS thread per rank")
-    base = None
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    base = base_cpu = None
     for ranks in map(int, args.ranks.split(",")):
-        seconds, exchange = measure(ranks, args.steps, args.warmup)
-        base = base or seconds
+        seconds, cpu, exchange = measure(ranks, args.steps, args.warmup)
+        base, base_cpu = base or seconds, base_cpu or cpu
         print(
             f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step (Allreduce {exchange * 1e3:.2f} ms), "
-            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank"
+            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank; "
+            f"rank 0's CPU {cpu * 1e3:.2f} ms/step, {base_cpu / cpu:.2f}x"
         )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

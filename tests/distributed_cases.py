@@ -25,6 +25,7 @@ class Case:
     validation: bool = False
     options: FitOptions | None = None
     rows: int = 300
+    shards: bool = False  # each rank holds its own rows alone (RowShard)
 
 
 CASES = {
@@ -51,6 +52,19 @@ CASES = {
     # batches of 2 on 3 ranks: one rank has no rows in every step
     "batches-smaller-than-the-world": Case(
         hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 2, 1, rows=21
+    ),
+    # the loss divides by the batch's class weights, which no rank knows alone
+    "class-weighted-cross-entropy-on-shards": Case(
+        lambda: hp.SoftmaxCrossEntropy(weight=np.array([1.0, 3.0, 0.5])),
+        lambda p: hp.Adam(p, lr=5e-2),
+        True,
+        30,
+        3,
+        True,
+        shards=True,
+    ),
+    "row-shards-sgd-mse": Case(
+        hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 32, 3, True, shards=True
     ),
 }
 
@@ -79,12 +93,38 @@ def train(name: str, comm: Any = None) -> tuple[list[np.ndarray], History]:
     d_out = 3 if case.classification else 2
     model = hp.Sequential(hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng))
     data, validation = problem(case)
+    if comm is not None and case.shards:  # each rank keeps its own rows alone
+        data = own_rows(data, comm)
+        validation = None if validation is None else own_rows(validation, comm)
     history = fit(
         model, case.loss(), case.optimizer(model.parameters()), data, epochs=case.epochs,
         batch_size=case.batch_size, rng=np.random.default_rng(2), validation=validation,
         options=case.options, comm=comm,
     )  # fmt: skip
-    return [p.data for p in model.parameters()], history
+    return [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()], history
+
+
+def own_rows(data: tuple[np.ndarray, np.ndarray], comm: Any) -> tuple[Any, Any]:
+    from handprop.distributed import RowShard
+
+    return RowShard.of(data[0], comm), RowShard.of(data[1], comm)
+
+
+def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray], str]:
+    """A BatchNorm network trained 2 epochs: its weights and running statistics, or the error."""
+    rng = np.random.default_rng(1)
+    model = hp.Sequential(
+        hp.Linear(4, 8, rng=rng), hp.BatchNorm1d(8), hp.Tanh(), hp.Linear(8, 2, rng=rng)
+    )
+    data, _ = problem(CASES["sgd-mse"])
+    try:
+        fit(
+            model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.05, momentum=0.9),
+            data, epochs=2, batch_size=batch_size, rng=np.random.default_rng(2), comm=comm,
+        )  # fmt: skip
+    except ValueError as error:
+        return [], str(error)
+    return [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()], ""
 
 
 def main(out: str) -> None:
@@ -116,6 +156,15 @@ def main(out: str) -> None:
              for log in history.logs]
         )  # fmt: skip
         saved[f"{name}/stop"] = np.array(history.stop_reason)
+    for batch_size in (64, 2):  # 2: some batch gives a rank one row
+        arrays, error = batch_norm_run(batch_size, comm)
+        for rank, (held, said) in enumerate(comm.allgather((arrays, error))):
+            saved[f"batch-norm-{batch_size}/rank{rank}/error"] = np.array(said)
+            for index, array in enumerate(held):
+                saved[f"batch-norm-{batch_size}/rank{rank}/{index}"] = array
+    averaged = [np.full(3, float(comm.rank)), np.array([comm.rank], dtype=np.int64)]
+    comm.average(averaged)
+    saved["average"] = np.concatenate([a.astype(float) for a in averaged])
     if comm.rank == 0:
         np.savez(out, **saved)
 

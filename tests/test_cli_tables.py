@@ -109,12 +109,37 @@ def test_evaluate_and_predict_accept_drop_nonfinite(
     holes.write_text("a,y\n1,2\n,4\n3,6\n")
     code, _, err = run(["evaluate", model, "--data", holes], capsys)
     assert code == 2 and "--drop-nonfinite" in err
-    code, out, _ = run(["evaluate", model, "--data", holes, "--drop-nonfinite", "--json"], capsys)
+    code, out, err = run(["evaluate", model, "--data", holes, "--drop-nonfinite", "--json"], capsys)
     assert code == 0 and json.loads(out)["n"] == 2
-    code, out, _ = run(
-        ["predict", model, "--data", holes, "--drop-nonfinite", "--output", "-"], capsys
+    assert err == (
+        "evaluate: dropped 1 of 3 rows holding a missing cell the model does not impute "
+        "(data rows 2, counted from 1); the scores are the others'\n"
     )
-    assert code == 0 and len(out.splitlines()) == 3
+
+
+def test_predict_drop_nonfinite_says_so_and_keeps_rows_aligned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: the dropped rows vanished from the output without a word, so that row i of
+    # the predictions was no longer row i of the data.
+    data, model, npy = tmp_path / "d.csv", tmp_path / "m.safetensors", tmp_path / "p.npy"
+    data.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(30)))
+    assert run(["train", "--data", data, "--out", model, "--epochs", 2, "--quiet"], capsys)[0] == 0
+    holes = tmp_path / "holes.csv"
+    holes.write_text("a,y\n1,0\n,1\n3,0\n,1\n")
+    code, out, err = run(["predict", model, "--data", holes, "--drop-nonfinite", "--output", "-"],
+                         capsys)  # fmt: skip
+    assert code == 0 and out.splitlines()[0] == "label"
+    assert [line != '""' for line in out.splitlines()[1:]] == [True, False, True, False]
+    assert err.count("\n") == 1 and "dropped 2 of 4 rows" in err and "data rows 2, 4" in err
+    argv = ["predict", model, "--data", holes, "--drop-nonfinite", "--output", npy, "--proba"]
+    assert run(argv, capsys)[0] == 0
+    proba = np.load(npy)
+    assert (
+        proba.shape == (4, 2) and np.isnan(proba[[1, 3]]).all() and np.isfinite(proba[[0, 2]]).all()
+    )
+    code, _, err = run(argv[:-1], capsys)  # labels in a .npy: no empty value for the gaps
+    assert code == 2 and "write --output predictions.csv" in err
 
 
 def test_predict_writes_to_standard_output(
@@ -251,3 +276,65 @@ def test_test_fraction_reports_a_held_out_score(
     assert out.splitlines()[3].startswith("test:       loss ")
     assert out.splitlines()[3].endswith("(30 rows)")
     assert sizes == [(108, 12)]  # 150 - 30 held out, then 10% of 120 for validation
+
+
+def test_categories_and_imputed_values_come_from_the_training_rows_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: fitted on the whole file before the split, so a category or a value that only
+    # the validation or test rows hold leaked into the model.
+    from handprop.data.transform import hold_out
+
+    n, seed = 40, 0
+    rest, test = hold_out(n, 0.2, np.random.default_rng([seed, 3]))  # as train draws them
+    kept, held = hold_out(len(rest), 0.25, np.random.default_rng([seed, 0]))
+    assert test is not None and held is not None
+    training, validation = rest[kept], rest[held]
+    size = np.arange(n, dtype=float)
+    size[validation] += 1000.0  # values the training rows never hold
+    color = np.array(["red", "blue"] * (n // 2), dtype=object)
+    color[test[0]], color[validation[0]] = "violet", "indigo"  # held-out categories
+    cells = [f"{s:g}" for s in size]
+    cells[int(training[0])] = ""  # a missing cell to impute
+    rows = zip(cells, color, strict=True)
+    lines = ["size,color,y"] + [f"{c},{k},{i % 3}" for i, (c, k) in enumerate(rows)]
+    data, model = tmp_path / "d.csv", tmp_path / "m.safetensors"
+    data.write_text("\n".join(lines) + "\n")
+    train = ["train", "--data", data, "--out", model, "--impute", "mean", "--seed", seed,
+             "--test-fraction", 0.2, "--validation-fraction", 0.25, "--epochs", 2]  # fmt: skip
+    code, _, err = run(train, capsys)
+    assert code == 0, err
+    _, info = load_model(model)
+    size_code, color_code = info["encoding"]["columns"]
+    assert color_code["categories"] == ["blue", "red"]
+    expected = np.mean([size[i] for i in training if i != training[0]])
+    assert size_code["fill"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("where", ["feature", "target"])
+def test_decimal_commas_without_the_flag_say_which_flag_reads_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # Was: a feature "holds text ... (an ID or free text?); drop it", and a target of
+    # decimal commas trained a classifier with a class per value.
+    path = tmp_path / "semi.csv"
+    rows = [(f"{1 + i / 7:.2f}", f"{i % 4}") for i in range(30)]
+    if where == "target":
+        rows = [(b, a) for a, b in rows]
+    path.write_text("x;y\n" + "".join(f"{a};{b}\n".replace(".", ",") for a, b in rows))
+    code, _, err = run(["train", "--data", path, "--epochs", 1], capsys)
+    assert code == 2 and "decimal comma" in err and err.rstrip().endswith("--decimal ,")
+    assert (
+        run(["train", "--data", path, "--epochs", 1, "--decimal", ",", "--quiet"], capsys)[0] == 0
+    )
+
+
+def test_a_missing_target_is_not_sent_to_impute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "fill them (--impute ...)", and --impute then failed with the same words.
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,2\n2,\n3,6\n4,8\n5,10\n6,12\n")
+    code, _, err = run(["train", "--data", path, "--impute", "mean"], capsys)
+    assert code == 2 and '"y" (a target, which nothing fills)' in err and "--impute" not in err
+    assert "--drop-nonfinite" in err

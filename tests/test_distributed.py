@@ -6,6 +6,7 @@ skip without it, and fail under CI=true. Each child gets one BLAS thread.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,20 @@ import pytest
 import handprop as hp
 from handprop.checkpoint import load_model
 from handprop.cli import main
-from handprop.distributed import GradientExchange, shard, world
+from handprop.cli.ranks import watched
+from handprop.distributed import (
+    EveryRankError,
+    GradientExchange,
+    MissingMPI,
+    RowShard,
+    launched,
+    shard,
+    world,
+)
 from handprop.moments import Moments
 from handprop.training import train_step
-from tests.distributed_cases import CASES, steps_per_epoch, train
+from handprop.training.sharded import check_batch_statistics
+from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,11 +86,68 @@ def test_merged_moments_equal_numpy_on_the_whole() -> None:
     np.testing.assert_allclose(chunked.std, a[100:700].std(axis=0), rtol=1e-12)
 
 
-def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"):
+LAUNCHER_VARIABLES = (
+    "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+)  # fmt: skip
+
+
+def plain_process(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_plain_process_is_no_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain_process(monkeypatch)
+    assert launched() is None
     assert world() is None
     assert "mpi4py" not in sys.modules or "mpi4py.MPI" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("variables", "place"),
+    [
+        ({"PMI_RANK": "1", "PMI_SIZE": "3"}, (1, 3)),  # MPICH's hydra, srun --mpi=pmi2
+        ({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "4"}, (2, 4)),  # Open MPI
+        ({"PMIX_RANK": "1"}, (1, 2)),  # PMIx says no size: at least rank + 1
+        ({"MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"}, (0, 2)),
+        ({"PMI_RANK": "0", "PMI_SIZE": "1"}, (0, 1)),  # mpiexec -n 1
+    ],
+)
+def test_the_launchers_variables_give_rank_and_size(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], place: tuple[int, int]
+) -> None:
+    plain_process(monkeypatch, **variables)
+    assert launched() == place
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_mpiexec_without_mpi4py_stops_before_k_copies_train(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    regression_csv: Path,
+    tmp_path: Path,
+    rank: int,
+) -> None:
+    """Without mpi4py the K processes would each train alone and write the same --out."""
+    plain_process(monkeypatch, PMI_RANK=str(rank), PMI_SIZE="2", MPI_LOCALNRANKS="2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # not installed, as find_spec sees it
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--data", str(regression_csv), "--epochs", "1", "--out", str(out)])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    if rank == 0:  # one line for the job, not one per process
+        assert captured.err.startswith("handprop: started by an MPI launcher as rank 0 of 2, ")
+        assert "pip install 'handprop[mpi]'" in captured.err
+        assert captured.err.count("\n") == 1
+    else:
+        assert captured.err == ""
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(MissingMPI, match="mpi4py is not installed"):
+        world()  # fit(comm=world()) from Python: the same refusal
 
 
 class TwoIdenticalRanks:
@@ -106,7 +174,7 @@ def test_every_gradient_lives_in_one_buffer_exchanged_once_a_step() -> None:
         train_step(model, hp.MeanSquaredError(), sgd, x, y, exchange=exchange, share=0.5)
     assert len(comm.buffers) == 3
     assert all(buffer is exchange.buffer for buffer in comm.buffers)
-    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 1  # and the loss
+    assert exchange.buffer.size == sum(p.data.size for p in sgd.params) + 2  # loss, weights
     for parameter in sgd.params:
         assert np.shares_memory(parameter.grad, exchange.buffer)
 
@@ -134,6 +202,49 @@ def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
     for a, b, c in zip(plain, halves, doubled, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
         np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+class ThreeRanks:
+    """Where rows live on 3 ranks, without MPI."""
+
+    size = 3
+
+    def shard_of(self, n: int, rank: int) -> slice:
+        return shard(n, rank, self.size)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "alone"),
+    [
+        (9, [0, 1, 3, 4, 6, 7], None),  # 2 rows each
+        (9, [0, 1, 3, 6, 7], 1),  # rank 1 owns row 3 alone
+        (9, [6, 7, 8], None),  # ranks 0 and 1 own none: they skip the step
+        (2, [0, 1], 1),  # 2 rows over 3 ranks: rank 0 owns none, ranks 1 and 2 one each
+    ],
+)
+def test_every_rank_finds_the_rank_that_owns_one_row_of_a_batch(
+    n: int, batch: list[int], alone: int | None
+) -> None:
+    comm = ThreeRanks()
+    if alone is None:
+        check_batch_statistics(comm, n, np.array(batch))  # type: ignore[arg-type]
+        return
+    with pytest.raises(EveryRankError, match=f"gives rank {alone} of 3 one row"):
+        check_batch_statistics(comm, n, np.array(batch))  # type: ignore[arg-type]
+
+
+def test_a_watched_rank_killed_by_a_signal_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """The launched process outlives its killed child and says which rank died, and how."""
+    code = watched(1, 3, lambda: os.kill(os.getpid(), signal.SIGKILL) or 0)
+    assert code == 128 + 9
+    assert capsys.readouterr().err == "handprop: rank 1 of 3: killed by signal 9 (SIGKILL)\n"
+
+
+def test_a_watched_rank_that_exits_passes_its_exit_code_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert watched(0, 2, lambda: os._exit(3)) == 3
+    assert capsys.readouterr().err == ""
 
 
 # ----- K processes -----------------------------------------------------------------------
@@ -166,6 +277,44 @@ def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -
     # one Allreduce a step, the fused SGD's included
     assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
     assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
+
+
+def test_batch_norm_statistics_are_averaged_over_the_ranks(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    single, error = batch_norm_run(64)
+    assert error == ""
+    for rank in range(ranks):
+        assert str(saved[f"batch-norm-64/rank{rank}/error"]) == ""
+        for index in range(len(single)):  # weights, running mean and variance, batches tracked
+            np.testing.assert_array_equal(
+                saved[f"batch-norm-64/rank{rank}/{index}"], saved[f"batch-norm-64/rank0/{index}"]
+            )
+    # each rank normalised its own rows: near the single process's statistics, not equal
+    running_mean, running_var = saved["batch-norm-64/rank0/6"], saved["batch-norm-64/rank0/7"]
+    np.testing.assert_allclose(running_mean, single[6], atol=0.05)
+    np.testing.assert_allclose(running_var, single[7], rtol=0.1)
+    # averaged: floating arrays by their mean, integer ones by their maximum
+    np.testing.assert_array_equal(saved["average"], [(ranks - 1) / 2] * 3 + [ranks - 1])
+
+
+def test_a_rank_with_one_row_for_batch_norm_stops_every_rank_alike(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    assert batch_norm_run(2)[1] == ""  # one process: every batch has 2 rows
+    for rank in range(ranks):  # none left waiting in an Allreduce
+        error = str(saved[f"batch-norm-2/rank{rank}/error"])
+        assert error.startswith("BatchNorm needs 2 rows or more of each batch on every rank")
+
+
+def test_a_row_shard_reads_only_its_own_rows() -> None:
+    whole = np.arange(20.0).reshape(10, 2)
+    part = RowShard(whole[4:7].copy(), 4, 10)
+    assert len(part) == 10 and part.shape == (10, 2)
+    np.testing.assert_array_equal(part[np.array([6, 4])], whole[[6, 4]])
+    np.testing.assert_array_equal(part[5:7], whole[5:7])
+    assert part[np.array([], dtype=np.int64)].shape == (0, 2)
+    for outside in (np.array([3, 4]), np.array([7]), slice(0, 5), slice(4, 8)):
+        with pytest.raises(IndexError, match="this rank holds rows 4 to 6 of 10"):
+            part[outside]
 
 
 # ----- handprop train under mpiexec -------------------------------------------------------
@@ -220,17 +369,63 @@ def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
     assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
 
 
-@pytest.mark.parametrize("how", ["raise", "kill"])
-def test_a_failing_rank_ends_the_job_and_writes_nothing(
-    regression_csv: Path, tmp_path: Path, how: str
+def test_a_csv_on_3_ranks_is_held_in_disjoint_shards_and_trains_the_single_process_model(
+    regression_csv: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "m.safetensors"
     args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
-    done = launch(2, "tests/distributed_cli.py", 1, 3, how, *args)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    done = launch(3, "tests/distributed_cli.py", -1, 0, f"shards={folder}", *args)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "1", "2"]
+    shards = [(folder / str(rank)).read_text().split() for rank in range(3)]
+    for part, column in (("train", 1), ("validation", 6)):
+        assert {s[column - 1] for s in shards} == {part}
+        spans = [tuple(map(int, s[column : column + 4])) for s in shards]
+        total = spans[0][2]
+        assert total == (180 if part == "train" else 20)  # 200 rows, 10% held out
+        bounds = [0] + [stop for _, stop, *_ in spans]  # each starts where the last stopped
+        assert [start for start, *_ in spans] == bounds[:-1] and bounds[-1] == total
+        assert all(held == stop - start for start, stop, _, held in spans)  # those rows alone
+    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one", 3))
+
+
+def test_balanced_class_weights_on_2_ranks_train_the_single_process_model(tmp_path: Path) -> None:
+    """The weights come from every training label; the loss divides by the whole batch's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((150, 3))
+    label = np.where(x[:, 0] > 0.8, "rare", np.where(x[:, 1] > 0, "b", "c"))
+    data = tmp_path / "classes.csv"
+    rows = [f"{a:.6f},{b:.6f},{c:.6f},{k}" for (a, b, c), k in zip(x, label, strict=True)]
+    data.write_text("a,b,c,kind\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", data, *TRAIN, "--epochs", 2, "--class-weight", "balanced"]
+    done = launch(2, "-m", "handprop", *args, "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert main([str(a) for a in [*args, "--out", tmp_path / "one.safetensors", "--quiet"]]) == 0
+    assert_same_weights(
+        out, [p.data for p in load_model(tmp_path / "one.safetensors")[0].parameters()]
+    )
+
+
+@pytest.mark.parametrize(
+    ("rank", "how", "reason"),
+    [
+        (1, "raise", "injected failure at step 3"),
+        (1, "kill", "killed by signal 9 (SIGKILL)"),  # nothing left in the rank to say it
+        (0, "kill", "killed by signal 9 (SIGKILL)"),
+    ],
+)
+def test_a_failing_rank_ends_the_job_naming_it_and_writes_nothing(
+    regression_csv: Path, tmp_path: Path, rank: int, how: str, reason: str
+) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", regression_csv, *TRAIN, "--epochs", 3, "--out", out, "--quiet"]
+    done = launch(2, "tests/distributed_cli.py", rank, 3, how, *args, timeout=60)
     assert done.returncode != 0
-    if how == "raise":
-        lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
-        assert lines == ["handprop: rank 1 of 2: injected failure at step 3"]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("handprop:")]
+    assert lines == [f"handprop: rank {rank} of 2: {reason}"], done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing at --out, no temporary file
 
 

@@ -403,3 +403,138 @@ def test_class_weight_dict_is_torchs_weighted_mean() -> None:
     np.testing.assert_array_equal(loss_fn.weight, [1.0, 3.0])  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="class_weight names labels not in classes_"):
         HandpropClassifier(max_epochs=1, class_weight={"owl": 2.0}).fit(x, y)
+
+
+# ----- sample_weight ---------------------------------------------------------------------------
+
+
+def weighted_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """40 rows, labels 0..2, and whole weights 0..3 (some rows 0)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 3))
+    return x, rng.integers(0, 3, 40), x @ rng.standard_normal(3), rng.integers(0, 4, 40)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        (HandpropRegressor, {}),
+        (HandpropRegressor, {"loss": "sum_squared_error", "learning_rate": 1e-4}),
+        (HandpropClassifier, {}),
+        (HandpropClassifier, {"class_weight": "balanced"}),
+        (HandpropClassifier, {"class_weight": {0: 2.0, 2: 0.5}}),
+    ],
+)
+def test_whole_sample_weights_train_as_repeated_rows(estimator: Any, params: dict) -> None:
+    x, labels, values, weight = weighted_data()
+    y = labels if estimator is HandpropClassifier else values
+    repeated = np.repeat(np.arange(len(x)), weight)
+    settings = {"hidden_layer_sizes": (8,), "max_epochs": 30, "batch_size": 200, **params}
+    weighted = estimator(random_state=0, **settings).fit(x, y, sample_weight=weight)
+    copies = estimator(random_state=0, **settings).fit(x[repeated], y[repeated])
+    method = "predict_proba" if estimator is HandpropClassifier else "predict"
+    np.testing.assert_allclose(
+        getattr(weighted, method)(x), getattr(copies, method)(x), rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("estimator", [HandpropRegressor, HandpropClassifier])
+def test_a_zero_sample_weight_drops_the_row(estimator: Any) -> None:
+    x, labels, values, _ = weighted_data()
+    y = labels if estimator is HandpropClassifier else values
+    weight = np.where(np.arange(len(x)) % 3 == 0, 0.0, 1.0)  # mini-batches of 8, Adam
+    kept = weight > 0
+    settings = {"hidden_layer_sizes": (8,), "max_epochs": 5, "batch_size": 8, "random_state": 0}
+    weighted = estimator(**settings).fit(x, y, sample_weight=weight)
+    dropped = estimator(**settings).fit(x[kept], y[kept])
+    np.testing.assert_array_equal(weighted.predict(x), dropped.predict(x))
+
+
+def test_sample_weight_moves_a_regression_and_partial_fit_takes_it() -> None:
+    x = np.linspace(-1, 1, 20)[:, None]
+    y = np.where(x[:, 0] > 0, 1.0, 0.0)
+    weight = np.where(x[:, 0] > 0, 10.0, 0.1)  # the right half counts 100 times more
+    model = HandpropRegressor(hidden_layer_sizes=(), max_epochs=300, learning_rate=0.05,
+                              random_state=0)  # fmt: skip
+    plain, weighted = clone(model).fit(x, y), clone(model).fit(x, y, sample_weight=weight)
+    right = x[:, 0] > 0
+    error = {name: np.abs(m.predict(x) - y)[right].mean() for name, m in
+             (("plain", plain), ("weighted", weighted))}  # fmt: skip
+    assert error["weighted"] < error["plain"] / 2
+    before = weighted.predict(x)
+    weighted.partial_fit(x, y, sample_weight=weight)
+    assert not np.array_equal(weighted.predict(x), before)
+
+
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        (np.array([1.0, -1.0] * 10), "Negative values"),
+        (np.array([1.0, np.nan] * 10), "NaN"),
+        (np.ones(7), "inconsistent numbers of samples|sample_weight.shape"),
+        (np.zeros(20), "(?i)non-zero|zero for every row"),
+    ],
+)
+def test_bad_sample_weights_are_refused(weight: np.ndarray, message: str) -> None:
+    x, y = regression_data(20)
+    with pytest.raises(ValueError, match=message):
+        small(HandpropRegressor).fit(x, y, sample_weight=weight)
+
+
+# ----- pandas DataFrames with categories ------------------------------------------------------
+
+
+def shop_frame(n: int = 90) -> tuple[Any, np.ndarray]:
+    """A number, a category column, a text column; the price depends on the first two."""
+    pandas = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    frame = pandas.DataFrame({
+        "size": rng.uniform(1, 5, n),
+        "color": pandas.Categorical(rng.choice(["red", "blue"], n)),
+        "kind": rng.choice(["a", "b", "c"], n).astype(object),
+    })  # fmt: skip
+    return frame, (3 * frame["size"] + 10 * (frame["color"] == "red")).to_numpy()
+
+
+def test_a_dataframe_with_categories_is_one_hot_encoded_as_handprop_train_does() -> None:
+    frame, price = shop_frame()
+    model = HandpropRegressor(hidden_layer_sizes=(8,), max_epochs=200, learning_rate=0.01,
+                              random_state=0).fit(frame, price)  # fmt: skip
+    assert list(model.feature_names_in_) == ["size", "color", "kind"] and model.n_features_in_ == 3
+    assert model.encoding_.feature_names == (
+        "size", "color=blue", "color=red", "kind=a", "kind=b", "kind=c"
+    )  # fmt: skip
+    assert model.coefs_[0].shape == (6, 8) and model.score(frame, price) > 0.9
+    with pytest.raises(ValueError, match="'purple' is a category the model never saw"):
+        model.predict(frame.assign(color=["purple"] * len(frame)))
+    with pytest.raises(ValueError, match="give X as a pandas DataFrame"):
+        model.predict(frame.to_numpy())
+    with pytest.raises(ValueError, match="Feature names"):
+        model.predict(frame[["kind", "size", "color"]])
+
+
+def test_a_categorical_model_file_goes_both_ways(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame, price = shop_frame()
+    data, path = tmp_path / "shop.csv", tmp_path / "m.safetensors"
+    frame.assign(price=price).to_csv(data, index=False)
+    model = small(HandpropRegressor).fit(frame, price)
+    model.save(path)  # the estimator's file, predicted by the command line from the CSV
+    out = cli(["predict", path, "--data", data, "--output", "-"], capsys)
+    np.testing.assert_allclose(np.loadtxt(out.splitlines()[1:]), model.predict(frame), rtol=1e-6)
+    cli(["train", "--data", data, "--out", path, "--epochs", 3, "--quiet"], capsys)
+    loaded = HandpropRegressor.load(path)  # the command line's file, on the DataFrame
+    assert list(loaded.feature_names_in_) == ["size", "color", "kind"]
+    out = cli(["predict", path, "--data", data, "--output", "-"], capsys)
+    np.testing.assert_allclose(np.loadtxt(out.splitlines()[1:]), loaded.predict(frame), rtol=1e-6)
+
+
+def test_a_numeric_dataframe_trains_as_its_array() -> None:
+    pandas = pytest.importorskip("pandas")
+    x, y = regression_data()
+    frame = pandas.DataFrame(x, columns=["a", "b", "c", "d"])
+    from_frame = small(HandpropClassifier).fit(frame, y > 0)
+    from_array = small(HandpropClassifier).fit(x, y > 0)
+    np.testing.assert_array_equal(from_frame.predict_proba(frame), from_array.predict_proba(x))
+    assert from_frame.encoding_ is None

@@ -176,8 +176,9 @@ def test_numeric_csv_reads_without_pandas(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize(
     "text",
-    ['a,y\n"1",2\n', "a,y\r\n1,2\r\n", "a,y\n1,2\n\n3,4\n", "a,y\n1\n3,4,5\n", "a,y\n1,2,\n"],
-)
+    ['a,y\n"1",2\n', "a,y\r\n1,2\r\n", "a,y\n1,2\n\n3,4\n", "a,y\n1\n3,4,5\n", "a,y\n1,2,\n",
+     "a,b,y\n1,2,3\n\n4,5,6,7,8\n", "a,y\n1,2\n\n", "a,y\n\n1,2\n"],
+)  # fmt: skip
 def test_files_that_could_go_wrong_are_left_to_the_csv_module(tmp_path: Path, text: str) -> None:
     from handprop.data.csv_pandas import read_plain_csv
 

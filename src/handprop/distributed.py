@@ -1,10 +1,11 @@
 """Data-parallel training over MPI (mpi4py): the few collective calls training needs.
 
-K processes train one model: every global mini-batch is split into K contiguous slices,
-each rank computes the gradients of its slice, one ``Allreduce`` over one contiguous
-buffer (every parameter's gradient, and the loss) sums them, weighted by each rank's
-share of the batch, and every rank applies the same update. Scores and standardisation
-statistics are merged across ranks. Rank 0 alone writes files.
+K processes train one model: rank r owns the r-th contiguous part of the rows (and may
+hold only those, ``RowShard``); of every global mini-batch each rank computes the
+gradients of the rows it owns, weighted by their share of the batch, one ``Allreduce``
+over one contiguous buffer (every parameter's gradient, the loss, the share) sums them,
+and every rank applies the same update. Scores, standardisation statistics and
+BatchNorm's running statistics are merged across ranks. Rank 0 alone writes files.
 
 A plain ``python`` run imports nothing from MPI: ``world()`` imports mpi4py only when an
 MPI launcher (``mpiexec``, ``srun``) started this process, and returns None for a world of
@@ -12,6 +13,7 @@ one process, which is the plain single-process path.
 """
 
 import hashlib
+import importlib.util
 import os
 import sys
 import time
@@ -24,9 +26,62 @@ from handprop._types import Array
 from handprop.moments import Moments
 from handprop.parameter import Parameter
 
-#: Set in every process an MPI launcher starts: MPICH's hydra and Slurm's PMI (PMI_SIZE),
-#: PMIx (PMIX_RANK: Open MPI 5, srun --mpi=pmix), Open MPI (OMPI_COMM_WORLD_SIZE).
-_LAUNCHER_VARIABLES = ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
+#: Set in every process an MPI launcher starts: MPICH's hydra and Slurm's PMI (PMI_RANK,
+#: PMI_SIZE; hydra also MPI_LOCALRANKID, MPI_LOCALNRANKS: this machine's ranks), PMIx
+#: (PMIX_RANK: Open MPI 5, srun --mpi=pmix), Open MPI (OMPI_COMM_WORLD_RANK, _SIZE).
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MPI_LOCALRANKID")
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+class EveryRankError(ValueError):
+    """Raised by every rank alike, at the same point of a collective run: no rank waits.
+
+    A command reports it once (rank 0), not once per rank.
+    """
+
+
+class MissingMPI(RuntimeError):
+    """An MPI launcher started this process as one of several, but mpi4py is not installed."""
+
+
+def launched() -> tuple[int, int] | None:
+    """(rank, size) that an MPI launcher's environment gives this process, or None.
+
+    Read from the launchers' variables, before (and without) MPI: a size the variables
+    do not say counts as at least ``rank + 1``.
+    """
+    ranks = [_integer(name) for name in _RANK_VARIABLES if name in os.environ]
+    sizes = [_integer(name) for name in _SIZE_VARIABLES if name in os.environ]
+    if not ranks and not sizes:
+        return None
+    rank = ranks[0] if ranks else 0
+    return rank, max([rank + 1, *sizes])
+
+
+def _integer(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except ValueError:
+        return 0
+
+
+def mpi_installed() -> bool:
+    """Whether mpi4py can be imported (without importing it, which starts MPI)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def check_mpi(rank: int, size: int) -> None:
+    """Raise MissingMPI if this process is one of ``size`` > 1 and mpi4py is not installed.
+
+    Without mpi4py the launched processes would each train alone on all the data and
+    write the same files.
+    """
+    if size > 1 and not mpi_installed():
+        raise MissingMPI(
+            f"started by an MPI launcher as rank {rank} of {size}, but mpi4py is not installed, "
+            f"so the {size} processes would each train alone and write the same files: "
+            "pip install 'handprop[mpi]' (or run one process, without mpiexec)"
+        )
 
 
 class Communicator:
@@ -64,9 +119,34 @@ class Communicator:
             merged = merged.merge(part)
         return merged
 
+    def average(self, arrays: Sequence[Array]) -> None:
+        """Every array becomes the mean over the ranks (integer arrays: the maximum).
+
+        Floating arrays of one dtype travel in one Allreduce, integer arrays in another.
+        """
+        from mpi4py import MPI
+
+        for floating, op in ((True, MPI.SUM), (False, MPI.MAX)):
+            chosen = [a for a in arrays if np.issubdtype(a.dtype, np.floating) == floating]
+            if not chosen:
+                continue
+            dtype = np.result_type(*chosen)
+            buffer = np.concatenate([np.ravel(a).astype(dtype) for a in chosen])
+            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=op)
+            if floating:
+                buffer /= self.size
+            offset = 0
+            for array in chosen:
+                array[...] = buffer[offset : offset + array.size].reshape(array.shape)
+                offset += array.size
+
     def rows(self, n: int) -> slice:
         """This rank's contiguous share of ``n`` rows (sizes differ by at most 1)."""
         return shard(n, self.rank, self.size)
+
+    def shard_of(self, n: int, rank: int) -> slice:
+        """Rank ``rank``'s contiguous share of ``n`` rows."""
+        return shard(n, rank, self.size)
 
     def check_same(self, arrays: Sequence[Array], what: str) -> None:
         """Raise RuntimeError unless ``arrays`` hold the same bytes on every rank."""
@@ -92,14 +172,16 @@ class Communicator:
 def world() -> Communicator | None:
     """The MPI world this process was launched into, or None for a plain, single process.
 
-    mpi4py is imported only under an MPI launcher; without mpi4py (the ``mpi`` extra)
-    a launched process trains alone, as K independent copies would.
+    mpi4py is imported (MPI initialised) only under an MPI launcher; a launched process
+    one of several without mpi4py (the ``mpi`` extra) raises MissingMPI.
     """
-    if not any(name in os.environ for name in _LAUNCHER_VARIABLES):
+    place = launched()
+    if place is None:
         return None
+    check_mpi(*place)
     try:
         from mpi4py import MPI
-    except ImportError:
+    except ImportError:  # a world of one process: the plain path
         return None
     communicator = Communicator(MPI.COMM_WORLD)
     return communicator if communicator.size > 1 else None
@@ -110,23 +192,70 @@ def shard(n: int, rank: int, size: int) -> slice:
     return slice(n * rank // size, n * (rank + 1) // size)
 
 
-class GradientExchange:
-    """Every parameter's gradient, and the loss, in one contiguous buffer: one Allreduce a step.
+class RowShard:
+    """This rank's rows of an array of ``total`` rows, standing in for the whole array.
 
-    Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
-    straight into it. ``average(loss, share)`` scales this rank's part by its share
-    of the global batch, sums over the ranks, and returns the batch's loss.
+    Indexed as the whole array is, by row numbers (an index array, or a slice of step
+    1) among this rank's own, ``comm.rows(total)``; ``len`` and ``shape`` are the whole
+    array's. ``fit(comm=...)`` reads a rank's own rows alone, so a rank may hold these.
+    Shape: rows (stop - start, ...); shape (total, ...).
     """
 
-    def __init__(self, comm: Communicator, params: Sequence[Parameter]) -> None:
+    def __init__(self, rows: Array, start: int, total: int) -> None:
+        self.rows, self.start, self.stop, self.total = rows, start, start + len(rows), total
+        self.shape = (total, *rows.shape[1:])
+        self.ndim, self.dtype = rows.ndim, rows.dtype
+
+    @classmethod
+    def of(cls, array: Array, comm: "Communicator") -> "RowShard":
+        """A copy of ``array``'s rows that are ``comm``'s rank's (the array can then go)."""
+        rows = comm.rows(len(array))
+        return cls(np.array(array[rows]), rows.start, len(array))
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: Array | slice) -> Array:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.total)
+            if step == 1 and (start >= stop or (self.start <= start and stop <= self.stop)):
+                return self.rows[max(start - self.start, 0) : max(stop - self.start, 0)]
+        else:
+            index = np.asarray(index)
+            if not index.size or (self.start <= index.min() and index.max() < self.stop):
+                gathered: Array = self.rows[index - self.start]
+                return gathered
+        raise IndexError(
+            f"this rank holds rows {self.start} to {self.stop - 1} of {self.total}, "
+            f"received rows outside them: {index!r:.60}"
+        )
+
+
+class GradientExchange:
+    """Every parameter's gradient, the loss and a weight in one buffer: one Allreduce a step.
+
+    Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
+    straight into it, already scaled by this rank's share of the global batch (the
+    share scales ``grad_y_pred``); ``average(loss, share)`` sums gradients and losses
+    over the ranks and returns the batch's loss.
+
+    ``normalise``: the shares are weights whose sum the ranks do not know (a
+    class-weighted loss: each rank's rows' class weights); the sums are then divided by
+    the sum of the shares, exchanged in the same Allreduce.
+    """
+
+    def __init__(
+        self, comm: Communicator, params: Sequence[Parameter], normalise: bool = False
+    ) -> None:
         params = list({id(p): p for p in params}.values())  # a parameter held twice: once
         dtypes = {p.dtype for p in params}
         if len(dtypes) != 1:
             names = sorted(map(str, dtypes))
             raise TypeError(f"the parameters must share one dtype, received {names}")
-        self.comm, self.params = comm, list(params)
+        self.comm, self.params, self.normalise = comm, list(params), normalise
         sizes = [p.data.size for p in self.params]
-        self.buffer = np.zeros(sum(sizes) + 1, dtype=dtypes.pop())  # the last entry: the loss
+        # the last two entries: the loss, and the ranks' weights summed (see average)
+        self.buffer = np.zeros(sum(sizes) + 2, dtype=dtypes.pop())
         offsets = np.cumsum([0, *sizes])
         self.views = [
             self.buffer[a:b].reshape(p.shape)
@@ -136,14 +265,17 @@ class GradientExchange:
             parameter.grad = view
 
     def average(self, loss: float, share: float) -> float:
-        """Sum ``share * (gradient, loss)`` over the ranks into every ``.grad``; the loss."""
+        """Sum the (scaled) gradients and ``loss`` over the ranks into every ``.grad``; the loss.
+
+        ``share``: this rank's weight, summed too (``normalise`` divides by the sum).
+        """
         for parameter, view in zip(self.params, self.views, strict=True):
             grad = parameter.grad  # reading it writes the zeros of a lazy zero_grad
             if grad is not view:  # rebound since (Module.to, a layer's own array)
                 np.copyto(view, grad)
                 parameter.grad = view
-        self.buffer[-1] = loss
-        if share != 1.0:
-            self.buffer *= share
+        self.buffer[-2:] = loss, share
         self.comm.allreduce_sum(self.buffer)
-        return float(self.buffer[-1])
+        if self.normalise and self.buffer[-1] > 0:
+            self.buffer[:-1] /= self.buffer[-1]
+        return float(self.buffer[-2])

@@ -2,7 +2,8 @@
 
 The reduction is in the name: ``SumSquaredError`` (the tutorial's Euclidean
 error) sums over every element, ``MeanSquaredError`` averages over them, and
-``SoftmaxCrossEntropy`` averages over the batch.
+``SoftmaxCrossEntropy`` averages over the batch. Targets given as ``WeightedTargets``
+weigh each row (scikit-learn's ``sample_weight``): a mean becomes a weighted mean.
 """
 
 import math
@@ -13,6 +14,7 @@ import numpy as np
 from handprop._types import Array, check_dtype
 from handprop.backend import NUMPY, follow
 from handprop.registry import Registry
+from handprop.sample_weight import row_weights
 
 #: Loss classes by the names the command line and model files use.
 LOSSES: Registry[type["Loss"]] = Registry("loss")
@@ -66,6 +68,7 @@ class _ElementwiseError(Loss):
 
     def __init__(self) -> None:
         self.error: Array | None = None  # y_pred - y: the cache
+        self.rows: Array | None = None  # (N, 1) row weights of WeightedTargets: the cache
         self.grad_y_pred: Array | None = None  # work buffer
 
     def _error(self, y_pred: Array, y: Array) -> Array:
@@ -79,8 +82,16 @@ class _ElementwiseError(Loss):
                 f"received {tuple(y_pred.shape)} and {tuple(y.shape)}"
             )
         check_dtype(owner, "a target", y, xp.dtype_of(y_pred))
+        rows = row_weights(y, self.reduction, y.dtype)  # sample weights: numpy targets only
+        self.rows = None if rows is None else rows.reshape(len(rows), *(1,) * (y.ndim - 1))
         self.error = xp.subtract(y_pred, y, out=xp.reuse(self.error, y.shape, y.dtype))
         return self.error
+
+    def _weighed(self, values: Array) -> Array:
+        """``values`` (N, D_out), each row times its weight (in place), if the rows have any."""
+        if self.rows is not None:
+            self.xp.multiply(values, self.rows, out=values)
+        return values
 
     def _grad_buffer(self) -> tuple[Array, Array]:
         error = self._require_cache(self.error)
@@ -120,11 +131,11 @@ class SumSquaredError(_SquaredError):
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         # loss = np.square(y_pred - y).sum()
         squared = self._squared_error(y_pred, y)  # sets self.xp, from the input
-        return self.xp.sum(squared), 1
+        return self.xp.sum(self._weighed(squared)), 1
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
-        return self._times_error(2.0)
+        return self._weighed(self._times_error(2.0))
 
 
 @LOSSES.register("mse")
@@ -137,12 +148,12 @@ class MeanSquaredError(_SquaredError):
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         # loss = np.square(y_pred - y).mean()
         squared = self._squared_error(y_pred, y)
-        return self.xp.sum(squared), _size(squared)
+        return self.xp.sum(self._weighed(squared)), _size(squared)
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
-        return self._times_error(2.0 / _size(error))
+        return self._weighed(self._times_error(2.0 / _size(error)))
 
 
 @LOSSES.register("mae")
@@ -155,13 +166,13 @@ class MeanAbsoluteError(_ElementwiseError):
 
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         error = self._error(y_pred, y)  # sets self.xp, from the input
-        return self.xp.sum(self.xp.abs(error)), _size(error)
+        return self.xp.sum(self._weighed(self.xp.abs(error))), _size(error)
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
         self.xp.sign(error, out=grad_y_pred)
         self.xp.divide(grad_y_pred, _size(error), out=grad_y_pred)
-        return grad_y_pred
+        return self._weighed(grad_y_pred)
 
 
 @LOSSES.register("huber")
@@ -188,13 +199,13 @@ class Huber(_ElementwiseError):
         linear = xp.subtract(error, quadratic)  # the part beyond
         # loss = 0.5 * quadratic**2 + delta * linear
         loss = xp.add(xp.multiply(0.5, xp.square(quadratic)), xp.multiply(self.delta, linear))
-        return xp.sum(loss), _size(error)
+        return xp.sum(self._weighed(loss)), _size(error)
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
         self.xp.clip(error, -self.delta, self.delta, out=grad_y_pred)
         self.xp.divide(grad_y_pred, _size(error), out=grad_y_pred)
-        return grad_y_pred
+        return self._weighed(grad_y_pred)
 
     def __repr__(self) -> str:
         return f"Huber(delta={self.delta})"
@@ -228,7 +239,9 @@ class SoftmaxCrossEntropy(Loss):
 
     ``weight`` (C,), optional, weighs each class as ``torch.nn.CrossEntropyLoss(weight=)``
     does: ``loss = sum(weight[y] * nll) / sum(weight[y])``, and the gradient rows
-    are scaled by ``weight[y] / sum(weight[y])`` instead of ``1 / N``.
+    are scaled by ``weight[y] / sum(weight[y])`` instead of ``1 / N``. Labels given as
+    ``WeightedTargets`` weigh each row too: ``weight[y] * sample_weight`` (scikit-learn's
+    product of class and sample weights) in the same two formulas.
     """
 
     task = "classification"
@@ -246,34 +259,44 @@ class SoftmaxCrossEntropy(Loss):
         log_probs = log_softmax(y_pred, xp)
         self.probs, self.y = xp.exp(log_probs), y
         nll = xp.negative(xp.pick(log_probs, y))  # -log_probs[arange(N), y]
-        if self.weight is None:
-            return xp.mean(nll), 1
         weights = self._sample_weights(y_pred)
-        return xp.divide(xp.sum(xp.multiply(weights, nll)), xp.sum(weights)), 1
+        if weights is None:
+            return xp.mean(nll), 1
+        return xp.sum(xp.multiply(weights, nll)), 1
 
     def backward(self) -> Array:
         probs, y = self._require_cache(self.probs), self._require_cache(self.y)
         xp = self.xp
         grad_y_pred: Array = xp.copy(probs)
         xp.add_at(grad_y_pred, y, -1)  # grad_y_pred[arange(N), y] -= 1
-        if self.weight is None:
+        weights = self._sample_weights(probs)
+        if weights is None:
             xp.divide(grad_y_pred, len(y), out=grad_y_pred)
         else:
-            weights = self._sample_weights(probs)
-            scale = xp.divide(weights, xp.sum(weights))  # weight[y] / sum(weight[y])
-            xp.multiply(grad_y_pred, scale[:, None], out=grad_y_pred)
+            xp.multiply(grad_y_pred, weights[:, None], out=grad_y_pred)
         return grad_y_pred
 
-    def _sample_weights(self, y_pred: Array) -> Array:
-        """``weight[y]``, one per sample, in the scores' dtype."""
-        assert self.weight is not None and self.y is not None
-        if len(self.weight) != y_pred.shape[1]:
-            raise ValueError(
-                f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
-                f"have {y_pred.shape[1]} classes"
-            )
-        weight = self.xp.from_host(self.weight, self.xp.dtype_of(y_pred))
-        return self.xp.take(weight, self.y)  # type: ignore[no-any-return]
+    def _sample_weights(self, y_pred: Array) -> Array | None:
+        """``weight[y] * sample_weight / sum(weight[y] * sample_weight)`` (N,) in the scores'
+        dtype; None when neither is given; all 0 when sample weights sum to 0."""
+        assert self.y is not None
+        xp = self.xp
+        rows = row_weights(self.y, "sum", y_pred.dtype)  # sample weights: numpy labels only
+        if self.weight is None and rows is None:
+            return None
+        weights = rows
+        if self.weight is not None:
+            if len(self.weight) != y_pred.shape[1]:
+                raise ValueError(
+                    f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
+                    f"have {y_pred.shape[1]} classes"
+                )
+            weight = xp.take(xp.from_host(self.weight, xp.dtype_of(y_pred)), self.y)  # weight[y]
+            weights = weight if rows is None else xp.multiply(rows, weight)
+        total = xp.sum(weights)
+        if rows is not None and not total > 0:  # (read on the host: numpy only)
+            return xp.zeros_like(weights)
+        return xp.divide(weights, total)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         weight = "" if self.weight is None else f"weight={self.weight.tolist()}"

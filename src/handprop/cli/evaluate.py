@@ -52,7 +52,8 @@ def add_reading_options(parser: Any) -> None:
     parser.add_argument(
         "--drop-nonfinite",
         action="store_true",
-        help="drop rows with a missing cell the model does not impute, instead of refusing",
+        help="rows with a missing cell the model does not impute: evaluate scores the others, "
+        "predict writes NaN (a label: an empty cell) for them, instead of refusing",
     )
 
 
@@ -82,18 +83,33 @@ def model_encoding(saved: "SavedModel", data: str) -> "Encoding | None":
     return encoding
 
 
+def dropped_line(command: str, kept: Array, n_rows: int, what: str) -> str:
+    """The one line that says how many rows were dropped, which first, and what became of them."""
+    dropped = np.setdiff1d(np.arange(n_rows), kept)
+    first = ", ".join(str(row + 1) for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+    return (
+        f"{command}: dropped {len(dropped)} of {n_rows} rows holding a missing cell the model "
+        f"does not impute (data rows {first}, counted from 1); {what}"
+    )
+
+
 def evaluate(
     saved: "SavedModel", data: str, target: str | None, as_json: bool, out: TextIO,
     reading: Reading = Reading(),
 ) -> int:  # fmt: skip
     """Print the model's metrics on ``data``: text, or exactly one JSON object with ``as_json``."""
-    from handprop.data import CsvFormat, load_dataset
+    from handprop.data import CsvFormat, read_table
 
-    dataset = load_dataset(
+    table = read_table(
         data, target=_target(saved, data, target), task=saved.task,
         drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
         encoding=model_encoding(saved, data),
     )  # fmt: skip
+    if len(table) < len(table.usable):
+        kept = np.flatnonzero(table.usable)
+        line = dropped_line("evaluate", kept, len(table.usable), "the scores are the others'")
+        print(line, file=sys.stderr)
+    dataset = table.dataset()
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()
     with np.errstate(over="ignore", invalid="ignore"):  # a score that overflows is reported
         if saved.classes is not None:

@@ -9,6 +9,7 @@ _REWRITES: tuple[tuple[str, str], ...] = (
     (r'impute="mean", "median" or "most-frequent"', "--impute mean|median|most-frequent"),
     (r'impute="([\w-]+)"', r"--impute \1"),
     (r'delimiter="([^"]+)"', r'--delimiter "\1"'),
+    (r'decimal=","', "--decimal ,"),
     (r'(drop|categorical|features)=\[("(?:[^"\\]|\\.)*")\]', r"--\1 \2"),
     (r"validation_fraction=(\w+)", r"--validation-fraction \1"),
     (r'class_weight="(\w+)"', r"--class-weight \1"),

@@ -12,7 +12,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.cli.arguments import DATA_HELP, placement
-from handprop.cli.evaluate import Reading, add_reading_options, model_encoding
+from handprop.cli.evaluate import Reading, add_reading_options, dropped_line, model_encoding
 from handprop.cli.outputs import check_distinct, check_output, data_file
 from handprop.losses import log_softmax
 
@@ -66,7 +66,7 @@ def predict_file(
     that are not finite (features beyond what the model can take) are refused.
     """
     from handprop.checkpoint import write_atomically
-    from handprop.data import CsvFormat, load_features
+    from handprop.data import CsvFormat, read_features
 
     to_stdout = str(output) == "-"
     if not to_stdout and output.suffix not in (".csv", ".npy"):
@@ -76,28 +76,73 @@ def predict_file(
     if proba and saved.classes is None:
         raise ValueError("--proba needs a classification model; this one does regression")
     names = saved.info.get("feature_names")
-    x = load_features(
+    features = read_features(
         data, names if isinstance(names, list) else None, encoding=model_encoding(saved, data),
         drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
     )  # fmt: skip
-    tables = (_prediction_table(saved, start, scores, proba) for start, scores in
-              saved.output_batches(x))  # fmt: skip
+    dropped = features.n_rows - len(features.kept)
+    if dropped:
+        _check_gaps(saved, output, proba)
+        what = "their predictions are NaN (a label: an empty cell)"
+        print(dropped_line("predict", features.kept, features.n_rows, what), file=sys.stderr)
+    tables: Iterator[tuple[list[str], Array]] = (
+        _prediction_table(saved, features.kept[start:], scores, proba)
+        for start, scores in saved.output_batches(features.x)
+    )
+    if dropped:
+        tables = _with_gaps(tables, features.kept, features.n_rows)
+    rows = features.n_rows
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs are refused
         if to_stdout:
-            text = b"".join(_encoded(tables, len(x), ".csv"))  # all, or nothing on an error
+            text = b"".join(_encoded(tables, rows, ".csv"))  # all, or nothing on an error
             sys.stdout.buffer.write(text)
             sys.stdout.flush()
         else:
-            write_atomically(output, _encoded(tables, len(x), output.suffix))
+            write_atomically(output, _encoded(tables, rows, output.suffix))
     return 0
 
 
+def _check_gaps(saved: "SavedModel", output: Path, proba: bool) -> None:
+    """A .npy file of class labels has no value for a dropped row's label: refused."""
+    if output.suffix == ".npy" and saved.classes is not None and not proba:
+        raise ValueError(
+            "a .npy file of class labels cannot leave a dropped row's label empty; write "
+            "--output predictions.csv (empty cells there), or --proba (NaN rows)"
+        )
+
+
+def _with_gaps(
+    tables: Iterator[tuple[list[str], Array]], kept: Array, n_rows: int
+) -> Iterator[tuple[list[str], Array]]:
+    """Each batch's rows at their rows of the data, with a dropped row's as NaN (an empty
+    cell for a class label): row i of the output is row i of the data."""
+    done = start = 0
+    header: list[str] = []
+    table = np.empty(0)
+    for header, table in tables:
+        rows = kept[start : start + len(table)]
+        start += len(table)
+        filled = _empty_rows(rows[-1] + 1 - done, table)
+        filled[rows - done] = table
+        done = int(rows[-1]) + 1
+        yield header, filled
+    if done < n_rows:
+        yield header, _empty_rows(n_rows - done, table)
+
+
+def _empty_rows(n: int, like: Array) -> Array:
+    """``n`` rows shaped as those of ``like``: NaN for numbers, None (empty cells) for labels."""
+    if like.dtype.kind == "f":
+        return np.full((n, *like.shape[1:]), np.nan, dtype=like.dtype)
+    return np.full((n, *like.shape[1:]), None, dtype=object)
+
+
 def _prediction_table(
-    saved: "SavedModel", start: int, outputs: Array, proba: bool
+    saved: "SavedModel", rows: Array, outputs: Array, proba: bool
 ) -> tuple[list[str], Array]:
-    """The header and the rows of one batch whose first row is ``start``."""
+    """The header and the rows of one batch, whose rows of the data begin ``rows``."""
     if not np.isfinite(outputs).all():
-        row = start + int(np.argmin(np.isfinite(outputs).all(axis=1)))
+        row = int(rows[int(np.argmin(np.isfinite(outputs).all(axis=1)))])
         raise ValueError(
             f"the model's outputs for data row {row + 1} are not finite (features too large "
             "for it?); nothing was written"

@@ -1,8 +1,8 @@
 """The data of a training job, split and standardised, and what a model file records about it."""
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 
@@ -14,10 +14,10 @@ from handprop.data import (
     DataError,
     Dataset,
     Standardizer,
-    load_dataset,
-    train_validation_split,
+    read_table,
 )
-from handprop.distributed import Communicator
+from handprop.data.transform import balanced_class_weights, hold_out
+from handprop.distributed import Communicator, RowShard
 from handprop.layers import Linear, Sequential
 from handprop.moments import Moments
 
@@ -33,6 +33,9 @@ class Prepared:
     x_scaler: Standardizer | None
     y_scaler: Standardizer | None
     test: tuple[Array, Array] | None = None  # held out from training and validation alike
+    # under K ranks, where each holds its own rows alone: what needs all of them
+    digest: str | None = None  # validation_digest()
+    class_weight: Array | None = None  # balanced_class_weights of every training label
 
     @property
     def d_out(self) -> int:
@@ -60,6 +63,8 @@ class Prepared:
         A resumed run whose digest differs would train on other rows, or on validation
         rows (another seed or validation fraction, another --data).
         """
+        if self.digest is not None:
+            return self.digest
         digest = hashlib.sha256()
         for array in self.validation or ():
             digest.update(str((array.shape, array.dtype.str)).encode())
@@ -86,16 +91,22 @@ def prepare(
 
         return prepare_mapped(config, saved, comm)
     columns = Columns(config.features, config.drop, config.categorical, config.impute)
-    dataset = load_dataset(
+    table = read_table(
         config.data, target=config.target, task=config.task, drop_nonfinite=config.drop_nonfinite,
         columns=columns, form=csv_format(config.delimiter, config.decimal),
     )  # fmt: skip
-    dataset, test = train_validation_split(  # the test rows first: never seen in training
-        dataset, config.test_fraction, np.random.default_rng([config.seed, 3])
+    rows, test_rows = hold_out(  # the test rows first: never seen in training
+        len(table), config.test_fraction, np.random.default_rng([config.seed, 3])
     )
-    training, validation = train_validation_split(
-        dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
+    kept, held = hold_out(
+        len(rows), config.validation_fraction, np.random.default_rng([config.seed, 0])
     )
+    train_rows, validation_rows = rows[kept], None if held is None else rows[held]
+    # the categories and imputed values from the training rows alone: nothing leaks
+    dataset = table.dataset(fit_rows=train_rows)
+    training = dataset.take(train_rows)
+    validation = None if validation_rows is None else dataset.take(validation_rows)
+    test = None if test_rows is None else dataset.take(test_rows)
     x_scaler = y_scaler = None
     if saved is not None:
         x_scaler = saved_scaler(saved.get("x_scaler"))
@@ -106,7 +117,32 @@ def prepare(
     train = _arrays(training, x_scaler, y_scaler, config.dtype)
     val = None if validation is None else _arrays(validation, x_scaler, y_scaler, config.dtype)
     held_out = None if test is None else _arrays(test, x_scaler, y_scaler, config.dtype)
-    return Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler, held_out)
+    prepared = Prepared(dataset, train[0], train[1], val, x_scaler, y_scaler, held_out)
+    return prepared if comm is None else _own_rows(prepared, comm, config)
+
+
+def _own_rows(prepared: Prepared, comm: Communicator, config: TrainConfig) -> Prepared:
+    """``prepared`` holding this rank's rows alone (``RowShard``); rank 0 keeps the test rows.
+
+    Every rank read the whole file; keeping only its share afterwards divides the
+    training memory by the ranks. What needs every row is measured first.
+    """
+    weight = None
+    if config.class_weight == "balanced":
+        weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+
+    def shards(data: tuple[Array, Array]) -> tuple[Array, Array]:
+        return cast(Array, RowShard.of(data[0], comm)), cast(Array, RowShard.of(data[1], comm))
+
+    x, y = shards((prepared.train_x, prepared.train_y))
+    dataset = prepared.dataset
+    return replace(
+        prepared, dataset=replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy()),
+        train_x=x, train_y=y,
+        validation=None if prepared.validation is None else shards(prepared.validation),
+        test=prepared.test if comm.rank == 0 else None,
+        digest=prepared.validation_digest(), class_weight=weight,
+    )  # fmt: skip
 
 
 def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:
@@ -186,6 +222,8 @@ def collapse_warning(model: Sequential, prepared: Prepared) -> str:
     if classes is None or prepared.validation is None:
         return ""
     x, _ = prepared.validation
+    if isinstance(x, RowShard):  # under K ranks, rank 0's share of them
+        x = x.rows
     predicted = np.unique(np.argmax(model.predict(x), axis=1))
     if len(predicted) != 1 or len(classes) < 2:
         return ""

@@ -149,14 +149,44 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; under ``mpiexec -n K`` (with the mpi extra), on K ranks, rank 0 writing."""
+    """Train; under ``mpiexec -n K`` (with the mpi extra), on K ranks, rank 0 writing.
+
+    Each rank's work runs in a child process its launched process watches, so that a
+    rank killed by a signal is named (``cli.ranks.watched``).
+    """
+    from handprop.distributed import MissingMPI, check_mpi, launched, mpi_installed
+
+    place = launched()
+    if place is None:
+        return _train(args, None)
+    try:
+        check_mpi(*place)
+    except MissingMPI as error:  # K copies would each train alone: one line, from rank 0
+        if place[0] == 0:
+            print(f"handprop: {error}", file=sys.stderr)
+        return 2
+    if not mpi_installed():  # mpiexec -n 1 without the extra: one process
+        return _train(args, None)
+    # with mpi4py, MPI says the size: a launcher's variables may not (PMIx's rank alone)
+    if _mpi_started():  # MPI runs in this process already (a caller of main): no child
+        return _on_every_rank(args)
+    from handprop.cli.ranks import watched
+
+    return watched(*place, lambda: _on_every_rank(args))
+
+
+def _mpi_started() -> bool:
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi is not None and bool(mpi.Is_initialized())
+
+
+def _on_every_rank(args: argparse.Namespace) -> int:
+    from handprop.cli.ranks import on_every_rank
     from handprop.distributed import world
 
-    comm = world()
+    comm = world()  # initialises MPI
     if comm is None:
         return _train(args, None)
-    from handprop.cli.ranks import on_every_rank
-
     return on_every_rank(comm, lambda: _train(args, comm))
 
 

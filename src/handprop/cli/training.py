@@ -242,7 +242,9 @@ def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
 def _loss(config: TrainConfig, prepared: Prepared) -> Loss:
     """The loss named by --loss (set by with_task before a job starts), with --class-weight."""
     if config.class_weight == "balanced":
-        weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+        weight = prepared.class_weight  # measured before the ranks kept their own rows
+        if weight is None:
+            weight = balanced_class_weights(prepared.train_y, prepared.d_out)
         return SoftmaxCrossEntropy(weight=weight)
     return LOSSES[config.loss or "mse"]()
 

@@ -16,7 +16,16 @@ from handprop.data.csv_file import CsvFormat
 from handprop.data.dataset import TASKS, DataError, Dataset
 from handprop.data.encoding import Encoding
 from handprop.data.images import digits_images, load_images
-from handprop.data.load import Columns, infer_task, load_dataset, load_features
+from handprop.data.load import (
+    Columns,
+    Features,
+    Table,
+    infer_task,
+    load_dataset,
+    load_features,
+    read_features,
+    read_table,
+)
 from handprop.data.named import DATASET_TASKS
 from handprop.data.transform import Standardizer, train_validation_split
 
@@ -28,11 +37,15 @@ __all__ = [
     "DataError",
     "Dataset",
     "Encoding",
+    "Features",
     "Standardizer",
+    "Table",
     "digits_images",
     "infer_task",
     "load_dataset",
     "load_features",
     "load_images",
+    "read_features",
+    "read_table",
     "train_validation_split",
 ]

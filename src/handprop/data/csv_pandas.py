@@ -40,15 +40,18 @@ def _read(pandas: Any, path: str, delimiter: str, decimal: str) -> CsvTable | No
         data = file.read()
     data = data.removeprefix(b"\xef\xbb\xbf")
     # counted in bytes: in UTF-8 no byte of a longer character is "\n" or a delimiter
-    if b'"' in data or b"\r" in data or b"\n\n" in data:
+    if b'"' in data or b"\r" in data:
         return None
-    lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    first = data[: data.find(b"\n") if b"\n" in data else len(data)].decode("utf-8")
+    newlines, delimiters = _count(data, b"\n", delimiter.encode())
+    lines = newlines + (not data.endswith(b"\n"))
+    first = data[: data.find(b"\n") if newlines else len(data)].decode("utf-8")
     header = [name.strip() for name in next(csv.reader([first], delimiter=delimiter))]
     width = len(header)
     if not 2 <= width <= _MAX_WIDTH or len(set(header)) != width or lines < 2:
         return None
-    if data.count(delimiter.encode()) != lines * (width - 1):  # too few or too many cells
+    # Too few or too many cells. A line with too few (a blank one too) would need another
+    # with too many to make up the count, and pandas' C parser refuses a line with too many.
+    if delimiters != lines * (width - 1):
         return None
     del data
     frame = pandas.read_csv(
@@ -63,6 +66,19 @@ def _read(pandas: Any, path: str, delimiter: str, decimal: str) -> CsvTable | No
     if len(columns) != width:
         return None
     return CsvTable(header, delimiter, len(frame), None, columns.__getitem__)
+
+
+def _count(data: bytes, newline: bytes, delimiter: bytes) -> tuple[int, int]:
+    """How many times ``data`` holds the byte ``newline`` and ``delimiter``: numpy's compare,
+    a MiB at a time (4-8x ``bytes.count`` for bytes as frequent as these, no large temporary)."""
+    if len(delimiter) != 1:  # a character beyond ASCII
+        return data.count(newline), data.count(delimiter)
+    found, step = np.zeros(2, dtype=np.int64), 1 << 20
+    codes = np.frombuffer(data, dtype=np.uint8)
+    for start in range(0, len(codes), step):
+        block = codes[start : start + step]
+        found += np.count_nonzero(block == newline[0]), np.count_nonzero(block == delimiter[0])
+    return int(found[0]), int(found[1])
 
 
 def _column(series: Any) -> Array | list[str] | None:

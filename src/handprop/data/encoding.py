@@ -5,6 +5,7 @@ An ``Encoding`` is fitted on training data and saved with the model, so that eva
 prediction encode new data the same way.
 """
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -79,13 +80,16 @@ class Encoding:
                 mask[:, k] = _cells_missing(raw, k, column)
         return mask
 
-    def transform(self, raw: RawTable, rows: Array) -> Array:
+    def transform(self, raw: RawTable, rows: Array, unseen: str = "error") -> Array:
         """The network's inputs (len(rows), D_in) float64 for ``rows`` of ``raw``.
 
         Missing cells take their fill (NaN without one); a category the encoding does not
-        know raises DataError.
+        know raises DataError, or (``unseen="zeros"``, for the rows held out of fitting)
+        is encoded as all zeros: the network knows nothing of it.
         """
         if self.is_plain:
+            if len(rows) == len(raw.x) and np.array_equal(rows, np.arange(len(rows))):
+                return np.ascontiguousarray(raw.x, dtype=np.float64)  # every row: no copy
             return np.ascontiguousarray(raw.x[rows], dtype=np.float64)
         x = np.zeros((len(rows), len(self.feature_names)))
         start = 0
@@ -97,7 +101,8 @@ class Encoding:
                 x[:, start] = values
                 start += 1
             else:
-                _one_hot(raw, k, column, rows, x[:, start : start + len(column.categories)])
+                columns = x[:, start : start + len(column.categories)]
+                _one_hot(raw, k, column, rows, columns, unseen == "zeros")
                 start += len(column.categories)
         return x
 
@@ -123,13 +128,19 @@ def plain_encoding(names: Sequence[str]) -> Encoding:
     return Encoding(tuple(ColumnCode(name) for name in names))
 
 
-def fit_encoding(raw: RawTable, categorical: Sequence[str] | None, impute: str | None) -> Encoding:
+def fit_encoding(
+    raw: RawTable, categorical: Sequence[str] | None, impute: str | None, rows: Array | None = None
+) -> Encoding:
     """Each column's code: categorical if named in ``categorical`` (None: if it holds text
-    with few distinct values), and its fill for ``impute`` (None: no filling)."""
+    with few distinct values), and its fill for ``impute`` (None: no filling).
+
+    ``rows`` (indices): the training rows, whose categories and statistics the encoding
+    takes (default: all); which columns are categorical is decided on every row.
+    """
     if impute is not None and impute not in IMPUTE:
         raise DataError(f"impute must be one of {', '.join(IMPUTE)}, received {impute!r}")
-    named = set(categorical or ())
-    unknown = sorted(named - set(raw.feature_names))
+    unknown = sorted(set(categorical or ()) - set(raw.feature_names))
+    named = set(categorical or ()) | set(raw.categorical)
     if unknown:
         raise DataError(
             f"{raw.source}: categorical names {shown(unknown[0])}, which is not a feature column"
@@ -138,11 +149,12 @@ def fit_encoding(raw: RawTable, categorical: Sequence[str] | None, impute: str |
     for k, name in enumerate(raw.feature_names):
         is_text = k in raw.text and (categorical is None or name in named)
         if name in named or is_text:
-            column = ColumnCode(name, _categories(raw, k, name, declared=name in named))
+            found = _categories(raw, k, name, declared=name in named)
+            column = ColumnCode(name, found if rows is None else _present(raw, k, name, rows))
         else:
             column = ColumnCode(name)
         if impute is not None:
-            column = replace(column, fill=_fill(raw, k, column, impute))
+            column = replace(column, fill=_fill(raw, k, column, impute, rows))
         columns.append(column)
     return Encoding(tuple(columns))
 
@@ -177,11 +189,12 @@ def _texts(raw: RawTable, k: int) -> Array:
         return raw.text[k]
     values = raw.x[:, k]
     texts = np.empty(len(values), dtype=object)
-    texts[:] = [_number_text(v) for v in values.tolist()]
+    texts[:] = [number_text(v) for v in values.tolist()]
     return texts
 
 
-def _number_text(value: float) -> str:
+def number_text(value: float) -> str:
+    """A number as a category's text: ``1`` for 1.0, ``""`` for NaN or infinity."""
     if value != value or value in (float("inf"), float("-inf")):
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)
@@ -206,6 +219,11 @@ def _categories(raw: RawTable, k: int, name: str, declared: bool) -> tuple[str, 
         if not distinct:
             raise DataError(f"{raw.source}: column {shown(name)} holds no value to encode")
         return tuple(distinct)
+    if decimal_commas(present):
+        raise DataError(
+            f"{raw.source}: column {shown(name)} holds numbers written with a decimal comma "
+            f'({_cell(str(present[0]))}); read them as numbers: decimal=","'
+        )
     numbers = int(np.isfinite(raw.x[:, k]).sum())
     if numbers >= len(present) - numbers:  # mostly numbers: a typo, not a category
         bad = np.argmax((texts != "") & np.isnan(raw.x[:, k]))
@@ -222,6 +240,23 @@ def _categories(raw: RawTable, k: int, name: str, declared: bool) -> tuple[str, 
     return tuple(distinct)
 
 
+def _present(raw: RawTable, k: int, name: str, rows: Array) -> tuple[str, ...]:
+    """The categories of column ``k`` found in ``rows``."""
+    texts = _texts(raw, k)[rows]
+    distinct = sorted(set(texts[texts != ""].tolist()))
+    if not distinct:
+        raise DataError(f"{raw.source}: column {shown(name)} holds no value in the training rows")
+    return tuple(distinct)
+
+
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?")
+
+
+def decimal_commas(texts: Array) -> bool:
+    """Whether every one of ``texts`` is a number with a decimal comma ("3,52"), and one is."""
+    return len(texts) > 0 and all(_DECIMAL_COMMA.fullmatch(text) for text in texts.tolist())
+
+
 def _check_numbers(raw: RawTable, k: int, name: str) -> None:
     wrong = (raw.text[k] != "") & np.isnan(raw.x[:, k])
     if wrong.any():
@@ -232,15 +267,22 @@ def _check_numbers(raw: RawTable, k: int, name: str) -> None:
         )
 
 
-def _fill(raw: RawTable, k: int, column: ColumnCode, impute: str) -> float | str:
+def _fill(
+    raw: RawTable, k: int, column: ColumnCode, impute: str, rows: Array | None
+) -> float | str:
+    """The fill of column ``k`` for ``impute``, from ``rows`` (None: every row)."""
+    taken = slice(None) if rows is None else rows
     if column.categories is not None:  # a category's fill is its most frequent one
-        texts = _texts(raw, k)
+        texts = _texts(raw, k)[taken]
         seen: Counter[str] = Counter(texts[texts != ""].tolist())
         return str(min(seen, key=lambda value: (-seen[value], value)))
-    values = raw.x[:, k].astype(np.float64)
+    values = raw.x[taken, k].astype(np.float64)
     values = values[np.isfinite(values)]
     if len(values) == 0:
-        raise DataError(f"{raw.source}: column {shown(column.name)} holds no number to impute from")
+        raise DataError(
+            f"{raw.source}: column {shown(column.name)} holds no number to impute from"
+            + ("" if rows is None else " in the training rows")
+        )
     if impute == "mean":
         return float(values.mean())
     if impute == "median":
@@ -249,7 +291,9 @@ def _fill(raw: RawTable, k: int, column: ColumnCode, impute: str) -> float | str
     return float(distinct[np.argmax(counts)])  # the smallest of the most frequent
 
 
-def _one_hot(raw: RawTable, k: int, column: ColumnCode, rows: Array, out: Array) -> None:
+def _one_hot(
+    raw: RawTable, k: int, column: ColumnCode, rows: Array, out: Array, zeros: bool
+) -> None:
     assert column.categories is not None
     index = {category: i for i, category in enumerate(column.categories)}
     texts = _texts(raw, k)
@@ -261,7 +305,7 @@ def _one_hot(raw: RawTable, k: int, column: ColumnCode, rows: Array, out: Array)
             out[position] = np.nan
         elif value in index:
             out[position, index[value]] = 1.0
-        else:
+        elif not zeros:
             known = ", ".join(shown(c) for c in column.categories[:10])
             raise DataError(
                 f"{raw.source} {raw.locate(row)}, column {shown(column.name)}: {_cell(value)} is "

@@ -3,19 +3,25 @@
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
 from handprop.data.arrays import load_npy, load_npy_features, load_npz, load_npz_features
+from handprop.data.checks import checked_rows, encode_classes, finite_rows
 from handprop.data.csv_file import CsvFormat, load_csv, load_csv_features
 from handprop.data.dataset import TASKS, DataError, Dataset
-from handprop.data.encoding import Encoding, fit_encoding, plain_encoding, select_columns
+from handprop.data.encoding import (
+    Encoding,
+    decimal_commas,
+    fit_encoding,
+    plain_encoding,
+    select_columns,
+)
+from handprop.data.frame import Frame, frame_features, frame_table, is_frame
 from handprop.data.named import BUNDLED, DATASET_TASKS
-from handprop.data.raw import RawTable, check_one_target, shown
+from handprop.data.raw import RawTable, shown
 
-_MISSING = "NaN, infinity or an empty cell"
 _FILE_LOADERS: dict[str, Callable[[str, str | None, str], RawTable]] = {
     ".npy": load_npy,
     ".npz": load_npz,
@@ -41,7 +47,7 @@ class Columns:
 
 
 def load_dataset(
-    source: str,
+    source: str | Frame,
     *,
     target: str | None = None,
     task: str | None = "regression",
@@ -50,7 +56,8 @@ def load_dataset(
     form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
     encoding: Encoding | None = None,
 ) -> Dataset:
-    """Load a file (``.csv``, ``.tsv``, ``.npy``, ``.npz``) or a bundled data set by name.
+    """Load a file (``.csv``, ``.tsv``, ``.npy``, ``.npz``), a bundled data set by name, or a
+    pandas DataFrame (its column names; ``category`` and text columns one-hot encoded).
 
     ``target`` picks the target columns: CSV names (``"a"`` or ``"a,b"``) or
     ``.npy`` 0-based column indices (``"3"`` or ``"3,4"``); default the last
@@ -61,8 +68,72 @@ def load_dataset(
     delimiter and decimal mark. ``encoding``: a trained model's, applied instead of
     fitting one (the columns it names are used, encoded as in training).
 
+    The encoding (categories, fills) is fitted on every row: to fit it on a training part
+    alone, use ``read_table(...).dataset(fit_rows)``.
+
     Shape: returns x (N, D_in); y (N, D_out) or (N,) class indices.
     """
+    table = read_table(
+        source, target=target, task=task, drop_nonfinite=drop_nonfinite, columns=columns,
+        form=form, encoding=encoding,
+    )  # fmt: skip
+    return table.dataset()
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A source read and checked, before its columns are encoded: ``read_table``'s result.
+
+    ``len(table)`` rows are usable (those with a missing cell that nothing fills are left
+    out); ``dataset(fit_rows)`` encodes them, the encoding fitted on ``fit_rows`` alone.
+    """
+
+    raw: RawTable
+    task: str
+    note: str
+    usable: Array  # (N_raw,) bool: the rows kept
+    layout: Encoding  # the columns' kinds and fills: the given encoding, or one from every row
+    columns: Columns | None  # how to fit the encoding; None: ``layout`` is a trained model's
+
+    def __len__(self) -> int:
+        return int(self.usable.sum())
+
+    def dataset(self, fit_rows: Array | None = None) -> Dataset:
+        """The usable rows as a Dataset, encoded by an encoding whose categories and imputed
+        values come from ``fit_rows`` (indices into the usable rows; default: all of them).
+
+        A category seen only outside ``fit_rows`` (in a held-out part) is encoded as all
+        zeros there. A trained model's encoding is applied as it is.
+        """
+        raw, rows = self.raw, np.flatnonzero(self.usable)
+        encoding, unseen = self.layout, "error"
+        if self.columns is not None and fit_rows is not None:
+            columns = self.columns
+            encoding = fit_encoding(raw, columns.categorical, columns.impute, rows[fit_rows])
+            unseen = "zeros"
+        classes, y = None, raw.y[rows]
+        if self.task == "classification":
+            classes, y = encode_classes(y[:, 0])
+        else:
+            y = np.ascontiguousarray(y, dtype=np.float64)
+        x = encoding.transform(raw, rows, unseen)
+        return Dataset(
+            x, y, encoding.feature_names, raw.target_names, classes, raw.source,
+            None if encoding.is_plain else encoding, self.note,
+        )  # fmt: skip
+
+
+def read_table(
+    source: str | Frame,
+    *,
+    target: str | None = None,
+    task: str | None = "regression",
+    drop_nonfinite: bool = False,
+    columns: Columns = Columns(),
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+    encoding: Encoding | None = None,
+) -> Table:
+    """``load_dataset``'s reading and checks, with the encoding left to ``Table.dataset``."""
     if task is not None and task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, received {task!r}")
     if encoding is not None:
@@ -72,32 +143,61 @@ def load_dataset(
     if task is None:
         task, note = infer_task(raw)
     raw = select_columns(raw, columns.features, columns.drop)
+    trained = encoding is not None
     if encoding is None:
         encoding = fit_encoding(raw, columns.categorical, columns.impute)
-    return _finish(raw, task, drop_nonfinite, encoding, note)
+    usable = checked_rows(raw, task, drop_nonfinite, encoding)
+    return Table(raw, task, note, usable, encoding, None if trained else columns)
 
 
 def load_features(
-    source: str,
+    source: str | Frame,
     feature_names: Sequence[str] | None = None,
     *,
     encoding: Encoding | None = None,
     drop_nonfinite: bool = False,
     form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
 ) -> Array:
-    """The features alone, for prediction, as float64 (N, D_in).
+    """The features alone, for prediction, as float64 (N, D_in): ``read_features(...).x``."""
+    features = read_features(
+        source, feature_names, encoding=encoding, drop_nonfinite=drop_nonfinite, form=form
+    )
+    return features.x
 
-    With ``encoding`` (a trained model's), the file's columns it names, encoded as in
-    training; else a ``.csv`` file's columns called ``feature_names`` (default: all;
-    other columns, such as targets, are ignored), every column of a ``.npy`` file, the
-    array ``x`` of a ``.npz`` file, or the features of a bundled data set. Rows holding a
-    missing cell that the encoding does not fill are refused, or dropped with
-    ``drop_nonfinite``.
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """The features of a source's rows: x (N_kept, D_in) float64 for the rows ``kept``
+    (N_kept,), indices among the source's ``n_rows`` (the others held a missing cell)."""
+
+    x: Array
+    kept: Array
+    n_rows: int
+
+
+def read_features(
+    source: str | Frame,
+    feature_names: Sequence[str] | None = None,
+    *,
+    encoding: Encoding | None = None,
+    drop_nonfinite: bool = False,
+    form: CsvFormat = CsvFormat(),  # noqa: B008 (frozen)
+) -> Features:
+    """The features alone, for prediction, and which of the source's rows they are.
+
+    With ``encoding`` (a trained model's), the file's (or DataFrame's) columns it names,
+    encoded as in training; else a ``.csv`` file's or a DataFrame's columns called
+    ``feature_names`` (default: all; other columns, such as targets, are ignored), every
+    column of a ``.npy`` file, the array ``x`` of a ``.npz`` file, or the features of a
+    bundled data set. Rows holding a missing cell that the encoding does not fill are
+    refused, or dropped with ``drop_nonfinite``.
     """
-    extension = os.path.splitext(source)[1].lower()
     names = encoding.input_names if encoding is not None else feature_names
     text = () if encoding is None else encoding.categorical
-    if extension in (".csv", ".tsv"):
+    extension = ".frame" if is_frame(source) else os.path.splitext(source)[1].lower()
+    if extension == ".frame":
+        raw = frame_features(source, None if names is None else tuple(names))
+    elif extension in (".csv", ".tsv"):
         raw = load_csv_features(source, names, form, text)
     elif extension == ".npy":
         raw = load_npy_features(source)
@@ -107,15 +207,15 @@ def load_features(
         raw = BUNDLED[source]()
     else:
         raise DataError(_unknown_source(source))
-    if encoding is None or extension not in (".csv", ".tsv"):
+    if encoding is None or extension not in (".csv", ".tsv", ".frame"):
         encoding = encoding or plain_encoding(raw.feature_names)
         if len(encoding.columns) != raw.x.shape[1]:
             raise DataError(
                 f"{source} has {raw.x.shape[1]} feature columns, the model takes "
                 f"{len(encoding.columns)}"
             )
-    keep = _finite_rows(raw, encoding, drop_nonfinite)
-    return encoding.transform(raw, np.flatnonzero(keep))
+    kept = np.flatnonzero(finite_rows(raw, encoding, drop_nonfinite))
+    return Features(encoding.transform(raw, kept), kept, len(raw.x))
 
 
 def infer_task(raw: RawTable) -> tuple[str, str]:
@@ -128,6 +228,11 @@ def infer_task(raw: RawTable) -> tuple[str, str]:
     name = shown(raw.target_names[0])
     if y.dtype.kind in "UOSb":
         labels = {label for label in y[:, 0].tolist() if label != ""}
+        if y.dtype.kind != "b" and decimal_commas(np.array(sorted(labels), dtype=object)):
+            raise DataError(
+                f"{raw.source}: the target {name} holds numbers written with a decimal comma "
+                f'({sorted(labels)[0]!r:.40}); read them as numbers: decimal=","'
+            )
         if y.dtype.kind != "b" and len(labels) < 2:
             raise DataError(
                 f"{raw.source}: the target {name} holds the text {len(labels)} label(s) "
@@ -150,8 +255,14 @@ def infer_task(raw: RawTable) -> tuple[str, str]:
 
 
 def _read(
-    source: str, target: str | None, task: str | None, columns: Columns, form: CsvFormat
+    source: str | Frame,
+    target: str | None,
+    task: str | None,
+    columns: Columns,
+    form: CsvFormat,
 ) -> RawTable:
+    if is_frame(source):
+        return frame_table(source, target, task)
     extension = os.path.splitext(source)[1].lower()
     if extension in (".csv", ".tsv"):
         return load_csv(source, target, task, form, columns.categorical or ())
@@ -171,83 +282,3 @@ def _unknown_source(source: str) -> str:
         f"unknown data set {source!r}: expected one of {', '.join(sorted(BUNDLED))}, "
         "or the path of an existing file ending .csv, .tsv, .npy or .npz"
     )
-
-
-# ----- the checks that every source shares ----------------------------------------------
-
-
-def _finish(
-    raw: RawTable, task: str, drop_nonfinite: bool, encoding: Encoding, note: str
-) -> Dataset:
-    x, y = raw.x, raw.y
-    if len(x) != len(y):
-        raise DataError(f"{raw.source}: x has {len(x)} rows but y has {len(y)}; give both N rows")
-    if len(x) == 0:
-        raise DataError(f"{raw.source} holds no samples")
-    _check_kinds(raw, task)
-    keep = _finite_rows(raw, encoding, drop_nonfinite)
-    classes = None
-    if task == "classification":
-        _check_whole_labels(raw)
-        classes, y = _encode_classes(y[keep, 0])
-    else:
-        y = np.ascontiguousarray(y[keep], dtype=np.float64)
-    x = encoding.transform(raw, np.flatnonzero(keep))
-    return Dataset(
-        x, y, encoding.feature_names, raw.target_names, classes, raw.source,
-        None if encoding.is_plain else encoding, note,
-    )  # fmt: skip
-
-
-def _check_kinds(raw: RawTable, task: str) -> None:
-    if raw.x.dtype.kind not in "biuf":
-        raise DataError(f"{raw.source}: the features have dtype {raw.x.dtype}, expected numbers")
-    if task == "classification":
-        check_one_target(raw.source, raw.target_names)
-    if raw.y.dtype.kind not in ("biufUO" if task == "classification" else "biuf"):
-        hint = '; class labels need task="classification"' if raw.y.dtype.kind in "UO" else ""
-        raise DataError(
-            f"{raw.source}: the targets have dtype {raw.y.dtype}, expected numbers{hint}"
-        )
-
-
-def _finite_rows(raw: RawTable, encoding: Encoding, drop_nonfinite: bool) -> Array:
-    """A boolean mask (N,) of the rows without a missing cell (that no fill replaces) or label."""
-    bad_y = np.equal(raw.y, "") if raw.y.dtype.kind in "UO" else ~np.isfinite(raw.y)
-    bad = np.concatenate([encoding.missing(raw), bad_y], axis=1)
-    bad_rows = np.asarray(bad.any(axis=1))
-    count, n = int(bad_rows.sum()), len(bad_rows)
-    if count and not drop_nonfinite:
-        row, column = np.argwhere(bad)[0]
-        name = (raw.feature_names + raw.target_names)[column]
-        raise DataError(
-            f"{raw.source}: {count} of {n} rows hold {_MISSING}, the first at "
-            f"{raw.locate(row)}, column {shown(name)}; fix them, fill them "
-            '(impute="mean", "median" or "most-frequent") or drop them (drop_nonfinite=True)'
-        )
-    if count == n:
-        raise DataError(f"{raw.source}: all {n} rows hold {_MISSING}; none is left to use")
-    return ~bad_rows
-
-
-def _check_whole_labels(raw: RawTable) -> None:
-    if raw.y.dtype.kind != "f":
-        return
-    labels = raw.y[:, 0].astype(np.float64)  # float16 would overflow comparing with 2**53
-    finite = np.isfinite(labels)
-    wrong = finite & ((labels != np.round(labels)) | (np.abs(labels) > 2.0**53))
-    if wrong.any():
-        row = int(np.argmax(wrong))
-        raise DataError(
-            f"{raw.source} {raw.locate(row)}, column {shown(raw.target_names[0])}: class labels "
-            f"must be whole numbers or text, received {float(labels[row])!r}; "
-            'for a continuous target use task="regression"'
-        )
-
-
-def _encode_classes(labels: Array) -> tuple[tuple[Any, ...], Array]:
-    """(the sorted distinct labels, each label's index among them)."""
-    if labels.dtype.kind in "bf":
-        labels = labels.astype(np.int64)
-    classes, indices = np.unique(labels, return_inverse=True)
-    return tuple(classes.tolist()), indices.reshape(-1).astype(np.int64)

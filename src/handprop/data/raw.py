@@ -20,6 +20,8 @@ class RawTable:
     # feature columns (by position) that hold text, as str objects ("" where missing);
     # x holds NaN in their cells that are not numbers
     text: Mapping[int, Array] = field(default_factory=dict)
+    # feature columns the source itself calls categorical (a pandas category dtype)
+    categorical: tuple[str, ...] = ()
 
 
 def row_index(row: int) -> str:

@@ -17,12 +17,20 @@ def train_validation_split(
 
     ``fraction`` 0 returns ``(dataset, None)`` and draws nothing.
     """
+    training, validation = hold_out(len(dataset), fraction, rng)
+    if validation is None:
+        return dataset, None
+    return dataset.take(training), dataset.take(validation)
+
+
+def hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[Array, Array | None]:
+    """(the rows kept, the rows held out) as ``train_validation_split`` draws them from ``n``;
+    ``fraction`` 0: (every row, None), nothing drawn."""
     if not 0 <= fraction < 1:
         raise DataError(f"the validation fraction must be in [0, 1), received {fraction!r}")
     if fraction == 0:
-        return dataset, None
-    training, validation = split_indices(len(dataset), fraction, rng)
-    return dataset.take(training), dataset.take(validation)
+        return np.arange(n), None
+    return split_indices(n, fraction, rng)
 
 
 def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
@@ -38,13 +46,15 @@ def split_indices(n: int, fraction: float, rng: np.random.Generator) -> tuple[Ar
     return order[n_validation:], order[:n_validation]
 
 
-def balanced_class_weights(y: Array, n_classes: int) -> Array:
+def balanced_class_weights(y: Array, n_classes: int, sample_weight: Array | None = None) -> Array:
     """scikit-learn's "balanced" weights (C,): ``N / (C * count(c))`` for labels ``y`` (N,).
 
-    A class absent from ``y`` counts as one sample (its weight is then never used).
+    With ``sample_weight`` (N,), N and the counts are sums of the rows' weights. A class
+    absent from ``y`` counts as one sample (its weight is then never used).
     """
-    counts = np.bincount(y, minlength=n_classes)
-    return len(y) / (n_classes * np.maximum(counts, 1).astype(np.float64))
+    counts = np.bincount(y, weights=sample_weight, minlength=n_classes).astype(np.float64)
+    total = len(y) if sample_weight is None else counts.sum()
+    return total / (n_classes * np.where(counts > 0, counts, 1.0))
 
 
 @dataclass(frozen=True, eq=False)

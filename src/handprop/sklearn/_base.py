@@ -9,22 +9,25 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import (
     check_is_fitted,
     check_random_state,
-    validate_data,
 )
 
 from handprop._types import Array
 from handprop.checkpoint import PathLike, model_config, save_model
+from handprop.data import Encoding
 from handprop.init import get_initializer
 from handprop.layers import Sequential, mlp
 from handprop.losses import Loss
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.parameter import Parameter
+from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import files
+from handprop.sklearn._frames import checked_x
 from handprop.sklearn._training import (
     PrintEpochs,
     Settings,
     Training,
     check_settings,
+    sample_weights,
     validation_split,
 )
 from handprop.training import FitOptions, TrainingState, fit
@@ -40,7 +43,9 @@ class HandpropEstimator(BaseEstimator):
 
     # ----- training: every fit and partial_fit ends here -----------------------------------
 
-    def _train(self, X: Any, y: Any, *, incremental: bool, classes: Any = None) -> Self:
+    def _train(
+        self, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None
+    ) -> Self:
         settings = check_settings(type(self).__name__, self.get_params())
         continuing = self.__sklearn_is_fitted__() and (incremental or self.warm_start)
         training = self._training if continuing else None
@@ -48,6 +53,7 @@ class HandpropEstimator(BaseEstimator):
         if training is not None:
             dtype = training.input_dtype
         x, y = self._validate_xy(X, y, reset=training is None, dtype=dtype)
+        x, y, weight = sample_weights(x, y, sample_weight)
         y, d_out = self._encode_targets(y, classes, training)
         if training is None:
             training = self._new_training(x.shape[1], d_out, x.dtype, settings)
@@ -55,7 +61,9 @@ class HandpropEstimator(BaseEstimator):
             self._check_continuable(training, d_out, settings)
             self._apply_optimizer_settings(training, settings)
         targets = self._network_targets(training, y)
-        training.loss_fn = self._weighted_loss(training, targets)
+        training.loss_fn = self._weighted_loss(training, targets, weight)
+        if weight is not None:
+            targets = WeightedTargets(targets, weight)
         epochs = 1 if incremental else settings.max_epochs
         patience = None if incremental else settings.patience
         self._run(training, training.inputs(x), targets, epochs, patience, settings)
@@ -104,7 +112,7 @@ class HandpropEstimator(BaseEstimator):
         optimizer = self._optimizer(model.parameters(), settings)
         return Training(model, self._loss(), optimizer, TrainingState(), rng)
 
-    def _weighted_loss(self, training: Training, targets: Array) -> Loss:
+    def _weighted_loss(self, training: Training, targets: Array, weight: Array | None) -> Loss:
         """The loss for this call's targets (the classifier weighs classes); by default as is."""
         return training.loss_fn
 
@@ -199,7 +207,7 @@ class HandpropEstimator(BaseEstimator):
     def _outputs(self, X: Any) -> Array:
         """The network's raw outputs (N, D_out) for the checked features."""
         training = self._fitted()
-        x = validate_data(self, X, reset=False, dtype=training.input_dtype, order="C")
+        x = checked_x(self, X, dtype=training.input_dtype, order="C")
         return training.model.predict(training.inputs(x))
 
     @property
@@ -252,10 +260,14 @@ class HandpropEstimator(BaseEstimator):
         """
         training = self._fitted()
         names = getattr(self, "feature_names_in_", None)
+        encoding: Encoding | None = getattr(self, "encoding_", None)
+        if encoding is not None:  # the network's inputs: "color=red", ...
+            names = encoding.feature_names
         metadata = files.metadata(
             type(self).__name__, self.get_params(), self._task, training,
             None if names is None else list(names), getattr(self, "classes_", None),
         )  # fmt: skip
+        metadata["encoding"] = None if encoding is None else encoding.to_json()
         save_model(path, training.model, metadata=metadata)
 
     @classmethod
@@ -281,6 +293,10 @@ class HandpropEstimator(BaseEstimator):
         linears = self._training.linears
         self.n_features_in_ = linears[0].in_features
         names = files.feature_names(info)
+        self.encoding_ = files.encoding(info)
+        if self.encoding_ is not None:  # the table's columns, before one-hot encoding
+            names = list(self.encoding_.input_names)
+            self.n_features_in_ = len(names)
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self._restore_outputs(info, linears[-1].out_features)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
 import numpy as np
+from sklearn.utils.validation import _check_sample_weight
 
 from handprop._types import Array, float_dtype, positive_int
 from handprop.data import Standardizer
@@ -147,6 +148,27 @@ def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
 
 def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def sample_weights(x: Array, y: Array, sample_weight: Any) -> tuple[Array, Array, Array | None]:
+    """(x, y, weights) with the rows of weight 0 left out, as if they were not there.
+
+    ``sample_weight``: None, a number, or (N,) finite numbers >= 0 not all 0, as
+    scikit-learn's ``_check_sample_weight`` checks them. Weights all alike weigh nothing:
+    None then, so that the loss is the unweighted one to the last bit.
+    """
+    if sample_weight is None:
+        return x, y, None
+    weight = _check_sample_weight(sample_weight, x, dtype=np.float64, ensure_non_negative=True)
+    if not weight.any():
+        raise ValueError(
+            "sample_weight is zero for every row, so no sample would count; give at least one "
+            "row a weight > 0"
+        )
+    kept = weight > 0
+    if not kept.all():
+        x, y, weight = x[kept], y[kept], weight[kept]
+    return x, y, None if (weight == weight[0]).all() else weight
 
 
 def validation_split(

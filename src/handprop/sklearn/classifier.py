@@ -11,12 +11,12 @@ from sklearn.utils.multiclass import (
     check_classification_targets,
     unique_labels,
 )
-from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
 from handprop.data.transform import balanced_class_weights
 from handprop.losses import Loss, SoftmaxCrossEntropy, log_softmax
 from handprop.sklearn._base import HandpropEstimator
+from handprop.sklearn._frames import checked_xy
 from handprop.sklearn._training import Training
 
 
@@ -31,7 +31,8 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
     (the only one) and early stopping on the validation accuracy. ``class_weight``:
     None, "balanced" (``N / (C * count)`` from each fit's y, as scikit-learn) or a dict
     label -> weight (1 for the labels it leaves out); the loss is then the weighted mean
-    ``sum(w[y_i] nll_i) / sum(w[y_i])``, as torch's ``CrossEntropyLoss(weight=...)``. The first
+    ``sum(w[y_i] nll_i) / sum(w[y_i])``, as torch's ``CrossEntropyLoss(weight=...)``.
+    ``fit(X, y, sample_weight)`` multiplies each row's class weight by its own. The first
     ``partial_fit`` needs ``classes=``, every label there will ever be.
     Fitted: as HandpropRegressor, with ``classes_`` instead of ``n_outputs_``.
     """
@@ -90,11 +91,15 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    def fit(self, X: Any, y: Any) -> Self:
-        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one."""
-        return self._train(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
+        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one.
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> Self:
+        ``sample_weight`` (N,), optional: each row's weight in the loss (a weighted mean;
+        weight k counts as k copies of the row, 0 as none).
+        """
+        return self._train(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> Self:
         """One epoch over (X, y), going on from the network, optimizer and rng kept so far.
 
         ``classes``: every label, required on the first call (the network's width).
@@ -104,7 +109,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
                 "the first partial_fit needs classes=, every label there will be "
                 "(e.g. classes=np.unique(y_all)): the network has one output per class"
             )
-        return self._train(X, y, incremental=True, classes=classes)
+        return self._train(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict(self, X: Any) -> Array:
         """The most probable label of each row, (N,)."""
@@ -122,7 +127,7 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
         _check_label_kinds(y)
-        x, y = validate_data(self, X, y, reset=reset, dtype=dtype, order="C")
+        x, y = checked_xy(self, X, y, reset, dtype=dtype, order="C")
         check_classification_targets(y)
         return x, y
 
@@ -145,13 +150,17 @@ class HandpropClassifier(ClassifierMixin, HandpropEstimator):
             )
         return index.astype(np.int64), len(self.classes_)
 
-    def _weighted_loss(self, training: Training, targets: Array) -> Loss:
-        """Softmax cross-entropy with this fit's class weights (None: every sample alike)."""
+    def _weighted_loss(self, training: Training, targets: Array, rows: Array | None) -> Loss:
+        """Softmax cross-entropy with this fit's class weights (None: every sample alike).
+
+        "balanced" counts each class by its rows' ``sample_weight`` (``rows``), as scikit-learn.
+        """
         weight = self.class_weight
         if weight is None:
             return SoftmaxCrossEntropy()
         if isinstance(weight, str) and weight == "balanced":
-            return SoftmaxCrossEntropy(weight=balanced_class_weights(targets, len(self.classes_)))
+            balanced = balanced_class_weights(targets, len(self.classes_), rows)
+            return SoftmaxCrossEntropy(weight=balanced)
         if not isinstance(weight, Mapping):
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict label -> weight, received "

@@ -14,7 +14,7 @@ import numpy as np
 
 from handprop._text import plain
 from handprop.checkpoint import PathLike, load_model, model_config
-from handprop.data import Standardizer
+from handprop.data import Encoding, Standardizer
 from handprop.layers import ACTIVATIONS, Linear, Module, Sequential, mlp
 from handprop.losses import LOSSES
 from handprop.sklearn._training import Training
@@ -101,6 +101,12 @@ def scalers(info: dict[str, Any]) -> tuple[Standardizer | None, Standardizer | N
 def target_names(info: dict[str, Any]) -> tuple[str, ...] | None:
     names = info.get("target_names")
     return tuple(str(name) for name in names) if isinstance(names, list) and names else None
+
+
+def encoding(info: dict[str, Any]) -> Encoding | None:
+    """The file's one-hot encoding and fills (``handprop train`` on a table), or None."""
+    found = info.get("encoding")
+    return None if found is None else Encoding.from_json(found)
 
 
 def feature_names(info: dict[str, Any]) -> list[str] | None:

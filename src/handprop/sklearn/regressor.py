@@ -5,11 +5,11 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.utils.validation import validate_data
 
 from handprop._types import Array
 from handprop.losses import Loss, MeanSquaredError, SumSquaredError
 from handprop.sklearn._base import HandpropEstimator
+from handprop.sklearn._frames import checked_xy
 from handprop.sklearn._training import Training
 
 
@@ -42,7 +42,9 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
 
     Fitted: ``model_`` (the handprop network), ``coefs_`` (D_in, D_out) and
     ``intercepts_`` per layer, ``loss_curve_``, ``n_iter_``, ``validation_scores_``,
-    ``n_outputs_``, ``n_features_in_``, ``feature_names_in_`` (DataFrames).
+    ``n_outputs_``, ``n_features_in_``, ``feature_names_in_`` (DataFrames), ``encoding_``
+    (a DataFrame's category and text columns one-hot, as ``handprop train`` encodes a CSV
+    file's; None for numbers alone: make a column a pandas ``category`` to encode it).
     """
 
     _task = "regression"
@@ -99,13 +101,17 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    def fit(self, X: Any, y: Any) -> Self:
-        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one."""
-        return self._train(X, y, incremental=False)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
+        """Train for ``max_epochs`` epochs: a new network, or (``warm_start``) the trained one.
 
-    def partial_fit(self, X: Any, y: Any) -> Self:
+        ``sample_weight`` (N,), optional: each row's weight in the loss (a weighted mean;
+        weight k counts as k copies of the row, 0 as none).
+        """
+        return self._train(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Self:
         """One epoch over (X, y), going on from the network, optimizer and rng kept so far."""
-        return self._train(X, y, incremental=True)
+        return self._train(X, y, sample_weight, incremental=True)
 
     def predict(self, X: Any) -> Array:
         """Predicted targets: (N,) for one output, else (N, D_out)."""
@@ -120,8 +126,8 @@ class HandpropRegressor(RegressorMixin, HandpropEstimator):
         return self._fitted().linears[-1].out_features
 
     def _validate_xy(self, X: Any, y: Any, reset: bool, dtype: Any) -> tuple[Array, Array]:
-        x, y = validate_data(
-            self, X, y, reset=reset, dtype=dtype, order="C", multi_output=True, y_numeric=True
+        x, y = checked_xy(
+            self, X, y, reset, dtype=dtype, order="C", multi_output=True, y_numeric=True
         )
         return x, y
 

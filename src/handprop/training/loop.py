@@ -21,7 +21,7 @@ from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
 from handprop.training.graphed import GraphedStep, read_losses
-from handprop.training.sharded import sharded_evaluate, sharded_step
+from handprop.training.sharded import gradient_exchange, sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
 
@@ -97,9 +97,11 @@ def fit(
     modes it came in.
 
     ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
-    it, each rank passing the same arguments (the same data, or a memory map of it):
-    each computes the gradients of its slice of every batch, one Allreduce a step sums
-    them, the scores are merged, and the weights end identical on every rank (checked).
+    it, each rank passing the same arguments (the same data, a memory map of it, or
+    ``RowShard.of(a, comm)``: its own rows alone): each computes the gradients of its
+    rows of every batch, one Allreduce a step sums them, the scores are merged, BatchNorm's
+    running statistics are averaged over the ranks after every epoch, and the weights and
+    buffers end identical on every rank (checked).
     """
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
@@ -175,7 +177,10 @@ class _Trainer:
         # what a snapshot holds: the parameters, and the buffers (BatchNorm's running statistics)
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
-        self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
+        self.exchange = None
+        if self.comm is not None:
+            self.exchange = gradient_exchange(self.comm, optimizer, loss_fn)
+        self.buffers = [b for _, b in model.named_buffers()]  # averaged over the ranks
         self.xp = optimizer.xp  # numpy, or torch on the model's device
         self.deferred = _deferred_steps(
             model, loss_fn, optimizer, options, callbacks, self.exchange
@@ -192,7 +197,7 @@ class _Trainer:
     ) -> History:
         history = self._run(data, validation, epochs, batch_size, rng, state)
         if self.comm is not None:
-            self.comm.check_same([p.data for p in self.params], "the weights after training")
+            self.comm.check_same(self.arrays, "the weights and buffers after training")
         return history
 
     def _run(
@@ -275,6 +280,8 @@ class _Trainer:
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
             for callback in self.callbacks:
                 callback.on_step_end(state.step, loss)
+        if self.comm is not None and self.buffers:  # BatchNorm's statistics of every rank's rows
+            self.comm.average(self.buffers)
         if not all(self.xp.all_finite(p.data) for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 

@@ -1,8 +1,11 @@
-"""``fit`` over K ranks: each takes its slice of every global batch, scores are merged.
+"""``fit`` over K ranks: each trains on its own rows of every global batch, scores are merged.
 
-Every rank draws the same permutation (the same seeded generator), so the global
-batches are the single-process run's; rank r trains on the r-th contiguous slice of
-each one, and evaluates the r-th contiguous slice of each data set.
+Rank r owns the r-th contiguous part of the training rows, ``comm.rows(n)`` (and of
+each data set it scores), and reads no other row: it may hold only those
+(``RowShard``, a memory map). Every rank draws the same permutation (the same seeded
+generator), so the global batches are the single-process run's; each rank computes
+the gradients of the rows of each batch that it owns, weighted by their share of the
+batch, and one Allreduce sums them.
 """
 
 from typing import Any
@@ -10,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.distributed import Communicator, GradientExchange
+from handprop.distributed import Communicator, EveryRankError, GradientExchange
+from handprop.layers import BatchNorm1d, BatchNorm2d
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.moments import Moments
@@ -27,14 +31,63 @@ def sharded_step(
     batch: Array,
     clip_norm: float | None,
 ) -> float:
-    """One step on this rank's slice of the global ``batch`` (row indices); the batch's loss."""
-    rows = batch[exchange.comm.rows(len(batch))]
-    share = 1.0 if loss_fn.reduction == "sum" else len(rows) / len(batch)
-    x, y = data
+    """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
+    comm, x, y = exchange.comm, *data
+    if _batch_statistics(model):
+        check_batch_statistics(comm, len(x), batch)
+    mine = comm.rows(len(x))
+    rows = batch[(batch >= mine.start) & (batch < mine.stop)]
+    x_rows, y_rows = x[rows], y[rows]
     return train_step(
-        model, loss_fn, optimizer, x[rows], y[rows],
-        clip_norm=clip_norm, exchange=exchange, share=share,
+        model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
+        share=_share(loss_fn, y_rows, len(batch)),
     )  # fmt: skip
+
+
+def gradient_exchange(comm: Communicator, optimizer: Optimizer, loss_fn: Loss) -> GradientExchange:
+    """The exchange of ``optimizer``'s gradients for ``loss_fn`` (class weights: normalised)."""
+    return GradientExchange(comm, optimizer.params, normalise=_class_weights(loss_fn) is not None)
+
+
+def _class_weights(loss_fn: Loss) -> Array | None:
+    return getattr(loss_fn, "weight", None) if loss_fn.reduction != "sum" else None
+
+
+def _share(loss_fn: Loss, y_rows: Array, batch_rows: int) -> float:
+    """This rank's weight in the batch's loss.
+
+    A sum: 1. A mean: its rows / the batch's. A class-weighted mean (sum of weight[y] *
+    loss over sum of weight[y]): its rows' class weights, normalised by the exchange.
+    """
+    if loss_fn.reduction == "sum":
+        return 1.0
+    weight = _class_weights(loss_fn)
+    if weight is None:
+        return len(y_rows) / batch_rows
+    return float(np.sum(weight[np.asarray(y_rows, dtype=np.int64)]))
+
+
+def _batch_statistics(model: Module) -> bool:
+    """Whether a layer of ``model`` normalises with the batch's statistics (BatchNorm training)."""
+    return any(isinstance(m, BatchNorm1d | BatchNorm2d) and m.training for m in model.modules())
+
+
+def check_batch_statistics(comm: Communicator, n: int, batch: Array) -> None:
+    """Raise EveryRankError on every rank alike if a rank owns one row of ``batch``.
+
+    BatchNorm needs two rows or more (a rank with none skips the step); every rank
+    counts every rank's rows, so every rank stops at the same step, none left waiting.
+    """
+    starts = [comm.shard_of(n, rank).start for rank in range(comm.size)]
+    owners = np.searchsorted(starts, batch, side="right") - 1  # the rank owning each row
+    counts = np.bincount(owners, minlength=comm.size)
+    alone = np.flatnonzero(counts == 1)
+    if len(alone):
+        raise EveryRankError(
+            f"BatchNorm needs 2 rows or more of each batch on every rank, but a batch of "
+            f"{len(batch)} rows gives rank {alone[0]} of {comm.size} one row: use a larger "
+            f"batch size (e.g. {8 * comm.size}), or fewer ranks"
+        )
 
 
 def sharded_evaluate(
@@ -60,8 +113,8 @@ def sharded_evaluate(
     total_rows = sum(part[0] for part in parts)
     total_loss = sum(part[1] for part in parts)
     if loss_fn.reduction != "sum":
-        total_loss /= total_rows
-    given = [part[2] for part in parts if part[0]]
+        total_loss /= sum(part[2] for part in parts)
+    given = [part[3] for part in parts if part[0]]
     if metric == "accuracy":
         return total_loss, sum(given) / total_rows
     return total_loss, _r2(given)
@@ -69,16 +122,21 @@ def sharded_evaluate(
 
 def _local_scores(
     model: Module, loss_fn: Loss, x: Array, y: Array, metric: str, rows: slice, batch_size: int
-) -> tuple[int, float, Any]:
-    """(rows, loss summed as the loss reduces, what the metric needs) of ``rows``."""
-    n, loss = 0, 0.0
+) -> tuple[int, float, float, Any]:
+    """(rows, loss times weight, weight, what the metric needs) of ``rows``.
+
+    The weight of a part is its share in a mean loss (``_share``'s numerator).
+    """
+    n, loss, weight = 0, 0.0, 0.0
     statistics: Any = None  # the correct count, or (residual sums, target moments)
     for start in range(rows.start, rows.stop, batch_size):
         x_part = x[start : min(start + batch_size, rows.stop)]
         y_part = np.asarray(y[start : min(start + batch_size, rows.stop)])
         y_pred = model.predict(x_part, batch_size)
         part_loss = loss_fn.forward(y_pred, y_part)
-        loss += part_loss * (1.0 if loss_fn.reduction == "sum" else len(x_part))
+        part_weight = _share(loss_fn, y_part, 1)
+        loss += part_loss * part_weight
+        weight += part_weight
         n += len(x_part)
         if metric == "accuracy":
             statistics = int(np.sum(np.argmax(y_pred, axis=1) == y_part)) + (statistics or 0)
@@ -87,7 +145,7 @@ def _local_scores(
             if statistics is not None:
                 residual, moments = residual + statistics[0], statistics[1].merge(moments)
             statistics = (residual, moments)
-    return n, loss, statistics
+    return n, loss, weight, statistics
 
 
 def _r2(parts: list[tuple[Array, Moments]]) -> float:
