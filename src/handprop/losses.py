@@ -295,7 +295,7 @@ class SoftmaxCrossEntropy(Loss):
             weights = weight if rows is None else xp.multiply(rows, weight)
         total = xp.sum(weights)
         if rows is not None and not total > 0:  # (read on the host: numpy only)
-            return xp.zeros_like(weights)
+            return xp.zeros_like(weights)  # type: ignore[no-any-return]
         return xp.divide(weights, total)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
