@@ -76,10 +76,14 @@ def predict_file(
     if proba and saved.classes is None:
         raise ValueError("--proba needs a classification model; this one does regression")
     names = saved.info.get("feature_names")
-    x = load_features(
-        data, names if isinstance(names, list) else None, encoding=model_encoding(saved, data),
-        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
-    )  # fmt: skip
+    if saved.input_shape is not None:  # a network trained on images
+        x = saved.image_features(data)
+    else:
+        x = load_features(
+            data, names if isinstance(names, list) else None,
+            encoding=model_encoding(saved, data), drop_nonfinite=reading.drop_nonfinite,
+            form=reading.form or CsvFormat(),
+        )  # fmt: skip
     tables = (_prediction_table(saved, start, scores, proba) for start, scores in
               saved.output_batches(x))  # fmt: skip
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs are refused
