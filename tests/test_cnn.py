@@ -279,3 +279,11 @@ def test_after_flatten_any_width_is_accepted(tmp_path: Path) -> None:
     model.save(tmp_path / "m.safetensors")
     loaded, _ = load_model(tmp_path / "m.safetensors")
     assert loaded(np.zeros((2, 1, 8, 8))).shape == (2, 3)
+
+
+def test_layers_over_the_last_axis_of_images_are_not_taken_for_channels(tmp_path: Path) -> None:
+    """After a Conv2d, LayerNorm(W) normalises along the images' width, not the channels."""
+    model = hp.Sequential(hp.Conv2d(1, 4, 3), hp.LayerNorm(6), hp.BatchNorm2d(4))
+    model.save(tmp_path / "m.safetensors")
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded(np.ones((2, 1, 8, 8))).shape == (2, 4, 6, 6)

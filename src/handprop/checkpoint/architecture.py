@@ -119,10 +119,15 @@ def check_fields(where: str, config: Mapping[str, Any], fields: tuple[str, ...])
         )
 
 
-#: Per layer type: the field that must match what the layer before gives (channels of
-#: images, or features of vectors), and the field that says what it gives the next.
-_TAKES = {"Conv2d": "in_channels", "BatchNorm2d": "num_features", "Linear": "in_features",
-          "BatchNorm1d": "num_features", "LayerNorm": "normalized_shape"}  # fmt: skip
+#: Per layer type: the field that must match what a layer before gives, and the layers
+#: (Conv2d: channels of images; Linear: features along the last axis) it is compared with.
+_TAKES = {
+    "Conv2d": ("in_channels", {"Conv2d"}),
+    "BatchNorm2d": ("num_features", {"Conv2d"}),
+    "BatchNorm1d": ("num_features", {"Conv2d", "Linear"}),
+    "Linear": ("in_features", {"Linear"}),
+    "LayerNorm": ("normalized_shape", {"Linear"}),  # after a Conv2d: the images' width
+}
 _GIVES = {"Conv2d": "out_channels", "Linear": "out_features"}
 
 
@@ -135,9 +140,10 @@ def _check_widths(layers: list[Mapping[str, Any]]) -> None:
     previous: tuple[int, Mapping[str, Any]] | None = None
     for index, layer in enumerate(layers):
         kind = layer["type"]
-        takes = _TAKES.get(kind)
-        if previous is not None and takes is not None:
-            before, given = previous[1], previous[1][_GIVES[previous[1]["type"]]]
+        takes, compared = _TAKES.get(kind, ("", set()))
+        if previous is not None and previous[1]["type"] in compared:
+            before = previous[1]
+            given = before[_GIVES[before["type"]]]
             if layer[takes] != given:
                 raise ModelFileError(
                     f"layer {index} ({kind}) has {takes} {layer[takes]}, but the "
