@@ -287,3 +287,24 @@ def test_layers_over_the_last_axis_of_images_are_not_taken_for_channels(tmp_path
     model.save(tmp_path / "m.safetensors")
     loaded, _ = load_model(tmp_path / "m.safetensors")
     assert loaded(np.ones((2, 1, 8, 8))).shape == (2, 4, 6, 6)
+
+
+def test_layernorm_over_whole_images_round_trips_through_a_model_file(tmp_path: Path) -> None:
+    model = hp.Sequential(hp.Conv2d(1, 3, 3, rng=0), hp.LayerNorm((3, 6, 6)), hp.Flatten())
+    model[1].weight.data[...] = np.arange(108.0).reshape(3, 6, 6)
+    model.save(tmp_path / "m.safetensors")
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded[1].normalized_shape == (3, 6, 6)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    np.testing.assert_array_equal(loaded(x), model(x))
+    y = hp.LayerNorm((3, 6, 6)).forward(x.repeat(3, axis=1)[:, :, :6, :6])
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-12)  # over (C, H, W)
+    np.testing.assert_allclose(y.var(axis=(1, 2, 3)), 1, rtol=1e-3)
+    assert abs(y.mean(axis=3)).max() > 0.1  # not over W alone
+
+
+def test_layernorm_shapes_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"LayerNorm expected input of shape \(N, ..., 3, 6, 6\)"):
+        hp.LayerNorm((3, 6, 6)).forward(np.zeros((2, 3, 6, 5)))
+    with pytest.raises(ValueError, match="normalized_shape must be a positive integer"):
+        hp.LayerNorm((3, 0))

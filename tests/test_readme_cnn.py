@@ -14,8 +14,8 @@ def test_the_readme_cnn_command_prints_what_the_readme_shows(
     pytest.importorskip("sklearn")
     from handprop.cli import main
 
-    (block,) = [text for _, text in command_blocks(README) if "handprop train" in text
-                and "--layers" in text]  # fmt: skip
+    (block,) = [text for _, text in command_blocks(README)
+                if text.startswith("$ handprop train") and "--layers" in text]  # fmt: skip
     line, *shown = block.rstrip("\n").split("\n")
     argv = shlex.split(line.removeprefix("$ "))
     assert argv[:2] == ["handprop", "train"] and argv[argv.index("--epochs") + 1] == "30"

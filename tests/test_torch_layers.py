@@ -135,6 +135,8 @@ def test_flatten(torch: ModuleType) -> None:
         (hp.BatchNorm2d(3), (4, 3, 5, 6)),
         (hp.LayerNorm(6), (4, 6)),
         (hp.LayerNorm(5, eps=1e-3), (2, 3, 4, 5)),
+        (hp.LayerNorm((3, 4, 5)), (2, 3, 4, 5)),  # whole images (C, H, W)
+        (hp.LayerNorm([4, 5], eps=1e-3), (2, 3, 4, 5)),
     ],
     ids=repr,
 )

@@ -143,8 +143,10 @@ def _check_widths(layers: list[Mapping[str, Any]]) -> None:
         takes, compared = _TAKES.get(kind, ("", set()))
         if previous is not None and previous[1]["type"] in compared:
             before = previous[1]
-            given = before[_GIVES[before["type"]]]
-            if layer[takes] != given:
+            given, taken = before[_GIVES[before["type"]]], layer[takes]
+            if isinstance(taken, list) and len(taken) == 1:  # LayerNorm([D]) is LayerNorm(D)
+                taken = taken[0]
+            if not isinstance(taken, list) and taken != given:
                 raise ModelFileError(
                     f"layer {index} ({kind}) has {takes} {layer[takes]}, but the "
                     f"{before['type']} before it (layer {previous[0]}) has "
