@@ -173,3 +173,23 @@ def test_images_and_tables_do_not_mix(
     assert_clean_failure(["evaluate", model, "--data", tmp_path / "small.npz"], capsys,
                          "(2, 4, 4)", "(2, 6, 6)")  # fmt: skip
     assert_clean_failure(["evaluate", model, "--data", npz, "--target", "y"], capsys, "--target")
+
+
+def test_regression_on_images_in_float32_without_standardising(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x = np.random.default_rng(0).standard_normal((60, 2, 5, 5))
+    np.savez(tmp_path / "reg.npz", x=x, y=x.mean(axis=(2, 3)))  # targets (N, 2)
+    model = tmp_path / "reg.safetensors"
+    code, _, err = run(["train", "--data", tmp_path / "reg.npz", "--layers",
+                        "conv 3 3, tanh, flatten, linear 2", "--epochs", 2, "--dtype", "float32",
+                        "--no-standardize", "--out", model, "--quiet"], capsys)  # fmt: skip
+    assert code == 0, err
+    network, info = load_model(model)
+    assert info["x_scaler"] is None and info["y_scaler"] is None and info["task"] == "regression"
+    assert network.parameters()[0].dtype == np.float32
+    code, out, _ = run(["predict", model, "--data", tmp_path / "reg.npz", "--output", "-"], capsys)
+    rows = out.splitlines()
+    assert code == 0 and rows[0] == "y0,y1" and len(rows) == 61
+    expected = network.eval()(x[:1].astype(np.float32))[0]  # the images as they are
+    np.testing.assert_allclose([float(v) for v in rows[1].split(",")], expected, rtol=1e-6)

@@ -93,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if "layers" in given and mixed:
         flags = ", ".join("--no-bias" if name == "bias" else f"--{name}" for name in mixed)
         raise ValueError(
-            f"--layers describes the whole network: leave out {flags} (write them in --layers)"
+            f"--layers describes the whole network: leave out {flags}, and say it in --layers"
         )
     config = TrainConfig(**{**defaults, **given})
     if config.patience == 0:  # --patience 0: no early stopping
