@@ -28,7 +28,6 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._blas import gemm
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.init import RandomSource, as_generator
 from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
@@ -141,15 +140,14 @@ class Conv2d(Module):
         np.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
         self.h_cols = reuse(self.h_cols, (c_out, pixels), self.dtype)
         weight = self.weight.data.reshape(c_out, -1)
-        if self.bias is None:
-            np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
-        else:  # h = x.dot(w1) + b1: the bias first, then the product added to it (beta = 1)
-            np.copyto(self.h_cols, self.bias.data[:, None])
-            gemm(weight, self.cols, out=self.h_cols, beta=1.0)
-        # the columns back to images (N, C_out, H_out, W_out)
+        np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
+        # the columns back to images (N, C_out, H_out, W_out), the bias added on the way
         self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
         h_pixels = self.h_cols.reshape(c_out, n, -1).transpose(1, 0, 2)
-        np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+        if self.bias is None:
+            np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+        else:  # h = x.dot(w1) + b1
+            np.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
