@@ -4,7 +4,10 @@
 
 For each seed s: ``train_test_split(test_size=0.25, random_state=s)`` of the digits;
 the CNN (``handprop.build_layers(SPEC, (1, 8, 8), rng=s)``, pixels / 16, Adam,
-SoftmaxCrossEntropy, ``fit`` shuffling with seed s) and
+SoftmaxCrossEntropy, ``fit`` shuffling with seed s), the same CNN from the command line
+(the two parts saved as .npz files, ``handprop train --data train.npz --layers SPEC --lr
+0.002 --epochs 30 --validation-fraction 0 --seed s`` then ``handprop evaluate --data
+test.npz``: each channel standardised, no early stopping) and
 ``make_pipeline(StandardScaler(), MLPClassifier(random_state=s))`` (scikit-learn's
 defaults; its ConvergenceWarning silenced) are trained on the same 75% and scored on
 the same 25%. Prints a Markdown table: the test accuracy per seed, the mean, and the
@@ -35,6 +38,30 @@ def cnn_accuracy(seed: int, epochs: int, split: tuple[Any, Any, Any, Any]) -> fl
     return float((predicted == y_test).mean())
 
 
+def cli_accuracy(seed: int, epochs: int, split: tuple[Any, Any, Any, Any]) -> float:
+    import contextlib
+    import io
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from handprop.cli import main
+
+    x_train, x_test, y_train, y_test = split
+    with tempfile.TemporaryDirectory() as folder:
+        train, test, model = (Path(folder) / name for name in ("train.npz", "test.npz", "m.st"))
+        np.savez(train, x=x_train, y=y_train)
+        np.savez(test, x=x_test, y=y_test)
+        settings = ["--lr", str(LR), "--batch-size", str(BATCH_SIZE), "--epochs", str(epochs),
+                    "--seed", str(seed), "--validation-fraction", "0"]  # fmt: skip
+        command = ["train", "--data", str(train), "--layers", SPEC, *settings]
+        assert main([*command, "--out", str(model), "--quiet"]) == 0
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["evaluate", str(model), "--data", str(test), "--json"]) == 0
+    return float(json.loads(out.getvalue())["accuracy"])
+
+
 def mlp_accuracy(seed: int, split: tuple[Any, Any, Any, Any]) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
@@ -56,18 +83,22 @@ def table(seeds: int, epochs: int) -> str:
     from handprop.data import digits_images
 
     x, y = digits_images()
-    scores: dict[str, list[float]] = {"cnn": [], "mlp": []}
-    seconds: dict[str, float] = {"cnn": 0.0, "mlp": 0.0}
+    scores: dict[str, list[float]] = {"cnn": [], "cli": [], "mlp": []}
+    seconds: dict[str, float] = {"cnn": 0.0, "cli": 0.0, "mlp": 0.0}
     for seed in range(seeds):
         split = train_test_split(x, y, test_size=0.25, random_state=seed)
         start = time.perf_counter()
         scores["cnn"].append(cnn_accuracy(seed, epochs, split))
         seconds["cnn"] += time.perf_counter() - start
         start = time.perf_counter()
+        scores["cli"].append(cli_accuracy(seed, epochs, split))
+        seconds["cli"] += time.perf_counter() - start
+        start = time.perf_counter()
         scores["mlp"].append(mlp_accuracy(seed, split))
         seconds["mlp"] += time.perf_counter() - start
     labels = {
         "cnn": f"handprop CNN `{SPEC}`, Adam lr {LR}, batch {BATCH_SIZE}, {epochs} epochs",
+        "cli": "the same CNN, `handprop train --layers` (each channel standardised)",
         "mlp": "`make_pipeline(StandardScaler(), MLPClassifier())`",
     }
     lines = [

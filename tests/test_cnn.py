@@ -239,3 +239,72 @@ def test_interrupted_cnn_resumes_bit_identically(tmp_path: Path, epoch: int) -> 
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(b, a)
     assert resumed_dropout == straight_dropout
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (
+            [hp.Conv2d(1, 16, 3), hp.ReLU(), hp.BatchNorm2d(8)],
+            "layer 2 (BatchNorm2d) has num_features 8, but the Conv2d before it (layer 0) has "
+            "out_channels 16",
+        ),
+        (
+            [hp.Conv2d(1, 4, 3), hp.MaxPool2d(2), hp.Conv2d(3, 4, 3)],
+            "layer 2 (Conv2d) has in_channels 3, but the Conv2d before it (layer 0) has "
+            "out_channels 4",
+        ),
+        (
+            [hp.Flatten(), hp.Linear(36, 5), hp.Tanh(), hp.BatchNorm1d(6)],
+            "layer 3 (BatchNorm1d) has num_features 6, but the Linear before it (layer 1)",
+        ),
+        (
+            [hp.Flatten(), hp.Linear(36, 5), hp.LayerNorm(4)],
+            "layer 2 (LayerNorm) has normalized_shape 4, but the Linear before it (layer 1)",
+        ),
+    ],
+)
+def test_a_file_whose_layers_disagree_on_channels_is_refused_when_loaded(
+    tmp_path: Path, layers: list[hp.Module], message: str
+) -> None:
+    hp.Sequential(*layers).save(tmp_path / "bad.safetensors")  # saving does not run it
+    with pytest.raises(ModelFileError) as caught:
+        load_model(tmp_path / "bad.safetensors")
+    assert message in str(caught.value)
+
+
+def test_after_flatten_any_width_is_accepted(tmp_path: Path) -> None:
+    """A Flatten's width depends on the images' size, which a model file does not hold."""
+    model = hp.Sequential(hp.Conv2d(1, 4, 3), hp.Flatten(), hp.Linear(144, 3))
+    model.save(tmp_path / "m.safetensors")
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded(np.zeros((2, 1, 8, 8))).shape == (2, 3)
+
+
+def test_layers_over_the_last_axis_of_images_are_not_taken_for_channels(tmp_path: Path) -> None:
+    """After a Conv2d, LayerNorm(W) normalises along the images' width, not the channels."""
+    model = hp.Sequential(hp.Conv2d(1, 4, 3), hp.LayerNorm(6), hp.BatchNorm2d(4))
+    model.save(tmp_path / "m.safetensors")
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded(np.ones((2, 1, 8, 8))).shape == (2, 4, 6, 6)
+
+
+def test_layernorm_over_whole_images_round_trips_through_a_model_file(tmp_path: Path) -> None:
+    model = hp.Sequential(hp.Conv2d(1, 3, 3, rng=0), hp.LayerNorm((3, 6, 6)), hp.Flatten())
+    model[1].weight.data[...] = np.arange(108.0).reshape(3, 6, 6)
+    model.save(tmp_path / "m.safetensors")
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded[1].normalized_shape == (3, 6, 6)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    np.testing.assert_array_equal(loaded(x), model(x))
+    y = hp.LayerNorm((3, 6, 6)).forward(x.repeat(3, axis=1)[:, :, :6, :6])
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-12)  # over (C, H, W)
+    np.testing.assert_allclose(y.var(axis=(1, 2, 3)), 1, rtol=1e-3)
+    assert abs(y.mean(axis=3)).max() > 0.1  # not over W alone
+
+
+def test_layernorm_shapes_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"LayerNorm expected input of shape \(N, ..., 3, 6, 6\)"):
+        hp.LayerNorm((3, 6, 6)).forward(np.zeros((2, 3, 6, 5)))
+    with pytest.raises(ValueError, match="normalized_shape must be a positive integer"):
+        hp.LayerNorm((3, 0))

@@ -79,6 +79,7 @@ LAYERS: dict[str, tuple[Callable[[str], hp.Module], tuple[int, ...], tuple[int, 
     "BatchNorm1d (eval)": (lambda d: hp.BatchNorm1d(D_IN, dtype=d).eval(), (D_IN,), (D_IN,)),
     "BatchNorm2d": (lambda d: hp.BatchNorm2d(2, dtype=d), IMAGE, IMAGE),
     "LayerNorm": (lambda d: hp.LayerNorm(D_IN, dtype=d), (D_IN,), (D_IN,)),
+    "LayerNorm((C, H, W))": (lambda d: hp.LayerNorm(IMAGE, dtype=d), IMAGE, IMAGE),
     "CNN": (
         lambda d: hp.Sequential(
             hp.Conv2d(2, 3, 3, padding=1, rng=_rng(), dtype=d),

@@ -100,7 +100,14 @@ def test_conv2d(torch: ModuleType, name: str) -> None:
 
 @pytest.mark.parametrize(
     "layer",
-    [hp.MaxPool2d(2), hp.MaxPool2d(3, 2), hp.MaxPool2d(2, 3), hp.AvgPool2d(2), hp.AvgPool2d(3, 2)],
+    [
+        hp.MaxPool2d(2),
+        hp.MaxPool2d(3),
+        hp.MaxPool2d(3, 2),
+        hp.MaxPool2d(2, 3),
+        hp.AvgPool2d(2),
+        hp.AvgPool2d(3, 2),
+    ],
     ids=repr,
 )
 def test_pooling(torch: ModuleType, layer: hp.Module) -> None:
@@ -108,7 +115,7 @@ def test_pooling(torch: ModuleType, layer: hp.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "layer", [hp.MaxPool2d(2), hp.MaxPool2d(3, 2), hp.MaxPool2d(2, 3)], ids=repr
+    "layer", [hp.MaxPool2d(2), hp.MaxPool2d(3), hp.MaxPool2d(3, 2), hp.MaxPool2d(2, 3)], ids=repr
 )
 def test_max_pooling_ties_go_to_the_first_maximum(torch: ModuleType, layer: hp.Module) -> None:
     # after a ReLU most windows hold ties (zeros); torch sends the gradient to the first
@@ -128,6 +135,8 @@ def test_flatten(torch: ModuleType) -> None:
         (hp.BatchNorm2d(3), (4, 3, 5, 6)),
         (hp.LayerNorm(6), (4, 6)),
         (hp.LayerNorm(5, eps=1e-3), (2, 3, 4, 5)),
+        (hp.LayerNorm((3, 4, 5)), (2, 3, 4, 5)),  # whole images (C, H, W)
+        (hp.LayerNorm([4, 5], eps=1e-3), (2, 3, 4, 5)),
     ],
     ids=repr,
 )

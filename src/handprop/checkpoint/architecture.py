@@ -119,20 +119,43 @@ def check_fields(where: str, config: Mapping[str, Any], fields: tuple[str, ...])
         )
 
 
+#: Per layer type: the field that must match what a layer before gives, and the layers
+#: (Conv2d: channels of images; Linear: features along the last axis) it is compared with.
+_TAKES = {
+    "Conv2d": ("in_channels", {"Conv2d"}),
+    "BatchNorm2d": ("num_features", {"Conv2d"}),
+    "BatchNorm1d": ("num_features", {"Conv2d", "Linear"}),
+    "Linear": ("in_features", {"Linear"}),
+    "LayerNorm": ("normalized_shape", {"Linear"}),  # after a Conv2d: the images' width
+}
+_GIVES = {"Conv2d": "out_channels", "Linear": "out_features"}
+
+
 def _check_widths(layers: list[Mapping[str, Any]]) -> None:
-    """Each layer's in_features must be the out_features of the layer before that has them."""
+    """Each layer must take the channels (images) or features (vectors) that the last layer
+    before it with a say gives: a Conv2d's out_channels are the next Conv2d's in_channels
+    and the next BatchNorm2d's num_features; a Linear's out_features the next Linear's
+    in_features, BatchNorm1d's num_features and LayerNorm's normalized_shape. After a
+    Flatten the features depend on the images' size, which the file does not record."""
     previous: tuple[int, Mapping[str, Any]] | None = None
     for index, layer in enumerate(layers):
-        if "in_features" not in layer:
-            continue
-        if previous is not None and layer["in_features"] != previous[1]["out_features"]:
-            raise ModelFileError(
-                f"layer {index} ({layer['type']}) has in_features {layer['in_features']}, but "
-                f"the {previous[1]['type']} before it has out_features "
-                f"{previous[1]['out_features']}"
-            )
-        if "out_features" in layer:
+        kind = layer["type"]
+        takes, compared = _TAKES.get(kind, ("", set()))
+        if previous is not None and previous[1]["type"] in compared:
+            before = previous[1]
+            given, taken = before[_GIVES[before["type"]]], layer[takes]
+            if isinstance(taken, list) and len(taken) == 1:  # LayerNorm([D]) is LayerNorm(D)
+                taken = taken[0]
+            if not isinstance(taken, list) and taken != given:
+                raise ModelFileError(
+                    f"layer {index} ({kind}) has {takes} {layer[takes]}, but the "
+                    f"{before['type']} before it (layer {previous[0]}) has "
+                    f"{_GIVES[before['type']]} {given}"
+                )
+        if kind in _GIVES:
             previous = index, layer
+        elif kind == "Flatten":
+            previous = None
 
 
 def make_layer(index: int, layer: Mapping[str, Any], dtype: str) -> Module:

@@ -12,6 +12,7 @@ from handprop.cli.metadata import is_finite_number, is_integer
 from handprop.data import DATASET_TASKS
 from handprop.data.encoding import IMPUTE
 from handprop.layers import ACTIVATIONS
+from handprop.layers.spec import takes_images
 from handprop.losses import LOSSES
 from handprop.optim import OPTIMIZERS
 
@@ -28,6 +29,7 @@ class TrainConfig:
     target: str | None = None
     task: str | None = None  # None until the data says (inferred when --task is not given)
     hidden: tuple[int, ...] = (100,)
+    layers: str | None = None  # --layers: the whole network (then hidden, activation unused)
     activation: str = "relu"
     bias: bool = True
     loss: str | None = None  # None: cross-entropy for classification, else mse
@@ -87,6 +89,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     defaults: dict[str, Any] = {"lr": OPTIMIZERS[optimizer].default_lr}
     if given.get("validation_fraction") == 0 and "patience" not in given:
         defaults["patience"] = None  # nothing to watch: no early stopping
+    mixed = sorted({"hidden", "activation", "bias"} & set(given))
+    if "layers" in given and mixed:
+        flags = ", ".join("--no-bias" if name == "bias" else f"--{name}" for name in mixed)
+        raise ValueError(
+            f"--layers describes the whole network: leave out {flags}, and say it in --layers"
+        )
     config = TrainConfig(**{**defaults, **given})
     if config.patience == 0:  # --patience 0: no early stopping
         config = replace(config, patience=None)
@@ -171,6 +179,7 @@ _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "target": (_optional(lambda v: isinstance(v, str)), "a string or null"),
     "task": (_optional(_one_of("regression", "classification")), "regression or classification"),
     "hidden": (_widths, "a list of positive integers"),
+    "layers": (_optional(lambda v: isinstance(v, str)), "null or a string"),
     "activation": (_one_of(*ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
     "bias": (_one_of(True, False), "true or false"),
     "loss": (_optional(_one_of(*LOSSES)), f"one of {', '.join(LOSSES)}"),
@@ -214,6 +223,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(config: TrainConfig) -> None:
+    _check_images(config)
     if config.task == "classification" and config.loss not in (None, "cross-entropy"):
         raise ValueError(
             f"--task classification needs --loss cross-entropy, received --loss {config.loss}"
@@ -237,3 +247,24 @@ def _check(config: TrainConfig) -> None:
         raise ValueError("--checkpoint-every needs --checkpoint PATH (where to write it)")
     if not math.isfinite(config.lr) or config.lr <= 0:
         raise ValueError(f"--lr must be a finite number > 0, received {config.lr}")
+
+
+def _check_images(config: TrainConfig) -> None:
+    """Options for a table's columns mean nothing for images: refused, not ignored."""
+    if config.layers is None or not takes_images(config.layers):
+        return
+    columns = {
+        "--target": config.target is not None,
+        "--features": config.features is not None,
+        "--drop": bool(config.drop),
+        "--categorical": config.categorical is not None,
+        "--impute": config.impute is not None,
+        "--delimiter": config.delimiter is not None,
+        "--drop-nonfinite": config.drop_nonfinite,
+    }
+    given = [flag for flag, present in columns.items() if present]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} pick a table's columns; --layers with conv, pooling or flatten "
+            "reads images (digits, or an .npz holding x (N, C, H, W) and y)"
+        )

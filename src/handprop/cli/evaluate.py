@@ -100,16 +100,21 @@ def evaluate(
     """Print the model's metrics on ``data``: text, or exactly one JSON object with ``as_json``."""
     from handprop.data import CsvFormat, read_table
 
-    table = read_table(
-        data, target=_target(saved, data, target), task=saved.task,
-        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
-        encoding=model_encoding(saved, data),
-    )  # fmt: skip
-    if len(table) < len(table.usable):
-        kept = np.flatnonzero(table.usable)
-        line = dropped_line("evaluate", kept, len(table.usable), "the scores are the others'")
-        print(line, file=sys.stderr)
-    dataset = table.dataset()
+    if saved.input_shape is not None:  # a network trained on images
+        if target is not None:
+            raise ValueError("--target does not apply to images: their targets are the .npz's y")
+        dataset = saved.images(data)
+    else:
+        table = read_table(
+            data, target=_target(saved, data, target), task=saved.task,
+            drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
+            encoding=model_encoding(saved, data),
+        )  # fmt: skip
+        if len(table) < len(table.usable):
+            kept = np.flatnonzero(table.usable)
+            line = dropped_line("evaluate", kept, len(table.usable), "the scores are the others'")
+            print(line, file=sys.stderr)
+        dataset = table.dataset()
     loss_fn = LOSSES[str(saved.info.get("loss", "mse"))]()
     with np.errstate(over="ignore", invalid="ignore"):  # a score that overflows is reported
         if saved.classes is not None:

@@ -14,7 +14,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from handprop.data import Encoding, Standardizer
-from handprop.layers import Linear, Sequential
+from handprop.layers import Conv2d, Linear, Sequential
 from handprop.losses import LOSSES
 from handprop.training import EpochLog, TrainingState
 
@@ -59,6 +59,8 @@ def check_model_info(source: str, model: Sequential, info: Mapping[str, Any]) ->
         raise ValueError(f"{source}: task {task!r} does not go with loss {loss!r}")
     shape = widths(model)
     d_in, d_out = shape if shape is not None else (None, None)
+    if "input_shape" in info:  # images: the scaler has one value per channel, no names
+        d_in = _check_input_shape(source, model, info["input_shape"])
     classes = info.get("classes")
     if task == "classification":
         _check_classes(source, classes, d_out)
@@ -73,6 +75,22 @@ def check_model_info(source: str, model: Sequential, info: Mapping[str, Any]) ->
     _check_encoding(source, info.get("encoding"), info.get("feature_names"), d_in)
     _check_scaler(source, "x_scaler", info.get("x_scaler"), d_in)
     _check_scaler(source, "y_scaler", info.get("y_scaler"), d_out)
+
+
+def _check_input_shape(source: str, model: Sequential, shape: object) -> int:
+    """A list (C, H, W) of positive integers whose C the first convolution takes; returns C."""
+    if not (isinstance(shape, list) and len(shape) == 3 and all(is_integer(v) for v in shape)
+            and all(0 < v <= 2**20 for v in shape)):  # fmt: skip
+        raise ValueError(
+            f"{source}: input_shape must be [C, H, W], positive integers, received {shape!r:.80}"
+        )
+    first = next((layer for layer in model.layers if isinstance(layer, Conv2d)), None)
+    if first is not None and first.in_channels != shape[0]:
+        raise ValueError(
+            f"{source}: input_shape has {shape[0]} channels, but its first Conv2d takes "
+            f"{first.in_channels}"
+        )
+    return int(shape[0])
 
 
 def _check_classes(source: str, classes: object, d_out: int | None) -> None:

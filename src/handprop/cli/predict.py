@@ -76,22 +76,27 @@ def predict_file(
     if proba and saved.classes is None:
         raise ValueError("--proba needs a classification model; this one does regression")
     names = saved.info.get("feature_names")
-    features = read_features(
-        data, names if isinstance(names, list) else None, encoding=model_encoding(saved, data),
-        drop_nonfinite=reading.drop_nonfinite, form=reading.form or CsvFormat(),
-    )  # fmt: skip
-    dropped = features.n_rows - len(features.kept)
+    if saved.input_shape is not None:  # a network trained on images
+        x = saved.image_features(data)
+        kept, rows = np.arange(len(x)), len(x)
+    else:
+        features = read_features(
+            data, names if isinstance(names, list) else None,
+            encoding=model_encoding(saved, data), drop_nonfinite=reading.drop_nonfinite,
+            form=reading.form or CsvFormat(),
+        )  # fmt: skip
+        x, kept, rows = features.x, features.kept, features.n_rows
+    dropped = rows - len(kept)
     if dropped:
         _check_gaps(saved, output, proba)
         what = "their predictions are NaN (a label: an empty cell)"
-        print(dropped_line("predict", features.kept, features.n_rows, what), file=sys.stderr)
+        print(dropped_line("predict", kept, rows, what), file=sys.stderr)
     tables: Iterator[tuple[list[str], Array]] = (
-        _prediction_table(saved, features.kept[start:], scores, proba)
-        for start, scores in saved.output_batches(features.x)
+        _prediction_table(saved, kept[start:], scores, proba)
+        for start, scores in saved.output_batches(x)
     )
     if dropped:
-        tables = _with_gaps(tables, features.kept, features.n_rows)
-    rows = features.n_rows
+        tables = _with_gaps(tables, kept, rows)
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite outputs are refused
         if to_stdout:
             text = b"".join(_encoded(tables, rows, ".csv"))  # all, or nothing on an error

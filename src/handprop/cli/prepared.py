@@ -15,10 +15,13 @@ from handprop.data import (
     Dataset,
     Standardizer,
     read_table,
+    train_validation_split,
 )
+from handprop.data.images import channel_scaler, load_image_dataset, standardize_channels
 from handprop.data.transform import balanced_class_weights, hold_out
 from handprop.distributed import Communicator, RowShard
 from handprop.layers import Linear, Sequential
+from handprop.layers.spec import takes_images
 from handprop.moments import Moments
 
 
@@ -36,6 +39,8 @@ class Prepared:
     # under K ranks, where each holds its own rows alone: what needs all of them
     digest: str | None = None  # validation_digest()
     class_weight: Array | None = None  # balanced_class_weights of every training label
+    #: (C, H, W) when the samples are images (x (N, C, H, W); x_scaler: one value a channel)
+    input_shape: tuple[int, int, int] | None = None
 
     @property
     def d_out(self) -> int:
@@ -48,13 +53,14 @@ class Prepared:
         return {
             "task": data.task,
             "loss": config.loss,
-            "feature_names": list(data.feature_names),
+            "feature_names": list(data.feature_names) if self.input_shape is None else None,
             "encoding": None if data.encoding is None else data.encoding.to_json(),
             "target_names": list(data.target_names),
             "classes": None if data.classes is None else [plain(c) for c in data.classes],
             "x_scaler": None if self.x_scaler is None else self.x_scaler.to_json(),
             "y_scaler": None if self.y_scaler is None else self.y_scaler.to_json(),
             "config": config.to_json(),
+            **({} if self.input_shape is None else {"input_shape": list(self.input_shape)}),
         }
 
     def validation_digest(self) -> str:
@@ -86,6 +92,8 @@ def prepare(
     rows and the statistics are merged. A ``.npy`` file is read through a memory map
     (``prepared_mapped``): its arrays are then MappedRows, gathered a batch at a time.
     """
+    if config.layers is not None and takes_images(config.layers):
+        return _prepare_images(config, saved, comm)
     if config.data.lower().endswith(".npy"):
         from handprop.cli.prepared_mapped import prepare_mapped
 
@@ -143,6 +151,62 @@ def _own_rows(prepared: Prepared, comm: Communicator, config: TrainConfig) -> Pr
         test=prepared.test if comm.rank == 0 else None,
         digest=prepared.validation_digest(), class_weight=weight,
     )  # fmt: skip
+
+
+def _prepare_images(
+    config: TrainConfig, saved: dict[str, Any] | None, comm: Communicator | None
+) -> Prepared:
+    """``prepare`` for images: x (N, C, H, W), each channel standardised (one mean and one
+    scale per channel, fitted on the training images' pixels)."""
+    dataset, shape = load_image_dataset(config.data, config.task)
+    if saved is not None and saved.get("input_shape") != list(shape):
+        raise DataError(
+            f"{dataset.source} holds images of shape {shape}, the checkpoint's network takes "
+            f"{tuple(saved.get('input_shape') or ())}: use the data it was trained with"
+        )
+    dataset, test = train_validation_split(
+        dataset, config.test_fraction, np.random.default_rng([config.seed, 3])
+    )
+    training, validation = train_validation_split(
+        dataset, config.validation_fraction, np.random.default_rng([config.seed, 0])
+    )
+    x_scaler = y_scaler = None
+    if saved is not None:
+        x_scaler = saved_scaler(saved.get("x_scaler"))
+        y_scaler = saved_scaler(saved.get("y_scaler"))
+    elif config.standardize:
+        x_scaler = _channel_scaler(training.x, shape, comm)
+        y_scaler = _fit_scaler(training.y, comm) if dataset.classes is None else None
+
+    def arrays(part: Dataset | None) -> tuple[Array, Array] | None:
+        if part is None:
+            return None
+        images = part.x.reshape(len(part.x), *shape)
+        if x_scaler is not None:
+            images = standardize_channels(part.x, x_scaler, shape)
+        x = np.ascontiguousarray(images, dtype=config.dtype)
+        y = part.y if y_scaler is None else y_scaler.transform(part.y)
+        if part.classes is None:
+            y = _finite(np.ascontiguousarray(y, dtype=config.dtype), "targets", config.dtype,
+                        part.source)  # fmt: skip
+        return _finite(x, "inputs", config.dtype, part.source), y
+
+    train = arrays(training)
+    assert train is not None
+    return Prepared(
+        dataset, *train, arrays(validation), x_scaler, y_scaler, arrays(test), input_shape=shape
+    )
+
+
+def _channel_scaler(
+    x: Array, shape: tuple[int, int, int], comm: Communicator | None
+) -> Standardizer:
+    """One mean and one scale per channel of the flattened images ``x``; over K ranks, each
+    measures its share of the pixels."""
+    if comm is None:
+        return channel_scaler(x, shape)
+    pixels = x.reshape(len(x), shape[0], -1).transpose(0, 2, 1).reshape(-1, shape[0])
+    return _fit_scaler(np.ascontiguousarray(pixels), comm)
 
 
 def csv_format(delimiter: str | None, decimal: str | None) -> CsvFormat:

@@ -7,7 +7,7 @@ names, target columns); both commands apply the same to the data given to them.
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,11 @@ from handprop.cli.metadata import check_finite_weights, check_model_info, widths
 from handprop.cli.prepared import check_input_width
 from handprop.data import CsvFormat, Encoding, Standardizer
 from handprop.data.encoding import plain_encoding
+from handprop.data.images import load_image_dataset, load_image_features, standardize_channels
 from handprop.layers import Sequential
+
+if TYPE_CHECKING:
+    from handprop.data import Dataset
 
 #: The most outputs ``output_batches`` computes at once: 8 MiB of float64.
 BATCH_VALUES = 2**20
@@ -60,6 +64,32 @@ class SavedModel:
             decimal = saved_decimal
         return CsvFormat(delimiter, decimal or ".")
 
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) for a network trained on images (checked by check_model_info), else None."""
+        shape = self.info.get("input_shape")
+        return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
+
+    def images(self, source: str) -> "Dataset":
+        """The images of ``source`` (digits, or an .npz with x and y) as a Dataset of
+        flattened rows, after checking they have the shape the network was trained on."""
+        dataset, shape = load_image_dataset(source, self.task)
+        self._check_image_shape(source, shape)
+        return dataset
+
+    def image_features(self, source: str) -> Array:
+        """The images of ``source`` (digits, .npz's x, or a .npy (N, C, H, W)), flattened."""
+        x, shape = load_image_features(source)
+        self._check_image_shape(source, shape)
+        return x
+
+    def _check_image_shape(self, source: str, shape: tuple[int, int, int]) -> None:
+        if shape != self.input_shape:
+            raise ValueError(
+                f"{source} holds images of shape {shape}, but {self.path} takes "
+                f"{self.input_shape}; use the data the model was trained with"
+            )
+
     def scaler(self, key: str) -> Standardizer | None:
         saved = self.info.get(key)
         return None if saved is None else Standardizer.from_json(saved)
@@ -96,10 +126,16 @@ class SavedModel:
         return x if xp.library == "numpy" else xp.from_host(x)
 
     def inputs(self, x: Array) -> Array:
-        """Raw features as the network takes them: standardised, in its dtype."""
+        """Raw features as the network takes them: standardised, in its dtype; flattened
+        images as images (N, C, H, W), each channel standardised."""
         check_input_width(self.model, x.shape[1], self.path, "the data")
-        scaler = self.scaler("x_scaler")
-        x = x if scaler is None else scaler.transform(x)
+        scaler, shape = self.scaler("x_scaler"), self.input_shape
+        if shape is None:
+            x = x if scaler is None else scaler.transform(x)
+        elif scaler is None:
+            x = x.reshape(len(x), *shape)
+        else:
+            x = standardize_channels(x, scaler, shape)
         dtype = self.model.parameters()[0].dtype
         return np.ascontiguousarray(x, dtype=dtype)
 

@@ -23,12 +23,25 @@ if TYPE_CHECKING:
     from handprop.distributed import Communicator
 
 
+LAYERS_HELP = (
+    "the whole network, layers separated by commas, instead of --hidden/--activation/"
+    "--no-bias: conv C_OUT K [stride S] [pad P] [nobias], maxpool K [stride S], avgpool K "
+    "[stride S], flatten, linear D_OUT [nobias], dropout P, batchnorm, layernorm, relu, tanh, "
+    "sigmoid, identity, leaky_relu [SLOPE]; the last layer gives one output per class (or "
+    "target). With conv, pooling or flatten the data are images: --data digits (1x8x8) or an "
+    ".npz holding x (N, C, H, W) and y (N,) labels or (N, D_out) targets; each channel is "
+    "standardised (one mean and scale per channel, --no-standardize: none). E.g. "
+    '"conv 16 3 pad 1, relu, maxpool 2, flatten, linear 10"'
+)
+
+
 def add_parser(commands: Any) -> None:
     train = commands.add_parser(
         "train",
         help="train a network on a data set and save it",
         description=(
-            "Train a fully-connected network on tabular data. The inputs (and regression targets) "
+            "Train a fully-connected network on tabular data, or the network --layers "
+            "describes (a convolutional one on images). The inputs (and regression targets) "
             "are standardised with statistics of the training part, which are saved with the "
             "model. A seeded validation part drives early stopping. Progress goes to stderr "
             "(a bar on a terminal), a summary to stdout."
@@ -50,6 +63,7 @@ def add_parser(commands: Any) -> None:
         "(categories: the most frequent), computed on the data and saved with the model",
     )
     train.add_argument("--hidden", type=widths, help="hidden widths, e.g. 100,50; default: 100")
+    train.add_argument("--layers", metavar="SPEC", help=LAYERS_HELP)
     train.add_argument("--activation", choices=ACTIVATIONS.names(), help="default: relu")
     train.add_argument(
         "--no-bias",

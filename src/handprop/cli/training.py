@@ -28,7 +28,7 @@ from handprop.cli.prepared import Prepared, collapse_warning, prepare
 from handprop.cli.progress import JsonlLog, ProgressBar, epoch_record
 from handprop.data.transform import balanced_class_weights
 from handprop.distributed import Communicator
-from handprop.layers import Sequential, mlp
+from handprop.layers import Sequential, build_layers, mlp
 from handprop.losses import LOSSES, Loss, SoftmaxCrossEntropy
 from handprop.optim import OPTIMIZERS, Optimizer
 from handprop.schedules import CosineSchedule, Schedule, StepSchedule
@@ -232,11 +232,33 @@ def _place(model: Sequential, xp: Any) -> None:
 
 def _network(config: TrainConfig, prepared: Prepared) -> Sequential:
     d_in, d_out = prepared.train_x.shape[1], prepared.d_out
+    if config.layers is not None:
+        return _described_network(config, prepared)
     check_architecture_size(mlp_layers(d_in, config.hidden, d_out), config.batch_size)
     return mlp(
         prepared.train_x.shape[1], config.hidden, prepared.d_out, activation=config.activation,
         bias=config.bias, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype,
     )  # fmt: skip
+
+
+def _described_network(config: TrainConfig, prepared: Prepared) -> Sequential:
+    """The network of --layers, for inputs of the data's shape; its last layer must give
+    one output per class (or target)."""
+    assert config.layers is not None
+    shape = prepared.input_shape or prepared.train_x.shape[1:]
+    model = build_layers(
+        config.layers, shape, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype
+    )
+    check_architecture_size(model_config(model)["layers"], config.batch_size)
+    outputs = model.eval().forward(prepared.train_x[:1]).shape[1:]  # eval: no state moves
+    model.train()
+    if outputs != (prepared.d_out,):
+        wanted = "classes" if prepared.dataset.classes is not None else "targets"
+        raise ValueError(
+            f"--layers gives outputs of shape {outputs} per sample, but the data has "
+            f"{prepared.d_out} {wanted}: end it with linear {prepared.d_out}"
+        )
+    return model
 
 
 def _loss(config: TrainConfig, prepared: Prepared) -> Loss:

@@ -1,7 +1,10 @@
 """Image data as (N, C, H, W) arrays, for convolutional networks.
 
 ``digits_images``: scikit-learn's 8x8 digits as (N, 1, 8, 8); ``load_images``:
-``.npz`` files with ``x`` (N, C, H, W) and ``y``, or a ``.npy`` of images alone.
+``.npz`` files with ``x`` (N, C, H, W) and ``y``, or a ``.npy`` of images alone;
+``load_image_dataset``: either as a Dataset of flattened rows (what ``handprop train
+--layers`` splits), with ``channel_scaler`` and ``standardize_channels`` to standardise
+each channel (one mean and one scale per channel, not per pixel).
 Read with ``allow_pickle=False``: nothing is unpickled.
 """
 
@@ -11,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from handprop._types import Array
-from handprop.data.dataset import DataError
+from handprop.data.dataset import DataError, Dataset
+from handprop.data.transform import Standardizer
+
+Shape = tuple[int, int, int]
 
 
 def digits_images() -> tuple[Array, Array]:
@@ -81,3 +87,82 @@ def _checked_targets(path: Path, y: Array, n: int) -> Array:
     if y.ndim == 1 and y.dtype.kind in "iu":
         return y.astype(np.int64)
     return np.asarray(y, dtype=np.float64).reshape(n, -1)
+
+
+#: The shape of one sample of each bundled data set that has images.
+BUNDLED_IMAGES = {"digits": (1, 8, 8)}
+
+
+def load_image_dataset(source: str, task: str | None = None) -> tuple[Dataset, Shape]:
+    """Images and their targets as a Dataset whose rows are the flattened images.
+
+    ``source``: ``digits`` (``digits_images``) or an ``.npz`` with ``x`` (N, C, H, W)
+    and ``y``. ``task`` None: integer labels (N,) are classes, anything else regression
+    targets. Returns the Dataset (x (N, C * H * W)) and the image shape (C, H, W):
+    ``dataset.x.reshape(-1, *shape)`` gives the images back.
+    """
+    if source in BUNDLED_IMAGES:
+        x, y = digits_images()
+        return _dataset(source, x, y, "classification" if task is None else task, "digit")
+    if not source.lower().endswith(".npz"):
+        raise DataError(
+            f"{source}: images with targets are read from an .npz file holding x (N, C, H, W) "
+            "and y, e.g. np.savez(path, x=x, y=y), or from the bundled digits"
+        )
+    x, targets = load_images(source)
+    assert targets is not None  # an .npz has its y
+    if task is None:
+        task = "regression"
+        if targets.ndim == 1 and targets.dtype.kind in "iu":
+            task = "classification"
+    return _dataset(source, x, targets, task, "y")
+
+
+def load_image_features(source: str) -> tuple[Array, Shape]:
+    """The images alone, flattened (N, C * H * W), and their shape (C, H, W): from
+    ``digits``, an ``.npz`` (its ``x``) or a ``.npy`` holding (N, C, H, W)."""
+    if source in BUNDLED_IMAGES:
+        x, _ = digits_images()
+    else:
+        x, _ = load_images(source)
+    return x.reshape(len(x), -1), _shape(x)
+
+
+def channel_scaler(x: Array, shape: Shape) -> Standardizer:
+    """The mean and standard deviation of each channel of the flattened images ``x``
+    (over N, H and W), as a Standardizer of C values; 1 for a constant channel."""
+    pixels = x.reshape(len(x), shape[0], -1).transpose(1, 0, 2).reshape(shape[0], -1)
+    return Standardizer.fit(np.ascontiguousarray(pixels.T))
+
+
+def standardize_channels(x: Array, scaler: Standardizer, shape: Shape) -> Array:
+    """The flattened images ``x`` as images (N, C, H, W), each channel standardised."""
+    images = x.reshape(len(x), *shape)
+    if len(scaler.mean) != shape[0]:
+        raise DataError(
+            f"the image standardizer has {len(scaler.mean)} channels, the images {shape[0]}"
+        )
+    return (images - scaler.mean[:, None, None]) / scaler.scale[:, None, None]
+
+
+def _shape(x: Array) -> Shape:
+    return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+
+
+def _dataset(source: str, x: Array, y: Array, task: str, target: str) -> tuple[Dataset, Shape]:
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    c, h, w = _shape(x)
+    names = tuple(f"pixel_{k}_{i}_{j}" for k in range(c) for i in range(h) for j in range(w))
+    if task == "classification":
+        if y.ndim != 1:
+            raise DataError(
+                f"{source}: classification needs labels y of shape (N,), received {y.shape}"
+            )
+        classes, indices = np.unique(y, return_inverse=True)
+        labels = tuple(value.item() for value in classes)
+        dataset = Dataset(flat, indices.astype(np.int64), names, (target,), labels, source)
+    else:
+        targets = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float64)
+        target_names = tuple(f"{target}{j}" for j in range(targets.shape[1]))
+        dataset = Dataset(flat, targets, names, target_names, None, source)
+    return dataset, (c, h, w)

@@ -16,7 +16,8 @@ and its backward is Linear's two transpose products, transposed::
 followed by col2im, im2col's transpose: each patch's gradient is added back
 where the patch came from. Patches overlap, so col2im adds; it loops over the
 kh * kw kernel offsets, each adding one strided slice of the input's gradient
-(im2col copies along the same slices). Pixels are the columns, not the rows, so
+(im2col copies all of them at once, from a strided view of the input that holds
+every patch: ``_patches``). Pixels are the columns, not the rows, so
 that every copy runs along an image row and both products are one BLAS call.
 """
 
@@ -27,7 +28,6 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._blas import gemm
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.init import RandomSource, as_generator
 from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
@@ -92,8 +92,7 @@ class Conv2d(Module):
         self.h: Array | None = None
         self.grad_h_cols: Array | None = None
         self.grad_cols: Array | None = None
-        self.grad_x_pad: Array | None = None  # (C_in, N, H + 2p, W + 2p), the columns' order
-        self.grad_x: Array | None = None
+        self.grad_x_pad: Array | None = None  # grad_x is the inside of it, a view
 
     def config(self) -> dict[str, Any]:
         return {
@@ -138,20 +137,17 @@ class Conv2d(Module):
         # im2col: cols[(c, di, dj), (n, i, j)] = x_pad[n, c, i * stride + di, j * stride + dj]
         self.cols = reuse(self.cols, (c_in * k * k, pixels), self.dtype)
         cols_6d = self.cols.reshape(c_in, k, k, n, h_out, w_out)
-        for di, dj in self._offsets():
-            window = self._window(x_pad, di, dj, h_out, w_out)
-            np.copyto(cols_6d[:, di, dj], window.transpose(1, 0, 2, 3))
+        np.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
         self.h_cols = reuse(self.h_cols, (c_out, pixels), self.dtype)
         weight = self.weight.data.reshape(c_out, -1)
-        if self.bias is None:
-            np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
-        else:  # h = x.dot(w1) + b1: the bias first, then the product added to it (beta = 1)
-            np.copyto(self.h_cols, self.bias.data[:, None])
-            gemm(weight, self.cols, out=self.h_cols, beta=1.0)
-        # the columns back to images (N, C_out, H_out, W_out)
+        np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
+        # the columns back to images (N, C_out, H_out, W_out), the bias added on the way
         self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
         h_pixels = self.h_cols.reshape(c_out, n, -1).transpose(1, 0, 2)
-        np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+        if self.bias is None:
+            np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+        else:  # h = x.dot(w1) + b1
+            np.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
@@ -162,19 +158,16 @@ class Conv2d(Module):
         self.grad_cols = reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
         np.matmul(weight.T, grad_h_cols, out=self.grad_cols)
         self._parameter_grads(grad_h_cols, grads)  # after the weight's last read
-        # col2im: each patch's gradient goes back where the patch came from, adding up.
-        # In the columns' order (C_in, N, H, W), then transposed to images once.
-        shape_cn = (c_in, n, x_pad.shape[2], x_pad.shape[3])
-        self.grad_x_pad = reuse(self.grad_x_pad, shape_cn, self.dtype)
+        # col2im: each patch's gradient goes back where the patch came from, adding up
+        # (patches overlap: one strided add per kernel offset, no scatter).
+        self.grad_x_pad = reuse(self.grad_x_pad, x_pad.shape, self.dtype)
         self.grad_x_pad.fill(0)
         grad_cols_6d = self.grad_cols.reshape(c_in, k, k, n, h_out, w_out)
         for di, dj in self._offsets():
-            self._window(self.grad_x_pad, di, dj, h_out, w_out)[...] += grad_cols_6d[:, di, dj]
+            window = self._window(self.grad_x_pad, di, dj, h_out, w_out)
+            window += grad_cols_6d[:, di, dj].transpose(1, 0, 2, 3)
         p, height, width = self.padding, x_pad.shape[2], x_pad.shape[3]
-        self.grad_x = reuse(self.grad_x, self._unpadded_shape(x_pad), self.dtype)
-        inside = self.grad_x_pad[:, :, p : height - p, p : width - p]
-        np.copyto(self.grad_x, inside.transpose(1, 0, 2, 3))
-        return self.grad_x
+        return self.grad_x_pad[:, :, p : height - p, p : width - p]  # a view: no copy
 
     def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
         _, grad_h_cols = self._grad_cols(grad_h)
@@ -205,6 +198,14 @@ class Conv2d(Module):
 
     def _offsets(self) -> list[tuple[int, int]]:
         return [(di, dj) for di in range(self.kernel_size) for dj in range(self.kernel_size)]
+
+    def _patches(self, x_pad: Array, h_out: int, w_out: int) -> Array:
+        """Every patch of ``x_pad`` as a read-only view (C_in, k, k, N, H_out, W_out) of it:
+        ``[c, di, dj, n, i, j]`` is ``x_pad[n, c, i * stride + di, j * stride + dj]``."""
+        s_n, s_c, s_h, s_w = x_pad.strides
+        shape = (self.in_channels, self.kernel_size, self.kernel_size, len(x_pad), h_out, w_out)
+        strides = (s_c, s_h, s_w, s_n, s_h * self.stride, s_w * self.stride)
+        return np.lib.stride_tricks.as_strided(x_pad, shape, strides, writeable=False)
 
     def _window(self, image: Array, di: int, dj: int, h_out: int, w_out: int) -> Array:
         """Element (di, dj) of every patch of ``image``: a strided view (N, C, H_out, W_out)."""

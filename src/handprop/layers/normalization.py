@@ -11,7 +11,7 @@ Both compute ``x_hat = (x - mean) / sqrt(var + eps)`` (the biased variance) and
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -20,6 +20,15 @@ import numpy.typing as npt
 from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
 from handprop.layers.module import LAYERS, Module, require_array, require_cache
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
+
+
+def _normalized_shape(what: str, value: object) -> int | tuple[int, ...]:
+    """A positive int, or a non-empty sequence of them as a tuple (a list from a file)."""
+    if isinstance(value, list | tuple) and value:
+        return tuple(positive_int(what, size) for size in value)
+    if isinstance(value, list | tuple):
+        raise ValueError(f"{what} must be a positive integer or a list of them, received []")
+    return positive_int(what, value)
 
 
 def _positive_float(what: str, value: object, upper: float = math.inf) -> float:
@@ -206,29 +215,54 @@ class BatchNorm2d(_BatchNorm):
 
 @LAYERS.register("LayerNorm")
 class LayerNorm(Module):
-    """Each sample normalised over its last axis (D), as ``torch.nn.LayerNorm(D)``.
+    """Each sample normalised over its last axes, as ``torch.nn.LayerNorm(normalized_shape)``.
 
-    Shape: x (N, ..., D) -> y (N, ..., D); weight (D,) ones, bias (D,) zeros.
-    Training and evaluation are the same.
+    ``normalized_shape``: D (the last axis) or the sizes of the last axes, e.g. (C, H, W)
+    for whole images.
+    Shape: x (N, ..., *normalized_shape) -> y, the same shape; weight and bias of
+    ``normalized_shape``, ones and zeros. Training and evaluation are the same.
     """
 
     config_fields = ("normalized_shape", "eps")
 
     def __init__(
-        self, normalized_shape: int, eps: float = 1e-5, *, dtype: npt.DTypeLike = np.float64
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        *,
+        dtype: npt.DTypeLike = np.float64,
     ) -> None:
-        self.normalized_shape = positive_int("LayerNorm normalized_shape", normalized_shape)
+        self.normalized_shape = _normalized_shape("LayerNorm normalized_shape", normalized_shape)
         self.eps = _positive_float("LayerNorm eps", eps)
         dtype = float_dtype(dtype)
-        self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
-        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype))
+        stored = self.shape[::-1] if len(self.shape) == 2 else self.shape  # see _as_shape
+        self.weight = Parameter(np.ones(stored, dtype=dtype))
+        self.bias = Parameter(np.zeros(stored, dtype=dtype))
         self.x_hat: Array | None = None  # the cache, with inv_std
-        self.inv_std: Array | None = None  # 1 / sqrt(var + eps), per sample: (M, 1)
+        self.inv_std: Array | None = None  # 1 / sqrt(var + eps), per sample: (M, 1, ...)
         self.y: Array | None = None  # work buffers
         self.grad_x: Array | None = None
 
+    def _as_shape(self, array: Array) -> Array:
+        """A parameter (or its gradient) as ``normalized_shape``, and back: a view.
+
+        Model files keep every 2-D parameter as handprop keeps ``Linear``'s weight,
+        transposed from PyTorch's layout; a 2-D weight here is kept (B, A) for
+        ``normalized_shape`` (A, B), so that its file holds torch's (A, B)."""
+        return array.T if len(self.shape) == 2 else array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``normalized_shape`` as a tuple: (D,) for D."""
+        shape = self.normalized_shape
+        return (shape,) if isinstance(shape, int) else shape
+
     def config(self) -> dict[str, Any]:
-        return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+        shape = self.normalized_shape
+        return {
+            "normalized_shape": shape if isinstance(shape, int) else list(shape),
+            "eps": self.eps,
+        }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], dtype: str) -> Self:
@@ -236,9 +270,10 @@ class LayerNorm(Module):
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-        d = positive_int("normalized_shape", config["normalized_shape"])
+        shape = _normalized_shape("normalized_shape", config["normalized_shape"])
         _positive_float("eps", config["eps"])
-        return {"weight": (d,), "bias": (d,)}
+        sizes = (shape,) if isinstance(shape, int) else shape
+        return {"weight": sizes, "bias": sizes}
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -249,39 +284,45 @@ class LayerNorm(Module):
 
     def forward(self, x: Array) -> Array:
         x = require_array("LayerNorm", x)
-        d = self.normalized_shape
-        if x.ndim < 2 or x.shape[-1] != d:
-            raise ValueError(f"LayerNorm expected input of shape (N, ..., {d}), received {x.shape}")
+        shape = self.shape
+        if x.ndim <= len(shape) or x.shape[x.ndim - len(shape) :] != shape:
+            expected = ", ".join(map(str, shape))
+            raise ValueError(
+                f"LayerNorm expected input of shape (N, ..., {expected}), received {x.shape}"
+            )
         check_dtype("LayerNorm", "input", x, self.dtype)
+        axes = tuple(range(x.ndim - len(shape), x.ndim))  # each sample's normalised axes
         self.x_hat = reuse(self.x_hat, x.shape, self.dtype)
         self.y = reuse(self.y, x.shape, self.dtype)
-        mean = x.mean(axis=-1, keepdims=True)
+        mean = x.mean(axis=axes, keepdims=True)
         np.subtract(x, mean, out=self.x_hat)  # x - mean
         np.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
-        self.inv_std = 1 / np.sqrt(self.y.mean(axis=-1, keepdims=True) + self.eps)
+        self.inv_std = 1 / np.sqrt(self.y.mean(axis=axes, keepdims=True) + self.eps)
         self.x_hat *= self.inv_std  # x_hat = (x - mean) / sqrt(var + eps)
-        np.multiply(self.x_hat, self.weight.data, out=self.y)
-        self.y += self.bias.data  # y = weight * x_hat + bias
+        np.multiply(self.x_hat, self._as_shape(self.weight.data), out=self.y)
+        self.y += self._as_shape(self.bias.data)  # y = weight * x_hat + bias
         return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         x_hat, grad_y = require_cache("LayerNorm", self.x_hat, grad_y)
         assert self.inv_std is not None
-        batch_axes = tuple(range(x_hat.ndim - 1))
+        batch_axes = tuple(range(x_hat.ndim - len(self.shape)))
+        axes = tuple(range(len(batch_axes), x_hat.ndim))
         self.grad_x = reuse(self.grad_x, x_hat.shape, self.dtype)
         np.multiply(grad_y, x_hat, out=self.grad_x)
         grad_weight = self.grad_x.sum(axis=batch_axes)  # grad_weight = sum(grad_y * x_hat)
         grad_bias = grad_y.sum(axis=batch_axes)  # grad_bias = sum(grad_y)
-        np.multiply(grad_y, self.weight.data, out=self.grad_x)  # grad_x_hat = grad_y * weight
-        mean_grad = self.grad_x.mean(axis=-1, keepdims=True)
+        weight = self._as_shape(self.weight.data)
+        np.multiply(grad_y, weight, out=self.grad_x)  # grad_x_hat = grad_y * weight
+        mean_grad = self.grad_x.mean(axis=axes, keepdims=True)
         self.grad_x *= x_hat
-        mean_grad_x_hat = self.grad_x.mean(axis=-1, keepdims=True)  # mean(grad_x_hat * x_hat)
-        np.multiply(grad_y, self.weight.data, out=self.grad_x)
+        mean_grad_x_hat = self.grad_x.mean(axis=axes, keepdims=True)  # mean(grad_x_hat * x_hat)
+        np.multiply(grad_y, weight, out=self.grad_x)
         self.grad_x -= mean_grad
         self.grad_x -= x_hat * mean_grad_x_hat
         self.grad_x *= self.inv_std
-        grads.add(self.weight, grad_weight)  # after the weight's last read
-        grads.add(self.bias, grad_bias)
+        grads.add(self.weight, self._as_shape(grad_weight))  # after the weight's last read
+        grads.add(self.bias, self._as_shape(grad_bias))
         return self.grad_x
 
     def __repr__(self) -> str:

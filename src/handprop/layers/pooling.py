@@ -84,11 +84,18 @@ class MaxPool2d(_Pool2d):
         self.bigger: Array | None = None  # work buffers
         self.winners: Array | None = None
         self.grad_part: Array | None = None
+        self.x_w: Array | None = None  # windows side by side: the max along W (cached)
+        self.w_won: Array | None = None  # which column won (cached)
+        self.h_won: Array | None = None  # which row won (cached)
+        self.grad_x_w: Array | None = None  # work buffers
+        self.mask: Array | None = None
 
     def forward(self, x: Array) -> Array:
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
         self.y = reuse(self.y, shape, x.dtype)
+        if self.stride == self.kernel_size:  # windows side by side: one axis, then the other
+            return self._forward_separable(x, self.y)
         self.argmax = reuse(self.argmax, shape, self._offset_dtype())
         self.winners = reuse(self.winners, shape, self._offset_dtype())
         self.bigger = reuse(self.bigger, shape, np.dtype(np.bool_))
@@ -105,13 +112,14 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         x, grad_y = self._cached(grad_y)
-        assert self.argmax is not None
         self.grad_x = reuse(self.grad_x, x.shape, x.dtype)
+        if self.stride == self.kernel_size:
+            return self._backward_separable(x, grad_y, self.grad_x)
+        assert self.argmax is not None
         self.grad_part = reuse(self.grad_part, grad_y.shape, x.dtype)
-        k, s, (height, width) = self.kernel_size, self.stride, x.shape[2:]
+        k, s = self.kernel_size, self.stride
         overlapping = s < k  # then an input may win several windows
-        if overlapping or s > k or height % k or width % k:  # else the windows cover x
-            self.grad_x.fill(0)
+        self.grad_x.fill(0)
         for offset, (di, dj) in enumerate(self._offsets()):
             # grad_part = grad_y where this offset won the window, else 0
             np.equal(self.argmax, offset, out=self.grad_part, casting="unsafe")
@@ -123,13 +131,104 @@ class MaxPool2d(_Pool2d):
                 np.copyto(target, self.grad_part)  # grad_x[argmax] = grad_y
         return self.grad_x
 
+    # Windows side by side (stride == kernel_size): the max of a window is the max over its
+    # rows of the max along each row. Along W first (x_w: each row's window maximum, w_won:
+    # which column won), then along H (y, h_won: which row). On a tie the first stays at
+    # each step, which is the first in row-major order, as above. Each pass runs over long
+    # strided rows instead of kernel_size**2 short window slices.
+
+    def _forward_separable(self, x: Array, y: Array) -> Array:
+        n, c, height, _ = x.shape
+        shape, w_shape = y.shape, (n, c, height, y.shape[3])
+        self.x_w = reuse(self.x_w, w_shape, x.dtype)
+        self.w_won = reuse(self.w_won, w_shape, self._offset_dtype())
+        self.h_won = reuse(self.h_won, shape, self._offset_dtype())
+        if self.kernel_size > 2:  # work buffers for both passes, as large as the first's output
+            self.bigger = reuse(self.bigger, (self.x_w.size,), np.dtype(np.bool_))
+            self.winners = reuse(self.winners, (self.x_w.size,), self._offset_dtype())
+        self._max_along(x, 3, self.x_w, self.w_won)
+        self._max_along(self.x_w, 2, y, self.h_won)
+        return y
+
+    def _backward_separable(self, x: Array, grad_y: Array, grad_x: Array) -> Array:
+        assert self.x_w is not None and self.w_won is not None and self.h_won is not None
+        k, (height, width) = self.kernel_size, x.shape[2:]
+        if height % k or width % k:  # rows or columns no window covers
+            grad_x.fill(0)
+        self.grad_x_w = reuse(self.grad_x_w, self.x_w.shape, x.dtype)
+        if height % k:
+            self.grad_x_w.fill(0)
+        self.mask = reuse(self.mask, (self.x_w.size,), x.dtype)  # for both passes
+        mask_h, mask_w = (
+            self.mask[: grad_y.size].reshape(grad_y.shape),
+            self.mask.reshape(self.x_w.shape),
+        )
+        # grad_x_w[h_won] = grad_y, then grad_x[w_won] = grad_x_w
+        self._route_back(grad_y, self.h_won, 2, self.grad_x_w, mask_h)
+        self._route_back(self.grad_x_w, self.w_won, 3, grad_x, mask_w)
+        return grad_x
+
+    def _max_along(self, x: Array, axis: int, out: Array, won: Array) -> None:
+        """``out`` = the max of each window of ``x`` along ``axis``; ``won``: its offset."""
+        np.copyto(out, self._slice(x, axis, 0, out.shape[axis]))
+        if self.kernel_size == 2:  # won = 1 where the second is bigger (strictly), else 0
+            candidate = self._slice(x, axis, 1, out.shape[axis])
+            np.greater(candidate, out, out=won.view(np.bool_))
+            np.maximum(out, candidate, out=out)
+            return
+        won.fill(0)
+        assert self.bigger is not None and self.winners is not None
+        bigger = self.bigger[: out.size].reshape(out.shape)
+        winners = self.winners[: out.size].reshape(out.shape)
+        for offset in range(1, self.kernel_size):
+            candidate = self._slice(x, axis, offset, out.shape[axis])
+            np.greater(candidate, out, out=bigger)  # strictly: the first max stays
+            np.maximum(out, candidate, out=out)
+            np.multiply(bigger.view(np.uint8), offset, out=winners, casting="unsafe")
+            np.maximum(won, winners, out=won)  # offsets only grow: a max sets them
+
+    def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array, mask: Array) -> None:
+        """Each window's gradient to the offset along ``axis`` that won it, 0 to the others.
+
+        ``mask``: a work buffer of grad's shape and dtype (a product of mixed dtypes would
+        cast through numpy's buffers)."""
+        size = grad.shape[axis]
+        if self.kernel_size == 2:  # the second gets grad * won, the first the rest
+            second = self._slice(grad_x, axis, 1, size)
+            np.copyto(mask, won)  # 1.0 where the second won (a cast copy, no buffers)
+            np.multiply(grad, mask, out=second)
+            np.subtract(grad, second, out=self._slice(grad_x, axis, 0, size))
+            return
+        assert self.bigger is not None
+        equal = self.bigger[: grad.size].reshape(grad.shape)
+        for offset in range(self.kernel_size):
+            np.equal(won, offset, out=equal)
+            np.copyto(mask, equal)
+            np.multiply(grad, mask, out=self._slice(grad_x, axis, offset, size))
+
+    def _slice(self, array: Array, axis: int, offset: int, size: int) -> Array:
+        """Element ``offset`` of every window along ``axis``: a strided view."""
+        k = self.kernel_size
+        index = [slice(None)] * 4
+        index[axis] = slice(offset, offset + k * (size - 1) + 1, k)
+        return array[tuple(index)]
+
     def _offset_dtype(self) -> np.dtype[Any]:
         """The narrowest integer that holds every offset of a window (uint8 up to 16 x 16)."""
         return np.dtype(np.uint8) if self.kernel_size <= 16 else np.dtype(np.int32)
 
     def pieces(self) -> Array | None:
         """Which input won each window in the last forward (for gradcheck: a kink if it changes)."""
-        return None if self.argmax is None else self.argmax.copy()
+        if self.stride != self.kernel_size:
+            return None if self.argmax is None else self.argmax.copy()
+        if self.h_won is None or self.w_won is None:
+            return None
+        n, c, h_out, w_out = self.h_won.shape
+        k = self.kernel_size
+        rows = self.w_won[:, :, : h_out * k].reshape(n, c, h_out, k, w_out)
+        column = np.take_along_axis(rows, self.h_won[:, :, :, None, :].astype(np.intp), axis=3)
+        pieces: Array = self.h_won.astype(np.intp) * k + column[:, :, :, 0]
+        return pieces
 
 
 @LAYERS.register("AvgPool2d")

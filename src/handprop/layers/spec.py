@@ -162,6 +162,15 @@ def _activation(name: str) -> Callable[[list[str]], Module]:
     return make
 
 
+#: The words whose layers take images (N, C, H, W).
+IMAGE_WORDS = frozenset({"conv", "maxpool", "avgpool", "flatten"})
+
+
+def takes_images(spec: str) -> bool:
+    """Whether ``spec`` has a layer that takes images (conv, pooling or flatten)."""
+    return any((item.split() or [""])[0] in IMAGE_WORDS for item in spec.split(","))
+
+
 def build_layers(
     spec: str,
     input_shape: Sequence[int],
