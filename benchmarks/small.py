@@ -1,0 +1,169 @@
+"""The "small" size: where Python dispatch, not arithmetic, is the step.
+
+    .venv/bin/python -m benchmarks.small                # float64, one BLAS thread
+    .venv/bin/python -m benchmarks.small --dtype float32 --repeats 9
+
+Batch 32 through 64 -> 100 -> 10 with biases, ReLU, SoftmaxCrossEntropy and Adam
+(~1.4 MFLOP a step, ~10 us of arithmetic), the size tabular models train at. Rows, all
+in this one process with one BLAS thread (``threadpool_limits(1)``):
+
+- ``eager step``: ``train_step`` on one batch, again and again;
+- ``captured step``: ``capture_step``'s replay of the same step (``handprop.training.capture``);
+- ``fit epoch``: one epoch of ``fit`` over 1,347 samples (digits' training split: 42 full
+  batches and one of 3), scores at the epoch's end included; ``sum of its steps``: the
+  same 43 batches, already gathered, through the step alone; the ratio is what ``fit``
+  adds. Once eager (``capture=False``) and once captured.
+
+Each figure is the median of ``--repeats`` repeats, each lasting about 0.2 s; the garbage
+collector is off while timing. The machine is noisy: compare ratios from one run.
+"""
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import handprop as hp
+from handprop.training import fit
+
+N, WIDTHS, SAMPLES, CLASSES = 32, (64, 100, 10), 1347, 10
+
+
+def make_model(dtype: str, seed: int = 0) -> hp.Sequential:
+    d_in, hidden, d_out = WIDTHS
+    return hp.Sequential(
+        hp.Linear(d_in, hidden, rng=seed, dtype=dtype),
+        hp.ReLU(),
+        hp.Linear(hidden, d_out, rng=seed + 1, dtype=dtype),
+    )
+
+
+def make_data(dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((SAMPLES, WIDTHS[0])).astype(dtype)
+    return x, rng.integers(0, CLASSES, SAMPLES)
+
+
+def seconds_per_call(call: Callable[[], Any], repeats: int, repeat_s: float = 0.2) -> float:
+    """The median over ``repeats`` of the mean time of K back-to-back calls (K: ~repeat_s)."""
+    start, warm = time.perf_counter(), 0
+    while warm < 3 or time.perf_counter() - start < 0.1:
+        call()
+        warm += 1
+    k = max(1, round(repeat_s / ((time.perf_counter() - start) / warm)))
+    times = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(k):
+                call()
+            times.append((time.perf_counter() - start) / k)
+    finally:
+        gc.enable()
+    return statistics.median(times)
+
+
+def trainer(dtype: str) -> tuple[hp.Sequential, hp.SoftmaxCrossEntropy, hp.Adam]:
+    model = make_model(dtype)
+    return model, hp.SoftmaxCrossEntropy(), hp.Adam(model.parameters(), lr=1e-3)
+
+
+def step_rows(dtype: str, repeats: int) -> dict[str, float]:
+    x, y = make_data(dtype)
+    xb, yb = x[:N].copy(), y[:N].copy()
+    model, loss_fn, optimizer = trainer(dtype)
+    rows = {
+        "eager step": seconds_per_call(
+            lambda: hp.train_step(model, loss_fn, optimizer, xb, yb), repeats
+        )
+    }
+    capture = _capture_step()
+    if capture is not None:
+        model, loss_fn, optimizer = trainer(dtype)
+        step = capture(model, loss_fn, optimizer, xb.shape, yb.shape, dtype=xb.dtype)
+        rows["captured step"] = seconds_per_call(lambda: step(xb, yb), repeats)
+    return rows
+
+
+def epoch_rows(dtype: str, repeats: int, captured: bool) -> dict[str, float]:
+    """One epoch of ``fit`` against the sum of its steps, each alone."""
+    x, y = make_data(dtype)
+    options: dict[str, Any] = {"capture": captured} if _capture_step() is not None else {}
+    if captured and not options:
+        return {}
+    model, loss_fn, optimizer = trainer(dtype)
+    rng = np.random.default_rng(0)
+
+    def epoch() -> None:
+        fit(model, loss_fn, optimizer, (x, y), epochs=1, batch_size=N, rng=rng, **options)
+
+    order = np.random.default_rng(0).permutation(SAMPLES)
+    parts = [order[start : start + N] for start in range(0, SAMPLES, N)]
+    batches = [(x[part], y[part]) for part in parts]
+    step = _steps(captured, x, y)
+
+    def steps() -> None:
+        for xb, yb in batches:
+            step(xb, yb)
+
+    name = "captured" if captured else "eager"
+    return {
+        f"fit epoch ({name})": seconds_per_call(epoch, repeats),
+        f"sum of its steps ({name})": seconds_per_call(steps, repeats),
+    }
+
+
+def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any], Any]:
+    model, loss_fn, optimizer = trainer(str(x.dtype))
+    capture = _capture_step()
+    if not captured or capture is None:
+        return lambda xb, yb: hp.train_step(model, loss_fn, optimizer, xb, yb)
+    full = capture(model, loss_fn, optimizer, (N, *x.shape[1:]), (N,), dtype=x.dtype)
+
+    def step(xb: np.ndarray, yb: np.ndarray) -> Any:
+        if len(xb) == N:
+            return full(xb, yb)
+        return hp.train_step(model, loss_fn, optimizer, xb, yb)  # the last, short batch
+
+    return step
+
+
+def _capture_step() -> Callable[..., Any] | None:
+    try:
+        from handprop.training.capture import capture_step
+    except ImportError:  # a revision before capture
+        return None
+    return capture_step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="float64")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
+          "SoftmaxCrossEntropy, Adam; one BLAS thread")  # fmt: skip
+    with threadpool_limits(limits=1):
+        rows = step_rows(args.dtype, args.repeats)
+        for captured in (False, True):
+            rows |= epoch_rows(args.dtype, args.repeats, captured)
+    for name, seconds in rows.items():
+        print(f"  {name:28s} {seconds * 1e6:10.1f} us")
+    for name in ("eager", "captured"):
+        if f"fit epoch ({name})" in rows:
+            ratio = rows[f"fit epoch ({name})"] / rows[f"sum of its steps ({name})"]
+            print(f"  fit epoch / sum of its steps ({name}): {ratio:.3f}")
+    if "captured step" in rows:
+        print(f"  eager / captured step: {rows['eager step'] / rows['captured step']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
