@@ -49,7 +49,9 @@ def make_data(dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, CLASSES, SAMPLES)
 
 
-def seconds_per_call(call: Callable[[], Any], repeats: int, repeat_s: float = 0.2) -> float:
+def seconds_per_call(
+    call: Callable[[], Any], repeats: int, repeat_s: float = 0.2, clock: Callable[[], float] = time.perf_counter
+) -> float:
     """The median over ``repeats`` of the mean time of K back-to-back calls (K: ~repeat_s)."""
     start, warm = time.perf_counter(), 0
     while warm < 3 or time.perf_counter() - start < 0.1:
@@ -87,7 +89,7 @@ def step_rows(dtype: str, repeats: int) -> dict[str, float]:
     capture = _capture_step()
     if capture is not None:
         model, loss_fn, optimizer = trainer(dtype)
-        step = capture(model, loss_fn, optimizer, xb.shape, yb.shape, dtype=xb.dtype)
+        step = capture(model, loss_fn, optimizer, xb.shape, yb.shape)
         rows["captured step"] = seconds_per_call(lambda: step(xb, yb), repeats)
     return rows
 
@@ -125,7 +127,7 @@ def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any],
     capture = _capture_step()
     if not captured or capture is None:
         return lambda xb, yb: hp.train_step(model, loss_fn, optimizer, xb, yb)
-    full = capture(model, loss_fn, optimizer, (N, *x.shape[1:]), (N,), dtype=x.dtype)
+    full = capture(model, loss_fn, optimizer, (N, *x.shape[1:]), (N,))
 
     def step(xb: np.ndarray, yb: np.ndarray) -> Any:
         if len(xb) == N:
