@@ -24,12 +24,17 @@ def float_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
 
 def check_dtype(owner: str, what: str, array: Array, expected: np.dtype[Any]) -> None:
     """Raise a TypeError naming ``owner`` if ``array`` is not of dtype ``expected``."""
-    if array.dtype != expected:
+    if array.dtype != expected and dtype_name(array) != expected.name:
         raise TypeError(
             f"{owner} computes in {expected.name} but received {what} of dtype "
-            f"{array.dtype.name}; convert it with .astype(np.{expected.name}) "
+            f"{dtype_name(array)}; convert it with .astype(np.{expected.name}) "
             "(handprop never mixes dtypes silently)"
         )
+
+
+def dtype_name(array: Any) -> str:
+    """The name of an array's dtype, "float64", for a numpy array or a torch tensor alike."""
+    return str(getattr(array.dtype, "name", array.dtype)).removeprefix("torch.")
 
 
 def positive_int(what: str, value: object) -> int:

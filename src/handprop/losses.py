@@ -6,12 +6,12 @@ error) sums over every element, ``MeanSquaredError`` averages over them, and
 """
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from handprop._types import Array, check_dtype, reuse
-from handprop.layers.module import require_array
+from handprop._types import Array, check_dtype
+from handprop.backend import NUMPY, follow
 from handprop.registry import Registry
 
 #: Loss classes by the names the command line and model files use.
@@ -24,13 +24,25 @@ class Loss:
     A loss says what it is for: ``task`` ("regression" or "classification"),
     ``metric`` (the score ``fit`` reports, a name in ``handprop.metrics.METRICS``)
     and ``reduction`` ("sum" grows with the batch size, "mean" does not).
+
+    A built-in loss defines ``total(y_pred, y) -> (array, divisor)``: the loss is
+    the 0-d array divided by the Python number ``divisor``, and ``forward`` returns
+    it as a float. ``total`` leaves the value on the arrays' device (a captured
+    step reads it later); ``xp`` is the array namespace, that of the last input.
     """
 
     task: ClassVar[str] = "regression"
     metric: ClassVar[str] = "r2"
     reduction: ClassVar[str] = "mean"
+    xp: Any = NUMPY
 
     def forward(self, y_pred: Array, y: Array) -> float:
+        """The loss, a float: ``total``'s value (one host sync on a GPU) over its divisor."""
+        total, divisor = self.total(y_pred, y)
+        return self.xp.item(total) / divisor  # type: ignore[no-any-return]
+
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        """The loss as (0-d array, divisor), without leaving the device."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
     def backward(self) -> Array:
@@ -58,20 +70,21 @@ class _ElementwiseError(Loss):
 
     def _error(self, y_pred: Array, y: Array) -> Array:
         owner = type(self).__name__
-        y_pred = require_array(owner, y_pred)
-        y = require_array(f"{owner} target", y)
-        if y_pred.shape != y.shape or y_pred.size == 0:
+        xp = self.xp = follow(self.xp, y_pred)
+        y_pred = xp.require(owner, y_pred)
+        y = xp.require(f"{owner} target", y)
+        if y_pred.shape != y.shape or _size(y_pred) == 0:
             raise ValueError(
                 f"{owner} expected y_pred and y of the same non-empty shape, "
-                f"received {y_pred.shape} and {y.shape}"
+                f"received {tuple(y_pred.shape)} and {tuple(y.shape)}"
             )
-        check_dtype(owner, "a target", y, y_pred.dtype)
-        self.error = np.subtract(y_pred, y, out=reuse(self.error, y.shape, y.dtype))
+        check_dtype(owner, "a target", y, xp.dtype_of(y_pred))
+        self.error = xp.subtract(y_pred, y, out=xp.reuse(self.error, y.shape, y.dtype))
         return self.error
 
     def _grad_buffer(self) -> tuple[Array, Array]:
         error = self._require_cache(self.error)
-        self.grad_y_pred = reuse(self.grad_y_pred, error.shape, error.dtype)
+        self.grad_y_pred = self.xp.reuse(self.grad_y_pred, error.shape, error.dtype)
         return error, self.grad_y_pred
 
 
@@ -85,13 +98,14 @@ class _SquaredError(_ElementwiseError):
     def _squared_error(self, y_pred: Array, y: Array) -> Array:
         """``np.square(y_pred - y)``, into a buffer, with ``y_pred - y`` kept for backward."""
         error = self._error(y_pred, y)
-        self.squared = np.square(error, out=reuse(self.squared, error.shape, error.dtype))
+        xp = self.xp
+        self.squared = xp.square(error, out=xp.reuse(self.squared, error.shape, error.dtype))
         return self.squared
 
     def _times_error(self, scale: float) -> Array:
         """``scale * (y_pred - y)``, into a work buffer."""
         error, grad_y_pred = self._grad_buffer()
-        return np.multiply(error, scale, out=grad_y_pred)
+        return self.xp.multiply(error, scale, out=grad_y_pred)  # type: ignore[no-any-return]
 
 
 @LOSSES.register("sse")
@@ -103,9 +117,9 @@ class SumSquaredError(_SquaredError):
 
     reduction = "sum"
 
-    def forward(self, y_pred: Array, y: Array) -> float:
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         # loss = np.square(y_pred - y).sum()
-        return float(self._squared_error(y_pred, y).sum())
+        return self.xp.sum(self._squared_error(y_pred, y)), 1
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
@@ -119,14 +133,15 @@ class MeanSquaredError(_SquaredError):
     Shape: y_pred and y (N, D_out). ``grad_y_pred = 2 * (y_pred - y) / (N * D_out)``.
     """
 
-    def forward(self, y_pred: Array, y: Array) -> float:
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         # loss = np.square(y_pred - y).mean()
-        return float(self._squared_error(y_pred, y).sum()) / y.size
+        squared = self._squared_error(y_pred, y)
+        return self.xp.sum(squared), _size(squared)
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
-        return self._times_error(2.0 / error.size)
+        return self._times_error(2.0 / _size(error))
 
 
 @LOSSES.register("mae")
@@ -137,13 +152,14 @@ class MeanAbsoluteError(_ElementwiseError):
     (0 where they are equal, as torch).
     """
 
-    def forward(self, y_pred: Array, y: Array) -> float:
-        return float(np.abs(self._error(y_pred, y)).sum()) / y.size
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        error = self._error(y_pred, y)
+        return self.xp.sum(self.xp.abs(error)), _size(error)
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
-        np.sign(error, out=grad_y_pred)
-        grad_y_pred /= error.size
+        self.xp.sign(error, out=grad_y_pred)
+        self.xp.divide(grad_y_pred, _size(error), out=grad_y_pred)
         return grad_y_pred
 
 
@@ -163,31 +179,40 @@ class Huber(_ElementwiseError):
             raise ValueError(f"Huber delta must be a finite number > 0, received {delta!r}")
         self.delta = float(delta)
 
-    def forward(self, y_pred: Array, y: Array) -> float:
-        error = np.abs(self._error(y_pred, y))
-        quadratic = np.minimum(error, self.delta)  # the part of |e| inside delta
-        linear = error - quadratic  # the part beyond
-        loss = 0.5 * quadratic**2 + self.delta * linear
-        return float(loss.sum()) / y.size
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        xp = self.xp
+        error = xp.abs(self._error(y_pred, y))
+        quadratic = xp.minimum(error, self.delta)  # the part of |e| inside delta
+        linear = xp.subtract(error, quadratic)  # the part beyond
+        # loss = 0.5 * quadratic**2 + delta * linear
+        loss = xp.add(xp.multiply(0.5, xp.square(quadratic)), xp.multiply(self.delta, linear))
+        return xp.sum(loss), _size(error)
 
     def backward(self) -> Array:
         error, grad_y_pred = self._grad_buffer()
-        np.clip(error, -self.delta, self.delta, out=grad_y_pred)
-        grad_y_pred /= error.size
+        self.xp.clip(error, -self.delta, self.delta, out=grad_y_pred)
+        self.xp.divide(grad_y_pred, _size(error), out=grad_y_pred)
         return grad_y_pred
 
     def __repr__(self) -> str:
         return f"Huber(delta={self.delta})"
 
 
-def log_softmax(scores: Array) -> Array:
+def _size(array: Array) -> int:
+    """The number of elements of a numpy array or a torch tensor."""
+    return math.prod(array.shape)
+
+
+def log_softmax(scores: Array, xp: Any = NUMPY) -> Array:
     """``log(softmax(scores))`` along the last axis, a new array, from ``scores - max(scores)``.
 
     Large scores neither overflow nor warn.
     """
-    with np.errstate(over="ignore"):  # scores spanning beyond float64: -inf, exp gives 0
-        shifted = scores - scores.max(axis=-1, keepdims=True)
-    log_probs: Array = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    with xp.overflow_ignored():  # scores spanning beyond float64: -inf, exp gives 0
+        shifted = xp.subtract(scores, xp.max(scores, axis=-1, keepdims=True))
+    # log_probs = shifted - log(sum(exp(shifted)))
+    total = xp.sum(xp.exp(shifted), axis=-1, keepdims=True)
+    log_probs: Array = xp.subtract(shifted, xp.log(total))
     return log_probs
 
 
@@ -212,26 +237,29 @@ class SoftmaxCrossEntropy(Loss):
         self.probs: Array | None = None  # softmax(y_pred)
         self.y: Array | None = None
 
-    def forward(self, y_pred: Array, y: Array) -> float:
-        y_pred = require_array("SoftmaxCrossEntropy", y_pred)
-        y = _check_labels(y_pred, y)
-        log_probs = log_softmax(y_pred)
-        self.probs, self.y = np.exp(log_probs), y
-        nll = -log_probs[np.arange(len(y)), y]
+    def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        xp = self.xp = follow(self.xp, y_pred)
+        y_pred = xp.require("SoftmaxCrossEntropy", y_pred)
+        y = _check_labels(y_pred, y, xp)
+        log_probs = log_softmax(y_pred, xp)
+        self.probs, self.y = xp.exp(log_probs), y
+        nll = xp.negative(xp.pick(log_probs, y))  # -log_probs[arange(N), y]
         if self.weight is None:
-            return float(nll.mean())
+            return xp.mean(nll), 1
         weights = self._sample_weights(y_pred)
-        return float((weights * nll).sum() / weights.sum())
+        return xp.divide(xp.sum(xp.multiply(weights, nll)), xp.sum(weights)), 1
 
     def backward(self) -> Array:
         probs, y = self._require_cache(self.probs), self._require_cache(self.y)
-        grad_y_pred = probs.copy()
-        grad_y_pred[np.arange(len(y)), y] -= 1
+        xp = self.xp
+        grad_y_pred: Array = xp.copy(probs)
+        xp.add_at(grad_y_pred, y, -1)  # grad_y_pred[arange(N), y] -= 1
         if self.weight is None:
-            grad_y_pred /= len(y)
+            xp.divide(grad_y_pred, len(y), out=grad_y_pred)
         else:
             weights = self._sample_weights(probs)
-            grad_y_pred *= (weights / weights.sum())[:, None]
+            scale = xp.divide(weights, xp.sum(weights))  # weight[y] / sum(weight[y])
+            xp.multiply(grad_y_pred, scale[:, None], out=grad_y_pred)
         return grad_y_pred
 
     def _sample_weights(self, y_pred: Array) -> Array:
@@ -242,7 +270,8 @@ class SoftmaxCrossEntropy(Loss):
                 f"SoftmaxCrossEntropy has {len(self.weight)} class weights but the scores "
                 f"have {y_pred.shape[1]} classes"
             )
-        return self.weight[self.y].astype(y_pred.dtype)
+        weight = self.xp.from_host(self.weight, self.xp.dtype_of(y_pred))
+        return self.xp.take(weight, self.y)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         weight = "" if self.weight is None else f"weight={self.weight.tolist()}"
@@ -259,24 +288,29 @@ def _class_weights(weight: object) -> Array:
     return array
 
 
-def _check_labels(y_pred: Array, y: object) -> Array:
+def _check_labels(y_pred: Array, y: Any, xp: Any) -> Any:
     if y_pred.ndim != 2 or y_pred.shape[0] == 0 or y_pred.shape[1] == 0:
         raise ValueError(
             f"SoftmaxCrossEntropy expected scores of shape (N, C) with N, C >= 1, "
-            f"received {y_pred.shape}"
+            f"received {tuple(y_pred.shape)}"
         )
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu":
-        kind = y.dtype.name if isinstance(y, np.ndarray) else type(y).__name__
+    if not xp.owns(y) and (isinstance(y, np.ndarray) or type(y).__module__.startswith("torch")):
+        xp.require("SoftmaxCrossEntropy labels", y)  # a TypeError naming both libraries
+    if not xp.owns(y) or not xp.is_integer(y):
+        kind = str(y.dtype).removeprefix("torch.") if xp.owns(y) else type(y).__name__
         raise TypeError(
             f"SoftmaxCrossEntropy expected integer class labels, received {kind}; "
             "convert with .astype(np.int64)"
         )
     n, classes = y_pred.shape
-    if y.shape != (n,):
-        raise ValueError(f"SoftmaxCrossEntropy expected labels of shape ({n},), received {y.shape}")
-    if y.min() < 0 or y.max() >= classes:
+    if tuple(y.shape) != (n,):
+        raise ValueError(
+            f"SoftmaxCrossEntropy expected labels of shape ({n},), received {tuple(y.shape)}"
+        )
+    low, high = int(xp.item(xp.min(y))), int(xp.item(xp.max(y)))
+    if low < 0 or high >= classes:
         raise ValueError(
             f"SoftmaxCrossEntropy expected labels in [0, {classes - 1}], "
-            f"received values from {y.min()} to {y.max()}"
+            f"received values from {low} to {high}"
         )
     return y

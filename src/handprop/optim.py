@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from handprop._blas import add as blas_add
-from handprop._blas import gemm
 from handprop._types import Array
 from handprop.parameter import Gradients, Parameter, as_matrix
 from handprop.registry import Registry
@@ -40,6 +38,9 @@ class Optimizer:
     its constructor takes), ``slots()`` (its state arrays, aligned with
     ``params``) and ``scalars()`` / ``load_scalars()`` (counters such as Adam's
     ``t``). ``default_lr`` is the rate the command line uses when none is given.
+
+    ``xp`` is the array namespace of the parameters (``handprop.backend``): all of
+    them live in one library, on one device, or the constructor raises a TypeError.
     """
 
     default_lr = 0.01
@@ -57,6 +58,19 @@ class Optimizer:
                 )
         self.lr = _finite(name, "lr", lr, 0.0)
         self.distinct = len({id(p) for p in self.params}) == len(self.params)
+        self.xp: Any = self.params[0].xp
+        self._check_place()
+
+    def _check_place(self) -> None:
+        """A TypeError if a parameter moved to another library or device than ``xp``."""
+        xp = self.xp
+        for parameter in self.params:
+            if parameter.xp is not xp:
+                raise TypeError(
+                    f"{type(self).__name__} holds parameters on {xp.name} and on "
+                    f"{parameter.xp.name}; handprop never mixes array libraries or devices: "
+                    "move the whole model (model.to(...)), then build the optimizer"
+                )
 
     @classmethod
     def from_options(cls, params: Iterable[Parameter], **options: Any) -> "Optimizer":
@@ -82,7 +96,7 @@ class Optimizer:
         """Forget accumulated state (momentum, moments), as after construction."""
         for arrays in self.slots().values():
             for array in arrays:
-                array.fill(0)
+                self.xp.fill(array, 0)
         self.load_scalars({name: 0 for name in self.scalars()})
 
     def fused_gradients(self, exact: bool = False) -> Gradients | None:
@@ -132,33 +146,37 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0:
             raise ValueError("SGD nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
+        xp = self.xp
         self.velocities: list[Array] = (
-            [np.zeros_like(p.data) for p in self.params] if self.momentum else []
+            [xp.zeros_like(p.data) for p in self.params] if self.momentum else []
         )
-        self.scratch = [np.empty_like(p.data) for p in self.params]  # g + momentum * v, lr * g
-        self.decayed = [np.empty_like(p.data) for p in self.params] if self.weight_decay else []
+        self.scratch = [xp.empty_like(p.data) for p in self.params]  # g + momentum * v, lr * g
+        self.decayed = [xp.empty_like(p.data) for p in self.params] if self.weight_decay else []
         self.fused = _FusedSGD(self)
 
     def step(self) -> None:
+        self._check_place()
+        xp = self.xp
         done = self.fused.take_updated()  # parameters a fused backward already moved
         for index, parameter in enumerate(self.params):
             if index in done:
                 continue
             grad, scratch = parameter.grad, self.scratch[index]
             if self.weight_decay:  # g = grad + weight_decay * w
-                decayed = np.multiply(self.weight_decay, parameter.data, out=self.decayed[index])
-                grad = np.add(grad, decayed, out=decayed)
+                decayed = xp.multiply(self.weight_decay, parameter.data, out=self.decayed[index])
+                grad = xp.add(grad, decayed, out=decayed)
             if self.momentum:
                 velocity = self.velocities[index]
-                velocity *= self.momentum
-                velocity += grad  # v = momentum * v + g
+                xp.multiply(velocity, self.momentum, out=velocity)
+                xp.add(velocity, grad, out=velocity)  # v = momentum * v + g
                 if self.nesterov:  # g + momentum * v
-                    grad = np.add(
-                        grad, np.multiply(self.momentum, velocity, out=scratch), out=scratch
+                    grad = xp.add(
+                        grad, xp.multiply(self.momentum, velocity, out=scratch), out=scratch
                     )
                 else:
                     grad = velocity
-            parameter.data -= np.multiply(self.lr, grad, out=scratch)  # w -= lr * g
+            # w -= lr * g
+            xp.subtract(parameter.data, xp.multiply(self.lr, grad, out=scratch), out=parameter.data)
 
     def zero_grad(self) -> None:
         """Clear the gradients, and forget what a fused backward that never reached step() moved."""
@@ -218,7 +236,9 @@ class _FusedSGD(Gradients):
         if index is None:
             parameter.accumulate(grad)
             return
-        parameter.data -= np.multiply(self.optimizer.lr, grad, out=self.optimizer.scratch[index])
+        xp = self.optimizer.xp
+        step = xp.multiply(self.optimizer.lr, grad, out=self.optimizer.scratch[index])
+        xp.subtract(parameter.data, step, out=parameter.data)  # w -= lr * grad
         self.updated.add(index)
 
     def add_product(self, parameter: Parameter, a: Array, b: Array) -> None:
@@ -226,14 +246,15 @@ class _FusedSGD(Gradients):
         if index is None:
             parameter.accumulate_product(a, b)
             return
+        xp = self.optimizer.xp
         factor = -self.optimizer.lr
         rows, columns = a.shape[0], b.shape[1]
         if self.exact:  # round(-lr * (a @ b)), then add: as w -= lr * grad rounds
             scratch = self.optimizer.scratch[index]
-            gemm(a, b, out=as_matrix(scratch, rows, columns), alpha=factor, beta=0.0)
-            blas_add(scratch, parameter.data)
+            xp.gemm(a, b, out=as_matrix(scratch, rows, columns), alpha=factor, beta=0.0)
+            xp.add_into(scratch, parameter.data)
         else:
-            gemm(a, b, out=as_matrix(parameter.data, rows, columns), alpha=factor, beta=1.0)
+            xp.gemm(a, b, out=as_matrix(parameter.data, rows, columns), alpha=factor, beta=1.0)
         self.updated.add(index)
 
 
@@ -268,32 +289,35 @@ class Adam(Optimizer):
         self.eps = _finite("Adam", "eps", eps, 0.0)
         self.weight_decay = _finite("Adam", "weight_decay", weight_decay, 0.0)
         self.decoupled = bool(decoupled)
+        xp = self.xp
         self.t = 0
-        self.m = [np.zeros_like(p.data) for p in self.params]
-        self.v = [np.zeros_like(p.data) for p in self.params]
-        self.scratch = [(np.empty_like(p.data), np.empty_like(p.data)) for p in self.params]
+        self.m = [xp.zeros_like(p.data) for p in self.params]
+        self.v = [xp.zeros_like(p.data) for p in self.params]
+        self.scratch = [(xp.empty_like(p.data), xp.empty_like(p.data)) for p in self.params]
 
     def step(self) -> None:
+        self._check_place()
+        xp = self.xp
         self.t += 1
         beta1, beta2 = self.betas
         step_size = self.lr / (1 - beta1**self.t)
         sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
         for parameter, m, v, (g, s) in zip(self.params, self.m, self.v, self.scratch, strict=True):
-            grad = parameter.grad
+            grad, w = parameter.grad, parameter.data
             if self.weight_decay and self.decoupled:
-                parameter.data *= 1 - self.lr * self.weight_decay
+                xp.multiply(w, 1 - self.lr * self.weight_decay, out=w)
             elif self.weight_decay:  # g = grad + weight_decay * w
-                grad = np.add(grad, np.multiply(self.weight_decay, parameter.data, out=g), out=g)
-            m *= beta1
-            m += np.multiply(1 - beta1, grad, out=s)  # m = b1*m + (1-b1)*g
-            v *= beta2
-            v += np.multiply(
-                np.multiply(1 - beta2, grad, out=s), grad, out=s
-            )  # v = b2*v + (1-b2)*g*g
-            denom = np.sqrt(v, out=s)
-            denom /= sqrt_bias_correction2
-            denom += self.eps  # sqrt(v) / sqrt(1-b2**t) + eps
-            parameter.data -= np.multiply(step_size, np.divide(m, denom, out=s), out=s)
+                grad = xp.add(grad, xp.multiply(self.weight_decay, w, out=g), out=g)
+            xp.multiply(m, beta1, out=m)
+            xp.add(m, xp.multiply(1 - beta1, grad, out=s), out=m)  # m = b1*m + (1-b1)*g
+            xp.multiply(v, beta2, out=v)
+            gg = xp.multiply(xp.multiply(1 - beta2, grad, out=s), grad, out=s)
+            xp.add(v, gg, out=v)  # v = b2*v + (1-b2)*g*g
+            denom = xp.sqrt(v, out=s)
+            xp.divide(denom, sqrt_bias_correction2, out=denom)
+            xp.add(denom, self.eps, out=denom)  # sqrt(v) / sqrt(1-b2**t) + eps
+            update = xp.multiply(step_size, xp.divide(m, denom, out=s), out=s)
+            xp.subtract(w, update, out=w)  # w -= step_size * m / denom
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

@@ -4,8 +4,8 @@ from typing import Any
 
 import numpy as np
 
-from handprop._blas import gemm
 from handprop._types import Array
+from handprop.backend import namespace
 
 
 class Parameter:
@@ -16,17 +16,28 @@ class Parameter:
     so that a training step writes no zeros: it marks the gradient as zero, and
     the next contribution overwrites it instead of adding (reading ``grad`` in
     between gives zeros).
+
+    ``xp`` is the array namespace of ``data`` (``handprop.backend``); ``move`` puts
+    the parameter on another one (``Module.to`` calls it). Replacing ``data`` by hand
+    keeps the library and the device.
     """
 
     def __init__(self, data: Array) -> None:
+        self.xp = namespace(data)
         self.data = data
-        self._grad = np.zeros_like(data)
+        self._grad: Array = self.xp.zeros_like(data)
         self._grad_is_zero = False  # True after zero_grad, until a contribution lands
+
+    def move(self, data: Array) -> None:
+        """Replace ``data`` (any library, device or dtype); the gradient restarts at zero."""
+        self.xp = namespace(data)
+        self.data = data
+        self._grad, self._grad_is_zero = self.xp.zeros_like(data), False
 
     @property
     def grad(self) -> Array:
         if self._grad_is_zero:
-            self._grad.fill(0)
+            self.xp.fill(self._grad, 0)
             self._grad_is_zero = False
         return self._grad
 
@@ -45,7 +56,8 @@ class Parameter:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return self.data.dtype
+        """The numpy dtype of ``data`` (float64 for a torch.float64 tensor)."""
+        return self.xp.dtype_of(self.data)  # type: ignore[no-any-return]
 
     def zero_grad(self) -> None:
         self._grad_is_zero = True
@@ -53,10 +65,10 @@ class Parameter:
     def accumulate(self, contribution: Array) -> None:
         """``grad += contribution``."""
         if self._grad_is_zero:
-            np.copyto(self._grad, contribution)
+            self.xp.copyto(self._grad, contribution)
             self._grad_is_zero = False
         else:
-            self._grad += contribution
+            self.xp.add(self._grad, contribution, out=self._grad)
 
     def accumulate_product(self, a: Array, b: Array) -> None:
         """``grad += a @ b`` (e.g. ``x.T @ grad_h``) without a temporary: BLAS gemm, beta = 1.
@@ -66,10 +78,10 @@ class Parameter:
         """
         grad = as_matrix(self._grad, a.shape[0], b.shape[1])
         if self._grad_is_zero:
-            np.matmul(a, b, out=grad)
+            self.xp.matmul(a, b, out=grad)
             self._grad_is_zero = False
         else:
-            gemm(a, b, out=grad, alpha=1.0, beta=1.0)
+            self.xp.gemm(a, b, out=grad, alpha=1.0, beta=1.0)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype.name})"

@@ -6,9 +6,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
+from handprop._types import Array, check_dtype, float_dtype, positive_int
 from handprop.init import Initializer, RandomSource, as_generator, he_normal, zeros
-from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
+from handprop.layers.module import LAYERS, Module, require_cache, weight_and_bias
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
@@ -48,6 +48,7 @@ class Linear(Module):
         self.grad_x: Array | None = None
 
     config_fields = ("in_features", "out_features", "bias")
+    array_libraries = ("numpy", "torch")
 
     def config(self) -> dict[str, Any]:
         return {
@@ -73,24 +74,26 @@ class Linear(Module):
         return self.weight.dtype
 
     def forward(self, x: Array) -> Array:
-        x = require_array("Linear", x)
+        xp = self.xp
+        x = xp.require("Linear", x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
-                f"Linear expected input of shape (N, {self.in_features}), received {x.shape}"
+                f"Linear expected input of shape (N, {self.in_features}), received {tuple(x.shape)}"
             )
         check_dtype("Linear", "input", x, self.dtype)
         self.x = x
-        self.h = reuse(self.h, (x.shape[0], self.out_features), self.dtype)
-        np.matmul(x, self.weight.data, out=self.h)  # h = x.dot(w1)
+        self.h = xp.reuse(self.h, (x.shape[0], self.out_features), self.dtype)
+        xp.matmul(x, self.weight.data, out=self.h)  # h = x.dot(w1)
         if self.bias is not None:
-            self.h += self.bias.data
+            xp.add(self.h, self.bias.data, out=self.h)  # h += b1
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
+        xp = self.xp
         x, grad_h = self._cached_input(grad_h)
-        self.grad_x = reuse(self.grad_x, x.shape, self.dtype)
+        self.grad_x = xp.reuse(self.grad_x, x.shape, self.dtype)
         # grad_h_relu = grad_y_pred.dot(w2.T), as the tutorial names it
-        np.matmul(grad_h, self.weight.data.T, out=self.grad_x)
+        xp.matmul(grad_h, self.weight.data.T, out=self.grad_x)
         # Then the weight's gradient: grads may move the weight at once (a fused SGD step),
         # so it comes after the weight's last read.
         self._parameter_grads(x, grad_h, grads)
@@ -103,11 +106,11 @@ class Linear(Module):
     def _parameter_grads(self, x: Array, grad_h: Array, grads: Gradients) -> None:
         grads.add_product(self.weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
-            grads.add(self.bias, grad_h.sum(axis=0))  # grad_b1 = grad_h.sum(axis=0)
+            grads.add(self.bias, self.xp.sum(grad_h, axis=0))  # grad_b1 = grad_h.sum(axis=0)
 
     def _cached_input(self, grad_h: Array) -> tuple[Array, Array]:
         out_shape = (-1 if self.x is None else self.x.shape[0], self.out_features)
-        return require_cache("Linear", self.x, grad_h, out_shape)
+        return require_cache("Linear", self.x, grad_h, out_shape, self.xp)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return weight_and_bias(self.weight, self.bias)

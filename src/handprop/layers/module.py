@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, float_dtype
+from handprop._types import Array, dtype_name, float_dtype
+from handprop.backend import NUMPY, convert, namespace, placement
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 from handprop.registry import Registry
 
@@ -43,6 +44,11 @@ class Module:
     buffer_dtypes: ClassVar[dict[str, str]] = {}
     #: Training mode (dropout drops, batch norm uses the batch's statistics) or evaluation.
     training: bool = True
+    #: The array libraries this layer computes on; ``to`` refuses to move it elsewhere.
+    array_libraries: ClassVar[tuple[str, ...]] = ("numpy",)
+    #: The array namespace its forward and backward compute with (``handprop.backend``);
+    #: ``to`` sets it on every module of a model.
+    xp: Any = NUMPY
 
     def forward(self, x: Array) -> Array:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
@@ -64,13 +70,15 @@ class Module:
 
         Shape: x (N, ...) -> (N, ...), as ``forward``.
         """
+        xp = self.xp
         parts = [
-            self.forward(x[start : start + batch_size]).copy()
+            xp.copy(self.forward(x[start : start + batch_size]))
             for start in range(0, len(x), batch_size)
         ]
         if not parts:
-            return self.forward(x).copy()
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            parts = [xp.copy(self.forward(x))]
+        result: Array = parts[0] if len(parts) == 1 else xp.concatenate(parts)
+        return result
 
     def __call__(self, x: Array) -> Array:
         """``model(x)``: ``predict(x)``, a new array that no later call overwrites."""
@@ -143,10 +151,14 @@ class Module:
     def state_dict(self) -> dict[str, Array]:
         """Copies of the parameters and buffers by name, in PyTorch's names and layout.
 
-        Weights are (D_out, D_in) as torch has them.
+        Weights are (D_out, D_in) as torch has them. numpy arrays, whatever the model
+        computes on (a model on a GPU is copied to the host).
         ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in ...})`` accepts it.
         """
-        return {name: torch_layout(array).copy() for name, array in self._named_arrays().items()}
+        return {
+            name: torch_layout(namespace(array).to_numpy(array)).copy()
+            for name, array in self._named_arrays().items()
+        }
 
     def _named_arrays(self) -> dict[str, Array]:
         """Parameters' data and buffers, by name, in state_dict's order."""
@@ -176,21 +188,48 @@ class Module:
                     f"expected {expected} (PyTorch's layout)"
                 )
         for name, target in named.items():
-            target[...] = from_torch_layout(arrays[name])
+            namespace(target).assign(target, from_torch_layout(arrays[name]))
 
-    def to(self, dtype: npt.DTypeLike) -> Self:
-        """Convert every parameter to ``dtype`` (float32 or float64) in place; returns self.
+    def to(self, target: object, dtype: npt.DTypeLike | None = None) -> Self:
+        """Move every parameter, in place; returns self.
 
-        Gradients restart at zero. Build the optimizer after converting.
+        ``target``: a dtype (float32 or float64); a library, "numpy" or "torch" (torch
+        on the CPU); or a torch device, "cpu", "cuda", "cuda:1", ``torch.device``
+        (the model then computes on torch tensors there, without autograd).
+        ``model.to("cuda", "float32")`` does both. Gradients restart at zero and work
+        buffers are dropped: build the optimizer after moving.
         """
-        resolved = float_dtype(dtype)
-        for parameter in self.parameters():
-            if parameter.dtype != resolved:
-                parameter.data = parameter.data.astype(resolved)
-                parameter.grad = np.zeros_like(parameter.data)
-        for module in self.modules():
-            module.convert_buffers(resolved)
+        xp, resolved = placement(target)
+        if dtype is not None:
+            resolved = float_dtype(dtype)
+        if xp is not None:
+            self._move_to(xp)
+        if resolved is not None:
+            for parameter in self.parameters():
+                if parameter.dtype != resolved:
+                    parameter.move(convert(parameter.data, parameter.xp, resolved))
+            for module in self.modules():
+                module.convert_buffers(resolved)
         return self
+
+    def _move_to(self, xp: Any) -> None:
+        """Put every module and parameter on namespace ``xp`` (a library and a device)."""
+        for module in self.modules():
+            if xp.library not in type(module).array_libraries:
+                libraries = " and ".join(type(module).array_libraries)
+                raise TypeError(
+                    f"{type(module).__name__} computes on {libraries} arrays only; it cannot "
+                    f"move to {xp.name} (keep this model on numpy)"
+                )
+        for parameter in self.parameters():
+            if parameter.xp is not xp:
+                parameter.move(convert(parameter.data, xp, parameter.dtype))
+        for module in self.modules():
+            if module.xp is not xp:
+                for name, value in list(vars(module).items()):  # caches and work buffers
+                    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
+                        setattr(module, name, None)
+                module.xp = xp
 
     def convert_buffers(self, dtype: np.dtype[Any]) -> None:
         """Convert this module's own floating buffers to ``dtype`` (for ``to``); none by default."""
@@ -225,20 +264,17 @@ def from_torch_layout(array: Array) -> Array:
     return array.T if array.ndim == 2 else array
 
 
-def require_array(owner: str, x: object) -> Array:
-    """Return ``x`` if it is a floating numpy array, else raise a TypeError naming ``owner``."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{owner} expected a numpy array, received {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(
-            f"{owner} expected a floating-point array, received dtype {x.dtype.name}; "
-            "convert it with .astype(np.float64)"
-        )
-    return x
+def require_array(owner: str, x: object, xp: Any = NUMPY) -> Array:
+    """``x`` if it is a floating array of ``xp`` (numpy), else a TypeError naming ``owner``."""
+    return xp.require(owner, x)  # type: ignore[no-any-return]
 
 
 def require_cache(
-    owner: str, cache: Array | None, grad: object, output_shape: tuple[int, ...] | None = None
+    owner: str,
+    cache: Array | None,
+    grad: object,
+    output_shape: tuple[int, ...] | None = None,
+    xp: Any = NUMPY,
 ) -> tuple[Array, Array]:
     """Return ``(cache, grad)`` for ``owner.backward`` after checking both.
 
@@ -248,11 +284,12 @@ def require_cache(
     """
     if cache is None:
         raise RuntimeError(f"{owner}.backward was called before {owner}.forward; run forward first")
-    grad = require_array(f"{owner}.backward", grad)
+    checked: Array = xp.require(f"{owner}.backward", grad)
     expected = cache.shape if output_shape is None else output_shape
-    if grad.shape != expected or grad.dtype != cache.dtype:
+    if checked.shape != expected or checked.dtype != cache.dtype:
         raise ValueError(
-            f"{owner}.backward expected a gradient of shape {expected} and dtype "
-            f"{cache.dtype.name} (like the forward output), received {grad.shape} {grad.dtype.name}"
+            f"{owner}.backward expected a gradient of shape {tuple(expected)} and dtype "
+            f"{dtype_name(cache)} (like the forward output), received {tuple(checked.shape)} "
+            f"{dtype_name(checked)}"
         )
-    return cache, grad
+    return cache, checked

@@ -14,6 +14,8 @@ class Sequential(Module):
     ``1.0.weight`` for a nested one.
     """
 
+    array_libraries = ("numpy", "torch")
+
     def __init__(self, *layers: Module) -> None:
         for index, layer in enumerate(layers):
             if not isinstance(layer, Module):

@@ -3,8 +3,6 @@
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from handprop._types import Array
 from handprop.layers.module import Module
 from handprop.losses import Loss
@@ -95,10 +93,11 @@ def _exchanged_step(
 
 def clip_gradients(optimizer: Optimizer, clip_norm: float) -> float:
     """Rescale the gradients so that their global L2 norm is at most ``clip_norm``; the norm."""
-    norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in optimizer.params))
+    xp = optimizer.xp
+    norm = math.sqrt(sum(xp.item(xp.dot(p.grad, p.grad)) for p in optimizer.params))
     if norm > clip_norm:
         for parameter in optimizer.params:
-            parameter.grad *= clip_norm / norm
+            xp.multiply(parameter.grad, clip_norm / norm, out=parameter.grad)
     return norm
 
 
