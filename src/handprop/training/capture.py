@@ -24,7 +24,7 @@ import numpy as np
 from handprop._blas import add as blas_add
 from handprop._blas import gemm
 from handprop._types import Array
-from handprop.layers.activations import _UNSIGNED, Identity, ReLU, Tanh
+from handprop.layers.activations import Identity, ReLU, Tanh
 from handprop.layers.linear import Linear
 from handprop.layers.module import Module
 from handprop.layers.sequential import Sequential
@@ -163,6 +163,8 @@ def _check_parameters(model: Module, optimizer: Optimizer) -> list[Parameter]:
     params = model.parameters()
     if not params:
         raise NotCapturable("capture needs a model with parameters")
+    if not all(isinstance(p.data, np.ndarray) and p.dtype.kind == "f" for p in params):
+        raise NotCapturable("capture records numpy arrays; a model on torch trains eagerly")
     if [id(p) for p in params] != [id(p) for p in optimizer.params]:
         raise NotCapturable("capture needs an optimizer built on model.parameters(), in order")
     if len({id(p) for p in params}) != len(params) or len({p.dtype for p in params}) != 1:
@@ -226,7 +228,7 @@ def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
     def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         if not need_input_grad:
             return None
-        bits = _UNSIGNED[h.dtype.itemsize]  # relu_mask's three passes, on fixed buffers
+        bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
         grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
         tape.record(np.less, h, 0, keep, casting="unsafe")
         tape.record(np.subtract, keep, 1, keep)
