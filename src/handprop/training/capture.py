@@ -143,10 +143,10 @@ def capture_step(
         raise NotCapturable(f"capture needs integer labels, received dtype {y.dtype.name}")
     y_pred, backward = _record_forward(tape, model, x)
     read_loss, grad_y_pred = _record_loss(tape, loss_fn, y_pred, y)
-    destination = _destination(tape, optimizer, fold, exact)
+    destination = _destination(tape, optimizer, params, fold, exact)
     backward(grad_y_pred, False, destination)
     destination.finish(params)
-    guard = _record_optimizer(tape, optimizer, params, destination.fused)
+    guard = _record_optimizer(tape, optimizer, params, destination)
     arrays = [(parameter, parameter.data) for parameter in params]
 
     def unchanged() -> bool:
@@ -325,12 +325,21 @@ def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], fl
 
 
 class Destination:
-    """The parameters' gradients into their ``.grad`` (``Gradients``' default), recorded."""
+    """The parameters' gradients into their ``.grad`` (``Gradients``' default), recorded.
+
+    With ``params``, each ``.grad`` becomes a view of one flat buffer (``flat_grad``),
+    its values kept, so that an optimizer's line can run over all of them in one call.
+    """
 
     fused = False
 
-    def __init__(self, tape: Tape) -> None:
-        self.tape = tape
+    def __init__(self, tape: Tape, params: list[Parameter] | None = None) -> None:
+        self.tape, self.flat_grad = tape, None
+        if params is not None:
+            grads = _flatten(tape, [p.grad for p in params])
+            for parameter, grad in zip(params, grads.views, strict=True):
+                parameter.grad = grad
+            self.flat_grad = grads.flat
 
     def product(self, parameter: Parameter, a: Array, b: Array) -> None:
         """``grad = a @ b``: the first contribution after ``zero_grad``."""
@@ -387,26 +396,29 @@ class FusedSGD(Destination):
             self.tape.record(parameter.zero_grad)
 
 
-def _destination(tape: Tape, optimizer: Optimizer, fold: bool, exact: bool) -> Destination:
+def _destination(
+    tape: Tape, optimizer: Optimizer, params: list[Parameter], fold: bool, exact: bool
+) -> Destination:
     if fold and type(optimizer) is SGD and optimizer.fused_gradients(exact) is not None:
         assert isinstance(optimizer, SGD)
         return FusedSGD(tape, optimizer, exact)
-    return Destination(tape)
+    return Destination(tape, params if type(optimizer) is Adam else None)
 
 
 # ----- the optimizer's step ---------------------------------------------------------------
 
 
 def _record_optimizer(
-    tape: Tape, optimizer: Optimizer, params: list[Parameter], fused: bool
+    tape: Tape, optimizer: Optimizer, params: list[Parameter], destination: "Destination"
 ) -> Callable[[], bool]:
     """The update ``optimizer.step()`` makes; returns a check that the tape still fits it."""
     if type(optimizer) is SGD:
         assert isinstance(optimizer, SGD)
-        return _sgd(tape, optimizer, params, fused)
-    if type(optimizer) is Adam:
+        return _sgd(tape, optimizer, params, destination.fused)
+    if type(optimizer) is Adam and destination.flat_grad is not None:
         assert isinstance(optimizer, Adam)
-        return _adam(tape, optimizer, params)
+        flat_grad = destination.flat_grad
+        return _adam(tape, optimizer, params, flat_grad)
     raise NotCapturable(f"capture cannot record the optimizer {type(optimizer).__name__}")
 
 
@@ -453,25 +465,46 @@ def _same(slots: list[Array], *now: list[Array]) -> bool:
     return all(a is b for a, b in zip(slots, current, strict=False))
 
 
-def _adam(tape: Tape, optimizer: Adam, params: list[Parameter]) -> Callable[[], bool]:
+def _adam(
+    tape: Tape, optimizer: Adam, params: list[Parameter], flat_grad: Array
+) -> Callable[[], bool]:
+    """Adam.step's lines, each over every parameter at once.
+
+    Element-wise operations round each element alike, whatever the array it sits in:
+    the gradients, ``m`` and ``v`` become views of one flat buffer each (``.grad`` and
+    the optimizer's slots are set to these views, their values kept), so each line is
+    one call, not one per parameter. The weights stay the model's own arrays.
+    """
     names = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2", "eps")
     names += ("weight_decay", "decay", "step_size", "sqrt_bias_correction2")
-    live = {name: tape.scalar() for name in names}
+    values = tape.buffer((len(names),))
+    live = dict(zip(names, (values[i : i + 1].reshape(()) for i in range(len(names))), strict=True))
 
     def read() -> None:  # the numbers Adam.step computes, from its attributes now
         optimizer.t += 1
-        beta1, beta2 = optimizer.betas
-        values = (beta1, beta2, 1 - beta1, 1 - beta2, optimizer.eps, optimizer.weight_decay)
-        values += (1 - optimizer.lr * optimizer.weight_decay,)
-        values += (optimizer.lr / (1 - beta1**optimizer.t), math.sqrt(1 - beta2**optimizer.t))
-        for name, value in zip(names, values, strict=True):
-            live[name][()] = value
+        beta1, beta2, lr, weight_decay = *optimizer.betas, optimizer.lr, optimizer.weight_decay
+        values[:] = (
+            beta1, beta2, 1 - beta1, 1 - beta2, optimizer.eps, weight_decay,
+            1 - lr * weight_decay, lr / (1 - beta1**optimizer.t),
+            math.sqrt(1 - beta2**optimizer.t),
+        )  # fmt: skip
 
     tape.record(read)
-    for parameter, m, v, (g, s) in zip(
-        params, optimizer.m, optimizer.v, optimizer.scratch, strict=True
-    ):
-        _adam_parameter(tape, optimizer, live, parameter, (m, v, g, s))
+    optimizer.m[:], optimizer.v[:] = _flatten(tape, optimizer.m).views, _flatten(tape, optimizer.v).views
+    m, v = optimizer.m[0].base, optimizer.v[0].base
+    g, s = _flatten(tape, [p.data for p in params]), tape.buffer(m.shape)
+    grad = flat_grad
+    if optimizer.weight_decay and optimizer.decoupled:
+        for parameter in params:  # w *= 1 - lr * weight_decay
+            tape.record(np.multiply, parameter.data, live["decay"], parameter.data)
+    elif optimizer.weight_decay:  # g = grad + weight_decay * w
+        for parameter, decayed in zip(params, g.views, strict=True):
+            tape.record(np.multiply, live["weight_decay"], parameter.data, decayed)
+        tape.record(np.add, grad, g.flat, g.flat)
+        grad = g.flat
+    _adam_lines(tape, live, grad, (m, v, s))
+    for parameter, step in zip(params, _views(s, [p.data for p in params]), strict=True):
+        tape.record(np.subtract, parameter.data, step, parameter.data)  # w -= step
 
     def shape() -> tuple[bool, bool]:
         return optimizer.weight_decay != 0, optimizer.decoupled
@@ -480,18 +513,11 @@ def _adam(tape: Tape, optimizer: Adam, params: list[Parameter]) -> Callable[[], 
     return lambda: shape() == recorded and _same(slots, optimizer.m, optimizer.v)
 
 
-def _adam_parameter(
-    tape: Tape, optimizer: Adam, live: dict[str, Array], parameter: Parameter,
-    arrays: tuple[Array, Array, Array, Array],
-) -> None:  # fmt: skip
-    """Adam.step's lines for one parameter."""
-    (m, v, g, s), grad, data = arrays, parameter.grad, parameter.data
-    if optimizer.weight_decay and optimizer.decoupled:
-        tape.record(np.multiply, data, live["decay"], data)  # w *= 1 - lr * weight_decay
-    elif optimizer.weight_decay:  # g = grad + weight_decay * w
-        tape.record(np.multiply, live["weight_decay"], data, g)
-        tape.record(np.add, grad, g, g)
-        grad = g
+def _adam_lines(
+    tape: Tape, live: dict[str, Array], grad: Array, arrays: tuple[Array, Array, Array]
+) -> None:
+    """m, v and the step into s, over flat arrays, in Adam.step's order."""
+    m, v, s = arrays
     tape.record(np.multiply, m, live["beta1"], m)
     tape.record(np.multiply, live["one_minus_beta1"], grad, s)
     tape.record(np.add, m, s, m)  # m = b1*m + (1-b1)*g
@@ -503,5 +529,26 @@ def _adam_parameter(
     tape.record(np.true_divide, s, live["sqrt_bias_correction2"], s)
     tape.record(np.add, s, live["eps"], s)  # sqrt(v) / sqrt(1-b2**t) + eps
     tape.record(np.true_divide, m, s, s)
-    tape.record(np.multiply, live["step_size"], s, s)
-    tape.record(np.subtract, data, s, data)
+    tape.record(np.multiply, live["step_size"], s, s)  # step_size * m / denom
+
+
+class _Flat:
+    """One flat buffer and views of it shaped like ``arrays``, holding their values."""
+
+    def __init__(self, tape: Tape, arrays: list[Array]) -> None:
+        self.flat = tape.buffer((sum(a.size for a in arrays),))
+        self.views = _views(self.flat, arrays)
+        for view, array in zip(self.views, arrays, strict=True):
+            view[...] = array
+
+
+def _flatten(tape: Tape, arrays: list[Array]) -> _Flat:
+    return _Flat(tape, arrays)
+
+
+def _views(flat: Array, arrays: list[Any]) -> list[Array]:
+    views, start = [], 0
+    for array in arrays:
+        views.append(flat[start : start + array.size].reshape(array.shape))
+        start += array.size
+    return views
