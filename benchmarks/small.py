@@ -50,7 +50,10 @@ def make_data(dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def seconds_per_call(
-    call: Callable[[], Any], repeats: int, repeat_s: float = 0.2, clock: Callable[[], float] = time.perf_counter
+    call: Callable[[], Any],
+    repeats: int,
+    repeat_s: float = 0.2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """The median over ``repeats`` of the mean time of K back-to-back calls (K: ~repeat_s)."""
     start, warm = time.perf_counter(), 0

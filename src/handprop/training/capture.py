@@ -106,7 +106,11 @@ class CapturedStep:
             return False
         if self.classes is None:
             return y.dtype == self.y.dtype
-        return y.dtype.kind in "iu" and 0 <= y.min() and y.max() < self.classes
+        return y.dtype.kind in "iu" and self.fits_labels(y)
+
+    def fits_labels(self, y: Array) -> bool:
+        """Whether every label of ``y`` names a class (always, for a loss without labels)."""
+        return self.classes is None or (len(y) > 0 and 0 <= y.min() and y.max() < self.classes)
 
     def replay(self) -> float:
         """One step on the batch in ``self.x``, ``self.y``; the loss before the update."""
@@ -490,7 +494,10 @@ def _adam(
         )  # fmt: skip
 
     tape.record(read)
-    optimizer.m[:], optimizer.v[:] = _flatten(tape, optimizer.m).views, _flatten(tape, optimizer.v).views
+    optimizer.m[:], optimizer.v[:] = (
+        _flatten(tape, optimizer.m).views,
+        _flatten(tape, optimizer.v).views,
+    )
     m, v = optimizer.m[0].base, optimizer.v[0].base
     g, s = _flatten(tape, [p.data for p in params]), tape.buffer(m.shape)
     grad = flat_grad

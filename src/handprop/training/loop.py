@@ -19,6 +19,7 @@ from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
+from handprop.training.capture import CapturedStep, NotCapturable, capture_step
 from handprop.training.sharded import sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
@@ -64,6 +65,9 @@ class FitOptions:
     max_rollbacks: int = 3  # "rollback": restore the epoch's start, halve the rate, go on
     # a training loss above this many times the first epoch's (at least 1) counts as diverged
     divergence_factor: float = 1e6
+    # replay full batches from a recorded step (training/capture.py), bit for bit the same;
+    # what the tape cannot record trains eagerly
+    capture: bool = True
 
 
 def fit(
@@ -146,6 +150,7 @@ class _Trainer:
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
+        self.capture: CapturedStep | None | bool = False  # False: not tried yet
 
     def run(
         self,
@@ -221,12 +226,17 @@ class _Trainer:
         state: TrainingState,
     ) -> None:
         x, y = data
+        captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
                     self.options.clip_norm,
                 )  # fmt: skip
+            elif captured is not None and len(batch) == batch_size:
+                np.take(x, batch, axis=0, out=captured.x)  # x[batch], into the tape's input
+                np.take(y, batch, axis=0, out=captured.y)
+                loss = captured.replay()
             else:
                 loss = train_step(
                     self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
@@ -239,6 +249,34 @@ class _Trainer:
                 callback.on_step_end(state.step, loss)
         if not all(np.isfinite(p.data).all() for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
+
+    def _captured(self, data: tuple[Array, Array], batch_size: int) -> CapturedStep | None:
+        """The step for full batches replayed from a tape, recorded once per ``fit``; or None.
+
+        None (every batch eager) with clipping or ranks, for data that is not a plain
+        array, or for a model, loss or optimizer the tape cannot record.
+        """
+        if self.capture is not False:
+            return self.capture
+        self.capture = None
+        x, y = data
+        if (
+            not self.options.capture
+            or self.exchange is not None
+            or self.options.clip_norm is not None
+            or not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray))
+            or len(x) < batch_size
+            or not (x.flags.c_contiguous and y.flags.c_contiguous)
+        ):
+            return None
+        shapes = (batch_size, *x.shape[1:]), (batch_size, *y.shape[1:])
+        try:
+            step = capture_step(self.model, self.loss_fn, self.optimizer, *shapes, y_dtype=y.dtype)
+        except NotCapturable:
+            return None
+        if step.fits(x[:batch_size], y[:batch_size]) and step.fits_labels(y):
+            self.capture = step
+        return self.capture
 
     def _divergence(
         self, state: TrainingState, loss: float, batch_size: int, what: str = "the loss"
