@@ -105,12 +105,14 @@ class CapturedStep:
         if x.shape != self.x.shape or x.dtype != self.x.dtype or y.shape != self.y.shape:
             return False
         if self.classes is None:
-            return y.dtype == self.y.dtype
+            return bool(y.dtype == self.y.dtype)
         return y.dtype.kind in "iu" and self.fits_labels(y)
 
     def fits_labels(self, y: Array) -> bool:
         """Whether every label of ``y`` names a class (always, for a loss without labels)."""
-        return self.classes is None or (len(y) > 0 and 0 <= y.min() and y.max() < self.classes)
+        if self.classes is None:
+            return True
+        return bool(len(y) > 0 and y.min() >= 0 and y.max() < self.classes)
 
     def replay(self) -> float:
         """One step on the batch in ``self.x``, ``self.y``; the loss before the update."""
@@ -190,8 +192,8 @@ def _sequential(tape: Tape, model: Module, x: Array) -> tuple[Array, Backward]:
     assert isinstance(model, Sequential)
     backwards = []
     for layer in model.layers:
-        x, backward = _record_forward(tape, layer, x)
-        backwards.append(backward)
+        x, layer_backward = _record_forward(tape, layer, x)
+        backwards.append(layer_backward)
 
     def backward(grad_y: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         for index, layer_backward in reversed(list(enumerate(backwards))):
@@ -479,7 +481,7 @@ def _adam(
     the optimizer's slots are set to these views, their values kept), so each line is
     one call, not one per parameter. The weights stay the model's own arrays.
     """
-    names = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2", "eps")
+    names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2", "eps")
     names += ("weight_decay", "decay", "step_size", "sqrt_bias_correction2")
     values = tape.buffer((len(names),))
     live = dict(zip(names, (values[i : i + 1].reshape(()) for i in range(len(names))), strict=True))

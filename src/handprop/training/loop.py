@@ -150,7 +150,8 @@ class _Trainer:
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
-        self.capture: CapturedStep | None | bool = False  # False: not tried yet
+        self.capture: CapturedStep | None = None  # recorded at the first epoch, if it can be
+        self.tried_capture = False
 
     def run(
         self,
@@ -256,9 +257,9 @@ class _Trainer:
         None (every batch eager) with clipping or ranks, for data that is not a plain
         array, or for a model, loss or optimizer the tape cannot record.
         """
-        if self.capture is not False:
+        if self.tried_capture:
             return self.capture
-        self.capture = None
+        self.tried_capture = True
         x, y = data
         if (
             not self.options.capture
