@@ -9,13 +9,16 @@ in this one process with one BLAS thread (``threadpool_limits(1)``):
 
 - ``eager step``: ``train_step`` on one batch, again and again;
 - ``captured step``: ``capture_step``'s replay of the same step (``handprop.training.capture``);
-- ``fit epoch``: one epoch of ``fit`` over 1,347 samples (digits' training split: 42 full
-  batches and one of 3), scores at the epoch's end included; ``sum of its steps``: the
-  same 43 batches, already gathered, through the step alone; the ratio is what ``fit``
-  adds. Once eager (``capture=False``) and once captured.
+- ``fit epoch``: an epoch of ``fit`` over 1,347 samples (digits' training split: 42 full
+  batches and one of 3), the scores at the epoch's end included (a fit of 5 epochs / 5);
+  ``sum of its steps``: the same 43 batches, already gathered, through the step alone;
+  the ratio is what ``fit`` adds. Once eager (``FitOptions(capture=False)``), once
+  captured (the last, short batch eager in both).
 
 Each figure is the median of ``--repeats`` repeats, each lasting about 0.2 s; the garbage
-collector is off while timing. The machine is noisy: compare ratios from one run.
+collector is off while timing. ``--clock cpu`` times this thread's CPU time instead of
+the wall's (one BLAS thread runs in this thread): steadier while other processes share
+the cores. The machine is noisy: compare ratios from one run.
 """
 
 import argparse
@@ -29,9 +32,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import handprop as hp
-from handprop.training import fit
+from handprop.training import FitOptions, fit
 
-N, WIDTHS, SAMPLES, CLASSES = 32, (64, 100, 10), 1347, 10
+N, WIDTHS, SAMPLES, CLASSES, EPOCHS = 32, (64, 100, 10), 1347, 10, 5
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def make_model(dtype: str, seed: int = 0) -> hp.Sequential:
@@ -56,20 +60,20 @@ def seconds_per_call(
     clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """The median over ``repeats`` of the mean time of K back-to-back calls (K: ~repeat_s)."""
-    start, warm = time.perf_counter(), 0
-    while warm < 3 or time.perf_counter() - start < 0.1:
+    start, warm = clock(), 0
+    while warm < 3 or clock() - start < 0.1:
         call()
         warm += 1
-    k = max(1, round(repeat_s / ((time.perf_counter() - start) / warm)))
+    k = max(1, round(repeat_s / ((clock() - start) / warm)))
     times = []
     gc.collect()
     gc.disable()
     try:
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             for _ in range(k):
                 call()
-            times.append((time.perf_counter() - start) / k)
+            times.append((clock() - start) / k)
     finally:
         gc.enable()
     return statistics.median(times)
@@ -80,34 +84,38 @@ def trainer(dtype: str) -> tuple[hp.Sequential, hp.SoftmaxCrossEntropy, hp.Adam]
     return model, hp.SoftmaxCrossEntropy(), hp.Adam(model.parameters(), lr=1e-3)
 
 
-def step_rows(dtype: str, repeats: int) -> dict[str, float]:
+def step_rows(dtype: str, repeats: int, clock: Callable[[], float]) -> dict[str, float]:
     x, y = make_data(dtype)
     xb, yb = x[:N].copy(), y[:N].copy()
     model, loss_fn, optimizer = trainer(dtype)
     rows = {
         "eager step": seconds_per_call(
-            lambda: hp.train_step(model, loss_fn, optimizer, xb, yb), repeats
+            lambda: hp.train_step(model, loss_fn, optimizer, xb, yb), repeats, clock=clock
         )
     }
     capture = _capture_step()
     if capture is not None:
         model, loss_fn, optimizer = trainer(dtype)
         step = capture(model, loss_fn, optimizer, xb.shape, yb.shape)
-        rows["captured step"] = seconds_per_call(lambda: step(xb, yb), repeats)
+        rows["captured step"] = seconds_per_call(lambda: step(xb, yb), repeats, clock=clock)
     return rows
 
 
-def epoch_rows(dtype: str, repeats: int, captured: bool) -> dict[str, float]:
+def epoch_rows(
+    dtype: str, repeats: int, captured: bool, clock: Callable[[], float]
+) -> dict[str, float]:
     """One epoch of ``fit`` against the sum of its steps, each alone."""
     x, y = make_data(dtype)
-    options: dict[str, Any] = {"capture": captured} if _capture_step() is not None else {}
-    if captured and not options:
+    options: dict[str, Any] = {}
+    if _capture_step() is not None:
+        options["options"] = FitOptions(capture=captured)
+    elif captured:
         return {}
     model, loss_fn, optimizer = trainer(dtype)
     rng = np.random.default_rng(0)
 
-    def epoch() -> None:
-        fit(model, loss_fn, optimizer, (x, y), epochs=1, batch_size=N, rng=rng, **options)
+    def epochs() -> None:  # fit's set-up (and capture) shared by EPOCHS epochs
+        fit(model, loss_fn, optimizer, (x, y), epochs=EPOCHS, batch_size=N, rng=rng, **options)
 
     order = np.random.default_rng(0).permutation(SAMPLES)
     parts = [order[start : start + N] for start in range(0, SAMPLES, N)]
@@ -120,8 +128,8 @@ def epoch_rows(dtype: str, repeats: int, captured: bool) -> dict[str, float]:
 
     name = "captured" if captured else "eager"
     return {
-        f"fit epoch ({name})": seconds_per_call(epoch, repeats),
-        f"sum of its steps ({name})": seconds_per_call(steps, repeats),
+        f"fit epoch ({name})": seconds_per_call(epochs, repeats, clock=clock) / EPOCHS,
+        f"sum of its steps ({name})": seconds_per_call(steps, repeats, clock=clock),
     }
 
 
@@ -152,13 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float64")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--clock", choices=list(CLOCKS), default="wall",
+        help="wall time, or this thread's CPU time (steadier on a busy machine)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    clock = CLOCKS[args.clock]
     print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
-          "SoftmaxCrossEntropy, Adam; one BLAS thread")  # fmt: skip
+          f"SoftmaxCrossEntropy, Adam; one BLAS thread; {args.clock} clock")  # fmt: skip
     with threadpool_limits(limits=1):
-        rows = step_rows(args.dtype, args.repeats)
+        rows = step_rows(args.dtype, args.repeats, clock)
         for captured in (False, True):
-            rows |= epoch_rows(args.dtype, args.repeats, captured)
+            rows |= epoch_rows(args.dtype, args.repeats, captured, clock)
     for name, seconds in rows.items():
         print(f"  {name:28s} {seconds * 1e6:10.1f} us")
     for name in ("eager", "captured"):

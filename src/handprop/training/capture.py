@@ -156,7 +156,10 @@ def capture_step(
     arrays = [(parameter, parameter.data) for parameter in params]
 
     def unchanged() -> bool:
-        return guard() and all(parameter.data is data for parameter, data in arrays)
+        for parameter, data in arrays:
+            if parameter.data is not data:
+                return False
+        return guard()
 
     def eager(x: Array, y: Array) -> float:
         return train_step(model, loss_fn, optimizer, x, y, fold=fold, exact=exact)
@@ -234,11 +237,11 @@ def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
     def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         if not need_input_grad:
             return None
-        bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
-        grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
-        tape.record(np.less, h, 0, keep, casting="unsafe")
-        tape.record(np.subtract, keep, 1, keep)
-        tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
+        # relu_mask: grad_h_relu's bits where h >= 0, +0.0 where h < 0; in two passes here
+        grad_h, negative = tape.buffer(h.shape), tape.buffer(h.shape, bool)
+        tape.record(np.less, h, 0, negative)
+        tape.record(np.copyto, grad_h, grad_h_relu)
+        tape.record(np.copyto, grad_h, 0.0, where=negative)
         return grad_h
 
     return h_relu, backward
@@ -316,12 +319,13 @@ def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], fl
     log_probs, probs, nll = tape.buffer(scores.shape), tape.buffer(scores.shape), tape.buffer((n,))
     tape.record(np.subtract, shifted, log_sum, log_probs)
     tape.record(np.exp, log_probs, probs)
-    tape.record(np.take, log_probs.reshape(-1), picks, None, nll)
+    tape.record(log_probs.reshape(-1).take, picks, None, nll, "clip")  # labels are checked
     tape.record(np.negative, nll, nll)  # nll = -log_probs[np.arange(len(y)), y]
     tape.record(np.add.reduce, nll, None, None, total)
-    grad_y_pred = tape.buffer(scores.shape)
-    tape.record(np.copyto, grad_y_pred, probs)
-    tape.record(np.subtract.at, grad_y_pred.reshape(-1), picks, 1)
+    grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
+    tape.record(one_hot.reshape(-1).put, picks, 1)
+    tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
+    tape.record(one_hot.reshape(-1).put, picks, 0)
     tape.record(np.true_divide, grad_y_pred, n, grad_y_pred)  # (probs - one_hot(y)) / N
     count = np.intp(n)
     return lambda: float(total.dtype.type(total[()] / count)), grad_y_pred  # nll.mean()
@@ -358,8 +362,13 @@ class Destination:
 
     def finish(self, params: list[Parameter]) -> None:
         """The gradients hold this step's values, as after ``train_step`` (not lazily zero)."""
-        for parameter in params:
-            self.tape.record(setattr, parameter, "grad", parameter.grad)
+        grads = [(parameter, parameter.grad) for parameter in params]
+
+        def written() -> None:
+            for parameter, grad in grads:
+                parameter.grad = grad
+
+        self.tape.record(written)
 
 
 class FusedSGD(Destination):
@@ -398,8 +407,12 @@ class FusedSGD(Destination):
 
     def finish(self, params: list[Parameter]) -> None:
         """The gradients stay lazily zero, as a fused ``train_step`` leaves them."""
-        for parameter in params:
-            self.tape.record(parameter.zero_grad)
+
+        def zero() -> None:
+            for parameter in params:
+                parameter.zero_grad()
+
+        self.tape.record(zero)
 
 
 def _destination(
