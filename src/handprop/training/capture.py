@@ -237,11 +237,11 @@ def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
     def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         if not need_input_grad:
             return None
-        # relu_mask: grad_h_relu's bits where h >= 0, +0.0 where h < 0; in two passes here
-        grad_h, negative = tape.buffer(h.shape), tape.buffer(h.shape, bool)
-        tape.record(np.less, h, 0, negative)
-        tape.record(np.copyto, grad_h, grad_h_relu)
-        tape.record(np.copyto, grad_h, 0.0, where=negative)
+        bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
+        grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
+        tape.record(np.less, h, 0, keep)  # 1 where h < 0, else 0 (a bool to an unsigned: safe)
+        tape.record(np.subtract, keep, 1, keep)  # 0 where h < 0, else all ones
+        tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
         return grad_h
 
     return h_relu, backward
