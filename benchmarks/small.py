@@ -13,7 +13,7 @@ in this one process with one BLAS thread (``threadpool_limits(1)``):
   batches and one of 3), the scores at the epoch's end included (a fit of 5 epochs / 5);
   ``sum of its steps``: the same 43 batches, already gathered, through the step alone;
   the ratio is what ``fit`` adds. Once eager (``FitOptions(capture=False)``), once
-  captured (the last, short batch eager in both).
+  captured (one tape for the full batches, one for the last).
 
 Each figure is the median of ``--repeats`` repeats, each lasting about 0.2 s; the garbage
 collector is off while timing. ``--clock cpu`` times this thread's CPU time instead of
@@ -134,18 +134,16 @@ def epoch_rows(
 
 
 def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any], Any]:
+    """The step alone: ``train_step``, or (as ``fit`` does) one tape per batch size."""
     model, loss_fn, optimizer = trainer(str(x.dtype))
     capture = _capture_step()
     if not captured or capture is None:
         return lambda xb, yb: hp.train_step(model, loss_fn, optimizer, xb, yb)
-    full = capture(model, loss_fn, optimizer, (N, *x.shape[1:]), (N,))
-
-    def step(xb: np.ndarray, yb: np.ndarray) -> Any:
-        if len(xb) == N:
-            return full(xb, yb)
-        return hp.train_step(model, loss_fn, optimizer, xb, yb)  # the last, short batch
-
-    return step
+    steps = {
+        size: capture(model, loss_fn, optimizer, (size, *x.shape[1:]), (size,))
+        for size in (N, SAMPLES % N)
+    }
+    return lambda xb, yb: steps[len(xb)](xb, yb)
 
 
 def _capture_step() -> Callable[..., Any] | None:

@@ -555,13 +555,32 @@ def _adam_lines(
 
 
 class _Flat:
-    """One flat buffer and views of it shaped like ``arrays``, holding their values."""
+    """One flat buffer and views of it shaped like ``arrays``, holding their values.
+
+    Arrays that are already such views (of an earlier capture on the same model) are
+    kept as they are, so that two tapes, say one per batch size, share them.
+    """
 
     def __init__(self, tape: Tape, arrays: list[Array]) -> None:
+        base = arrays[0].base
+        if isinstance(base, np.ndarray) and _are_views(base, arrays):
+            self.flat, self.views = base, arrays
+            return
         self.flat = tape.buffer((sum(a.size for a in arrays),))
         self.views = _views(self.flat, arrays)
         for view, array in zip(self.views, arrays, strict=True):
             view[...] = array
+
+
+def _are_views(base: Array, arrays: list[Array]) -> bool:
+    """Whether ``arrays`` are ``_views(base, arrays)``, in order, and fill ``base``."""
+    if base.ndim != 1 or base.size != sum(a.size for a in arrays) or base.dtype != arrays[0].dtype:
+        return False
+    expected = _views(base, arrays)
+    return all(
+        a.base is base and a.ctypes.data == e.ctypes.data and a.shape == e.shape
+        for a, e in zip(arrays, expected, strict=True)
+    )
 
 
 def _flatten(tape: Tape, arrays: list[Array]) -> _Flat:

@@ -150,8 +150,7 @@ class _Trainer:
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
-        self.capture: CapturedStep | None = None  # recorded at the first epoch, if it can be
-        self.tried_capture = False
+        self.captured: dict[int, CapturedStep] | None = None  # by batch size, at the first epoch
 
     def run(
         self,
@@ -234,10 +233,11 @@ class _Trainer:
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
                     self.options.clip_norm,
                 )  # fmt: skip
-            elif captured is not None and len(batch) == batch_size:
-                np.take(x, batch, axis=0, out=captured.x)  # x[batch], into the tape's input
-                np.take(y, batch, axis=0, out=captured.y)
-                loss = captured.replay()
+            elif len(batch) in captured:
+                step = captured[len(batch)]
+                np.take(x, batch, axis=0, out=step.x)  # x[batch], into the tape's input
+                np.take(y, batch, axis=0, out=step.y)
+                loss = step.replay()
             else:
                 loss = train_step(
                     self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
@@ -251,33 +251,41 @@ class _Trainer:
         if not all(np.isfinite(p.data).all() for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 
-    def _captured(self, data: tuple[Array, Array], batch_size: int) -> CapturedStep | None:
-        """The step for full batches replayed from a tape, recorded once per ``fit``; or None.
+    def _captured(self, data: tuple[Array, Array], batch_size: int) -> dict[int, CapturedStep]:
+        """Steps replayed from tapes, by batch size: the full one and the last, short one.
 
-        None (every batch eager) with clipping or ranks, for data that is not a plain
-        array, or for a model, loss or optimizer the tape cannot record.
+        Recorded once per ``fit``. None (every batch eager) with clipping or ranks, for
+        data that is not a plain array, or for a model, loss or optimizer the tape cannot
+        record. (The short batch's own tape also keeps the layers' buffers at the size
+        the scores use.)
         """
-        if self.tried_capture:
-            return self.capture
-        self.tried_capture = True
+        if self.captured is None:
+            self.captured = self._capture(data, batch_size)
+        return self.captured
+
+    def _capture(self, data: tuple[Array, Array], batch_size: int) -> dict[int, CapturedStep]:
         x, y = data
         if (
             not self.options.capture
             or self.exchange is not None
             or self.options.clip_norm is not None
             or not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray))
-            or len(x) < batch_size
             or not (x.flags.c_contiguous and y.flags.c_contiguous)
         ):
-            return None
-        shapes = (batch_size, *x.shape[1:]), (batch_size, *y.shape[1:])
-        try:
-            step = capture_step(self.model, self.loss_fn, self.optimizer, *shapes, y_dtype=y.dtype)
-        except NotCapturable:
-            return None
-        if step.fits(x[:batch_size], y[:batch_size]) and step.fits_labels(y):
-            self.capture = step
-        return self.capture
+            return {}
+        steps = {}
+        for size in sorted({min(batch_size, len(x)), len(x) % batch_size} - {0}):
+            shapes = (size, *x.shape[1:]), (size, *y.shape[1:])
+            try:
+                step = capture_step(
+                    self.model, self.loss_fn, self.optimizer, *shapes, y_dtype=y.dtype
+                )
+            except NotCapturable:
+                return {}
+            if not (step.fits(x[:size], y[:size]) and step.fits_labels(y)):
+                return {}  # the eager step says what is wrong, at the batch where it is
+            steps[size] = step
+        return steps
 
     def _divergence(
         self, state: TrainingState, loss: float, batch_size: int, what: str = "the loss"
