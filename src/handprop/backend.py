@@ -122,6 +122,13 @@ class Numpy:
     def is_integer(self, y: Array) -> bool:
         return bool(y.dtype.kind in "iu")
 
+    def all_finite(self, x: Array) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def rows(self, x: Array, index: Array) -> Array:
+        """``x[index]`` for an integer numpy ``index``: a mini-batch's rows (a copy)."""
+        return x[index]
+
     def dtype_of(self, array: Array) -> np.dtype[Any]:
         return array.dtype
 
@@ -334,6 +341,14 @@ class TorchNamespace:
     def is_integer(self, y: Any) -> bool:
         return not (y.is_floating_point() or y.is_complex() or y.dtype == self.torch.bool)
 
+    def all_finite(self, x: Any) -> bool:
+        return bool(self.torch.isfinite(x).all().item())
+
+    def rows(self, x: Any, index: Array) -> Any:
+        """``x[index]`` for an integer numpy ``index``, gathered on the device."""
+        on_device = self.torch.from_numpy(index).to(self.device, non_blocking=True)
+        return x.index_select(0, on_device)
+
     def dtype_of(self, array: Any) -> np.dtype[Any]:
         return np.dtype(str(array.dtype).removeprefix("torch."))
 
@@ -538,6 +553,25 @@ def placement(target: object) -> tuple[Any, np.dtype[Any] | None]:
             f"to() expected 'numpy', 'torch', a device ('cpu', 'cuda', 'cuda:1') or a dtype "
             f"(float64, float32), received {target!r}"
         ) from None
+
+
+def select(backend: str | None = None, device: str | None = None) -> Any:
+    """The namespace a command line's ``--backend numpy|torch`` and ``--device cpu|cuda`` ask for.
+
+    None is the default: numpy, except that a CUDA device implies torch. numpy runs on
+    the CPU only (a ValueError); torch missing or CUDA absent: ImportError / RuntimeError.
+    """
+    if backend not in (None, *LIBRARIES):
+        raise ValueError(f"backend must be 'numpy' or 'torch', received {backend!r}")
+    on_cpu = device is None or str(device) == "cpu"
+    if backend == "numpy" and not on_cpu:
+        raise ValueError(
+            f"the numpy backend computes on the CPU only, received device {device!r}; "
+            "use backend 'torch' for a GPU"
+        )
+    if backend == "torch" or not on_cpu:
+        return torch_namespace(torch_device("cpu" if device is None else device))
+    return NUMPY
 
 
 def convert(array: Any, xp: Any, dtype: npt.DTypeLike) -> Any:

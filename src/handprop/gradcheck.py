@@ -9,15 +9,20 @@ Piecewise layers (ReLU, LeakyReLU: anything with a ``pieces()`` method) have
 kinks where central differences straddle two slopes. An entry whose
 perturbation moves any such layer's input onto another piece is reported as
 "near a kink" and left out of the verdict instead of failing it.
+
+It runs on whatever array library the subject computes on (numpy, or torch on
+any device): the perturbations are written into the subject's own arrays, the
+differences and the verdict are computed on the host in numpy.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import namespace
 from handprop.init import RandomSource
 from handprop.layers.module import Module
 from handprop.losses import Loss
@@ -68,9 +73,11 @@ class _Scalar:
         rng: RandomSource,
     ) -> None:
         self.subject, self.x, self.y, self.loss = subject, x, y, loss
+        self.xp: Any = namespace(x)
         self.projection: Array | None = None
         if isinstance(subject, Module) and loss is None:
-            self.projection = rng.standard_normal(subject.forward(x).shape)
+            projection = rng.standard_normal(tuple(subject.forward(x).shape))
+            self.projection = self.xp.from_host(projection)
         self.piecewise = [m for m in _modules(subject) if isinstance(m, Piecewise)]
 
     def __call__(self) -> float:
@@ -80,13 +87,15 @@ class _Scalar:
         if self.loss is not None:
             return self.loss.forward(y_pred, self._target())
         assert self.projection is not None
-        return float(np.sum(y_pred * self.projection))
+        xp = self.xp
+        return xp.item(xp.sum(xp.multiply(y_pred, self.projection)))  # type: ignore[no-any-return]
 
     def analytic(self) -> dict[str, Array]:
         """Run f once and backward once; the gradients by tensor name."""
+        host = self.host_copy
         if isinstance(self.subject, Loss):
             self.subject.forward(self.x, self._target())
-            return {"input": self.subject.backward().copy()}
+            return {"input": host(self.subject.backward())}
         self.subject.zero_grad()
         y_pred = self.subject.forward(self.x)
         if self.loss is not None:
@@ -95,12 +104,18 @@ class _Scalar:
         else:
             assert self.projection is not None
             grad_y_pred = self.projection
-        grads = {"input": self.subject.backward(grad_y_pred).copy()}
-        grads.update((name, p.grad.copy()) for name, p in self.subject.named_parameters())
+        grads = {"input": host(self.subject.backward(grad_y_pred))}
+        grads.update((name, host(p.grad)) for name, p in self.subject.named_parameters())
         return grads
 
+    def host_copy(self, array: Array) -> Array:
+        """A numpy copy of an array of the subject's library."""
+        return np.array(self.xp.to_numpy(array))
+
     def pieces(self) -> list[Array | None]:
-        return [m.pieces() for m in self.piecewise]
+        return [
+            None if p is None else self.host_copy(p) for p in (m.pieces() for m in self.piecewise)
+        ]
 
     def _target(self) -> Array:
         if self.y is None:
@@ -117,7 +132,7 @@ def _require_float64(subject: Module | Loss, x: Array) -> None:
     if isinstance(subject, Module):
         arrays += [(f"parameter {n}", p.data) for n, p in subject.named_parameters()]
     for what, array in arrays:
-        if not isinstance(array, np.ndarray) or array.dtype != np.float64:
+        if namespace(array).dtype_of(array) != np.float64:
             raise TypeError(
                 f"check_gradients computes in float64, but {what} is not float64; "
                 "build the model with dtype=np.float64 and pass x.astype(np.float64)"
@@ -157,7 +172,7 @@ def check_gradients(
     """
     _require_float64(subject, x)
     rng = np.random.default_rng(0) if rng is None else rng
-    x = x.copy()
+    x = namespace(x).copy(x)
     scalar = _Scalar(subject, x, y, loss, rng)
     f0 = scalar()
     atol = 100 * np.finfo(np.float64).eps * max(1.0, abs(f0)) / eps if atol is None else atol
@@ -168,11 +183,10 @@ def check_gradients(
         arrays.update((key, p.data) for key, p in subject.named_parameters())
     checks = []
     for key, array in arrays.items():
-        indices = _sample(array.size, max_entries, rng)
+        indices = _sample(analytic[key].size, max_entries, rng)
         numeric, kinks = _numeric(scalar, array, indices, eps, base_pieces)
-        checks.append(
-            _compare(key, array.shape, analytic[key], indices, numeric, kinks, atol, rtol)
-        )
+        shape = tuple(array.shape)
+        checks.append(_compare(key, shape, analytic[key], indices, numeric, kinks, atol, rtol))
     return GradientReport(name or " ".join(repr(subject).split()), tuple(checks))
 
 
@@ -190,7 +204,7 @@ def _numeric(
     kinks = np.zeros(len(indices), dtype=bool)
     flat = array.reshape(-1)  # a view: writing it perturbs the array in place
     for k, index in enumerate(indices):
-        original = flat[index]
+        original = float(flat[index])
         flat[index] = original + eps
         f_plus, pieces_plus = scalar(), scalar.pieces()
         flat[index] = original - eps

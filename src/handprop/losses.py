@@ -119,7 +119,8 @@ class SumSquaredError(_SquaredError):
 
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
         # loss = np.square(y_pred - y).sum()
-        return self.xp.sum(self._squared_error(y_pred, y)), 1
+        squared = self._squared_error(y_pred, y)  # sets self.xp, from the input
+        return self.xp.sum(squared), 1
 
     def backward(self) -> Array:
         # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
@@ -153,7 +154,7 @@ class MeanAbsoluteError(_ElementwiseError):
     """
 
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
-        error = self._error(y_pred, y)
+        error = self._error(y_pred, y)  # sets self.xp, from the input
         return self.xp.sum(self.xp.abs(error)), _size(error)
 
     def backward(self) -> Array:
@@ -180,8 +181,9 @@ class Huber(_ElementwiseError):
         self.delta = float(delta)
 
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        error = self._error(y_pred, y)  # sets self.xp, from the input
         xp = self.xp
-        error = xp.abs(self._error(y_pred, y))
+        error = xp.abs(error)
         quadratic = xp.minimum(error, self.delta)  # the part of |e| inside delta
         linear = xp.subtract(error, quadratic)  # the part beyond
         # loss = 0.5 * quadratic**2 + delta * linear

@@ -7,14 +7,18 @@
 
 The draws come from ``numpy.random.RandomState(seed)`` in that order, which
 reproduces ``np.random.seed(seed)`` followed by the tutorial's ``randn`` calls.
+With ``backend="torch"`` (or ``device="cuda"``) the same draws are moved to torch
+tensors once, and the same layers compute on them.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from handprop._types import Array, float_dtype, positive_int
+from handprop.backend import LIBRARIES, select
 from handprop.init import standard_normal
 from handprop.layers import Linear, ReLU, Sequential
 from handprop.losses import SumSquaredError
@@ -34,9 +38,13 @@ class WarmupConfig:
     lr: float = 1e-6
     seed: int = 0
     dtype: str = "float64"
+    backend: str | None = None  # "numpy" or "torch"; None: numpy, or torch on a GPU device
+    device: str | None = None  # "cpu" or "cuda" (torch); None: the CPU
 
     def __post_init__(self) -> None:
         float_dtype(self.dtype)
+        if self.backend not in (None, *LIBRARIES):
+            raise ValueError(f"backend must be 'numpy' or 'torch', received {self.backend!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
             raise ValueError(f"steps must be an integer >= 0, received {self.steps!r}")
         positive_int("batch_size", self.batch_size)
@@ -53,7 +61,21 @@ class WarmupRun:
 
 
 def make_problem(config: WarmupConfig) -> WarmupRun:
-    """x, y, then w1, w2 drawn from RandomState(seed) in the tutorial's order."""
+    """x, y, then w1, w2 drawn from RandomState(seed) in the tutorial's order.
+
+    On torch (``config.backend``, ``config.device``) the drawn arrays are moved there.
+    """
+    run = _draw(config)
+    if config.backend is None and config.device is None:
+        return run
+    xp: Any = select(config.backend, config.device)
+    if xp.library == "numpy":
+        return run
+    run.model.to(xp.device)
+    return WarmupRun(xp.from_host(run.x), xp.from_host(run.y), run.model)
+
+
+def _draw(config: WarmupConfig) -> WarmupRun:
     rng = np.random.RandomState(config.seed)
     dtype = float_dtype(config.dtype)
     x = rng.standard_normal((config.batch_size, config.d_in)).astype(dtype)

@@ -37,6 +37,33 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def add_backend_options(parser: Any) -> None:
+    """--backend numpy|torch and --device cpu|cuda: where the model computes."""
+    parser.add_argument(
+        "--backend",
+        choices=["numpy", "torch"],
+        help="the array library: numpy (the default) or torch (PyTorch tensors, no autograd)",
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], help="cpu (the default) or cuda (implies torch)"
+    )
+
+
+def placement(args: Any) -> Any:
+    """The array namespace that --backend and --device ask for; a ValueError (one line, exit
+    2) when torch is not installed or CUDA is absent."""
+    from handprop.backend import select
+
+    try:
+        return select(args.backend, args.device)
+    except (ImportError, RuntimeError) as error:
+        flags = " ".join(
+            f"--{name} {value}" for name in ("backend", "device")
+            if (value := getattr(args, name)) is not None
+        )  # fmt: skip
+        raise ValueError(f"{flags}: {error}") from None
+
+
 def widths(text: str) -> tuple[int, ...]:
     """Hidden layer widths: "100", "100,50"; "" or "none" for no hidden layer."""
     if text.strip().lower() in ("", "none"):

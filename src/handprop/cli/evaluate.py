@@ -12,7 +12,7 @@ import numpy as np
 
 from handprop._text import plain
 from handprop._types import Array
-from handprop.cli.arguments import DATA_HELP, add_csv_options
+from handprop.cli.arguments import DATA_HELP, add_backend_options, add_csv_options, placement
 from handprop.losses import LOSSES
 from handprop.metrics import (
     balanced_accuracy,
@@ -46,8 +46,9 @@ def add_parser(commands: Any) -> None:
 
 
 def add_reading_options(parser: Any) -> None:
-    """--delimiter, --decimal (default: the model's) and --drop-nonfinite."""
+    """--delimiter, --decimal (default: the model's), --drop-nonfinite, --backend, --device."""
     add_csv_options(parser)
+    add_backend_options(parser)
     parser.add_argument(
         "--drop-nonfinite",
         action="store_true",
@@ -58,7 +59,8 @@ def add_reading_options(parser: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from handprop.cli.saved import open_model
 
-    saved = open_model(args.model)
+    xp = placement(args)
+    saved = open_model(args.model).to(xp)
     reading = Reading(saved.csv_format(args.delimiter, args.decimal), args.drop_nonfinite)
     return evaluate(saved, args.data, args.target, args.json, sys.stdout, reading)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.cli.arguments import DATA_HELP
+from handprop.cli.arguments import DATA_HELP, placement
 from handprop.cli.evaluate import Reading, add_reading_options, model_encoding
 from handprop.cli.outputs import check_distinct, check_output, data_file
 from handprop.losses import log_softmax
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         check_distinct(
             {"--output": args.output}, {"--data": data_file(args.data), "MODEL": args.model}
         )
-    saved = open_model(args.model)
+    saved = open_model(args.model).to(placement(args))
     reading = Reading(saved.csv_format(args.delimiter, args.decimal), args.drop_nonfinite)
     return predict_file(saved, args.data, args.output, args.proba, reading)
 

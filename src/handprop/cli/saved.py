@@ -64,9 +64,16 @@ class SavedModel:
         saved = self.info.get(key)
         return None if saved is None else Standardizer.from_json(saved)
 
+    def to(self, xp: Any) -> "SavedModel":
+        """Compute on the array namespace ``xp`` (``--backend``, ``--device``); returns self."""
+        if xp.library != "numpy":
+            self.model.to(xp.device)
+        return self
+
     def outputs(self, x: Array) -> Array:
         """The network's raw outputs (class scores, or standardised targets) for raw features."""
-        return self.model.predict(self.inputs(x), batch_size=BATCH)
+        outputs = self.model.predict(self._on_model(self.inputs(x)), batch_size=BATCH)
+        return self.model.xp.to_numpy(outputs)  # type: ignore[no-any-return]
 
     def output_batches(self, x: Array) -> Iterator[tuple[int, Array]]:
         """``(start, outputs)`` for each batch of rows of raw features ``x``.
@@ -80,7 +87,13 @@ class SavedModel:
         shape = widths(self.model)
         rows = BATCH if shape is None else max(1, min(BATCH, BATCH_VALUES // shape[1]))
         for start in range(0, len(x), rows):
-            yield start, self.model.forward(self.inputs(x[start : start + rows]))
+            inputs = self._on_model(self.inputs(x[start : start + rows]))
+            yield start, self.model.xp.to_numpy(self.model.forward(inputs))
+
+    def _on_model(self, x: Array) -> Array:
+        """Host features where the model computes (a copy on a torch device)."""
+        xp = self.model.xp
+        return x if xp.library == "numpy" else xp.from_host(x)
 
     def inputs(self, x: Array) -> Array:
         """Raw features as the network takes them: standardised, in its dtype."""

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from handprop.cli.arguments import (
     DATA_HELP,
+    add_backend_options,
     add_column_options,
     non_negative_float,
     non_negative_int,
+    placement,
     positive_int,
     widths,
 )
@@ -142,6 +144,7 @@ def add_parser(commands: Any) -> None:
     train.add_argument("--log", help="write one JSON line per epoch to this file")
     train.add_argument("--plot", help="draw the loss curves to this .png (needs matplotlib)")
     train.add_argument("--quiet", action="store_const", const=True, help="print nothing")
+    add_backend_options(train)
     train.set_defaults(run=run)  # fmt: skip
 
 
@@ -169,4 +172,4 @@ def _train(args: argparse.Namespace, comm: "Communicator | None") -> int:
         check_outputs(output_paths(args), args.data, args.resume)
         _, info = load_model(args.resume)
         config = resumed_config(str(args.resume), info.get("config"), args)
-    return train(config, args.resume, sys.stdout, comm)
+    return train(config, args.resume, sys.stdout, comm, placement(args))

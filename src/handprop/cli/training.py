@@ -9,6 +9,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import NUMPY
 from handprop.checkpoint import (
     build_model,
     build_optimizer,
@@ -36,11 +37,16 @@ from handprop.training.loop import evaluate
 
 
 def train(
-    config: TrainConfig, resume: Path | None, out: TextIO, comm: Communicator | None = None
+    config: TrainConfig,
+    resume: Path | None,
+    out: TextIO,
+    comm: Communicator | None = None,
+    xp: Any = NUMPY,
 ) -> int:
     """Run one training job; returns the exit code (1 if training diverged).
 
     With ``comm``, every rank of it runs this, data-parallel; rank 0 alone writes.
+    ``xp``: the array namespace the model computes on (``--backend``, ``--device``).
     """
     # before any work: a typo in --out must not cost a training run, nor --out eat --data
     check_outputs(output_paths(config), config.data, resume)
@@ -54,6 +60,7 @@ def train(
                 file=sys.stderr,
             )
         model = _network(config, prepared)
+        _place(model, xp)
         optimizer = _optimizer(config, model)
         state, rng = TrainingState(), np.random.default_rng([config.seed, 2])
     else:
@@ -66,9 +73,12 @@ def train(
         prepared = prepare(config, info, comm)
         prepared.check_width(model, source)
         _check_same_split(source, info, prepared)
+        _place(model, xp)
         optimizer = build_optimizer(model.parameters(), optimizer_state)
         state, rng = _restored_state(info)
         state.best_parameters = _load_best(resume, state, model)
+        if state.best_parameters is not None and xp is not NUMPY:
+            state.best_parameters = [xp.from_host(array) for array in state.best_parameters]
     job = _Job(config, prepared, model, optimizer, rng, comm)
     try:
         history = job.run(state)
@@ -212,6 +222,12 @@ class _Checkpointer(Callback):
     def on_epoch_end(self, log: EpochLog, state: TrainingState) -> None:
         if log.epoch % self.every == 0:
             self.save(state)
+
+
+def _place(model: Sequential, xp: Any) -> None:
+    """Move the model to torch (``--backend torch``, ``--device``) before its optimizer is built."""
+    if xp is not NUMPY:
+        model.to(xp.device)
 
 
 def _network(config: TrainConfig, prepared: Prepared) -> Sequential:

@@ -5,7 +5,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from handprop.cli.arguments import non_negative_float, non_negative_int, positive_int
+from handprop.cli.arguments import (
+    add_backend_options,
+    non_negative_float,
+    non_negative_int,
+    placement,
+    positive_int,
+)
 from handprop.cli.outputs import check_distinct
 from handprop.cli.plot import check_plot
 
@@ -33,6 +39,7 @@ def add_parser(commands: Any) -> None:
         help="print every K-th step (and the last); default: 1",
     )
     warmup.add_argument("--quiet", action="store_true", help="print nothing")
+    add_backend_options(warmup)
     warmup.add_argument(
         "--log", type=Path, metavar="FILE", help='write one JSON line per step: {"step", "loss"}'
     )
@@ -45,7 +52,11 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from handprop.warmup import WarmupConfig, run_warmup
 
-    config = WarmupConfig(steps=args.steps, lr=args.lr, seed=args.seed, dtype=args.dtype)
+    xp = placement(args)  # before the run: no torch, no CUDA is one line
+    config = WarmupConfig(
+        steps=args.steps, lr=args.lr, seed=args.seed, dtype=args.dtype,
+        backend=xp.library, device=None if xp.library == "numpy" else str(xp.device),
+    )  # fmt: skip
     check_distinct({"--log": args.log, "--plot": args.plot}, {})
     if args.plot is not None:  # before the run: a wrong extension must not cost one
         check_plot("--plot", args.plot)

@@ -7,11 +7,12 @@ learning-rate schedules, gradient clipping and divergence handling.
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from handprop._types import Array, positive_int
+from handprop.backend import NUMPY, namespace
 from handprop.distributed import Communicator, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
@@ -37,7 +38,9 @@ def evaluate(
     Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
     predictions = model.predict(x, batch_size)
-    return loss_fn.forward(predictions, y), METRICS[metric](predictions, y)
+    xp = namespace(predictions)  # the metrics compute on the host
+    loss = loss_fn.forward(predictions, y)
+    return loss, METRICS[metric](xp.to_numpy(predictions), xp.to_numpy(y))
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[Array]:
@@ -108,6 +111,11 @@ def fit(
     if state.base_lr is None:
         state.base_lr = optimizer.lr
     rng = rng or np.random.default_rng(0)
+    if optimizer.xp is not NUMPY:  # a model on torch: the data moves there once
+        data, validation = (
+            _moved(optimizer.xp, data),
+            validation and _moved(optimizer.xp, validation),
+        )
     modes = [(module, module.training) for module in model.modules()]
     model.train()  # training mode, scoring in evaluation mode; then the caller's modes again
     try:
@@ -115,6 +123,12 @@ def fit(
     finally:
         for module, training in modes:
             module.training = training
+
+
+def _moved(xp: Any, data: tuple[Array, Array]) -> tuple[Array, Array]:
+    """(x, y) as arrays of namespace ``xp`` (torch tensors on the model's device)."""
+    x, y = (xp.from_host(namespace(a).to_numpy(a)) for a in data)
+    return x, y
 
 
 def _check_fit_arguments(
@@ -150,6 +164,7 @@ class _Trainer:
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
+        self.xp = optimizer.xp  # numpy, or torch on the model's device
         self.captured: dict[int, CapturedStep] | None = None  # by batch size, at the first epoch
 
     def run(
@@ -180,7 +195,7 @@ class _Trainer:
                 self._restore(state.best_parameters)
                 return self._history(state, "early stopping")
             self._set_learning_rate(state)
-            snapshot, step = [array.copy() for array in self.arrays], state.step
+            snapshot, step = [self.xp.copy(array) for array in self.arrays], state.step
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
                     self._epoch(data, batch_size, rng, state)
@@ -226,6 +241,7 @@ class _Trainer:
         state: TrainingState,
     ) -> None:
         x, y = data
+        rows = self.xp.rows
         captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
             if self.exchange is not None:  # this rank's slice of the batch
@@ -240,7 +256,7 @@ class _Trainer:
                 loss = step.replay()
             else:
                 loss = train_step(
-                    self.model, self.loss_fn, self.optimizer, x[batch], y[batch],
+                    self.model, self.loss_fn, self.optimizer, rows(x, batch), rows(y, batch),
                     clip_norm=self.options.clip_norm,
                 )  # fmt: skip
             state.step += 1
@@ -248,7 +264,7 @@ class _Trainer:
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
             for callback in self.callbacks:
                 callback.on_step_end(state.step, loss)
-        if not all(np.isfinite(p.data).all() for p in self.params):
+        if not all(self.xp.all_finite(p.data) for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 
     def _captured(self, data: tuple[Array, Array], batch_size: int) -> dict[int, CapturedStep]:
@@ -330,7 +346,8 @@ class _Trainer:
             self.model.train()
 
     def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
-        if self.comm is not None or not isinstance(data[0], np.ndarray):  # ranks, a memory map
+        on_torch = self.xp is not NUMPY
+        if self.comm is not None or not (on_torch or isinstance(data[0], np.ndarray)):  # a map
             return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
         return evaluate(self.model, self.loss_fn, *data, self.metric)
 
@@ -361,12 +378,12 @@ class _Trainer:
             state.best_metric, state.best_loss, state.best_epoch = (
                 log.val_metric, log.val_loss, log.epoch,
             )  # fmt: skip
-            state.best_parameters = [array.copy() for array in self.arrays]
+            state.best_parameters = [self.xp.copy(array) for array in self.arrays]
 
     def _restore(self, saved: list[Array] | None) -> None:
         if saved is not None:
             for target, array in zip(self.arrays, saved, strict=True):
-                target[...] = array
+                self.xp.copyto(target, array)
 
     def _history(
         self,
