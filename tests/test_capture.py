@@ -247,3 +247,15 @@ def test_fit_trains_eagerly_what_the_tape_cannot_record(monkeypatch: pytest.Monk
     optimizer = hp.SGD(model.parameters(), lr=0.1)
     history = fit(model, hp.MeanSquaredError(), optimizer, data, epochs=2, batch_size=N)
     assert calls == [] and history.stop_reason == "completed"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_at_exactly_zero_passes_the_gradient_as_eager_does(dtype: str) -> None:
+    """Rows of zeros give h == 0 exactly (the biases start at zero): the tutorial's mask."""
+    eager, captured = twins("relu", "mse", "sgd-momentum", dtype)
+    step = capture_step(*captured, (N, D_IN), (N, D_OUT))
+    for x, y in batches("mse", dtype, 5):
+        x[::2] = 0.0
+        x[1] = -0.0
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
