@@ -251,8 +251,8 @@ class _Trainer:
                 )  # fmt: skip
             elif len(batch) in captured:
                 step = captured[len(batch)]
-                np.take(x, batch, axis=0, out=step.x)  # x[batch], into the tape's input
-                np.take(y, batch, axis=0, out=step.y)
+                x.take(batch, 0, step.x)  # x[batch], into the tape's input
+                y.take(batch, 0, step.y)
                 loss = step.replay()
             else:
                 loss = train_step(
