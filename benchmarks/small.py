@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.small                # float64, one BLAS thread
     .venv/bin/python -m benchmarks.small --dtype float32 --repeats 9
+    .venv/bin/python -m benchmarks.small --instructions   # callgrind: instructions per step
 
 Batch 32 through 64 -> 100 -> 10 with biases, ReLU, SoftmaxCrossEntropy and Adam
 (~1.4 MFLOP a step, ~10 us of arithmetic), the size tabular models train at. Rows, all
@@ -27,10 +28,15 @@ the cores. The machine is noisy: compare ratios from one run.
 
 import argparse
 import gc
+import os
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,6 +165,44 @@ def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any],
     return lambda xb, yb: steps[len(xb)](xb, yb)
 
 
+STEPS = """
+import sys
+import numpy as np
+import handprop as hp
+from benchmarks.small import N, _capture_step, make_data, trainer
+steps, kind, dtype = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+x, y = make_data(dtype)
+xb, yb = x[:N].copy(), y[:N].copy()
+model, loss_fn, optimizer = trainer(dtype)
+step = lambda: hp.train_step(model, loss_fn, optimizer, xb, yb)
+if kind == "captured":
+    captured = _capture_step()(model, loss_fn, optimizer, xb.shape, yb.shape)
+    step = lambda: captured(xb, yb)
+for _ in range(steps):
+    step()
+"""
+
+
+def instructions(kind: str, dtype: str) -> float:
+    """Instructions per step under callgrind (105 steps less 5, / 100), one BLAS thread."""
+    counts = []
+    for steps in (105, 5):
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        command += [sys.executable, "-c", STEPS, str(steps), kind, dtype]
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": _paths()}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
+        if match is None:
+            raise SystemExit(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
+        counts.append(int(match.group(1).replace(",", "")))
+    return (counts[0] - counts[1]) / 100
+
+
+def _paths() -> str:
+    here = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 def _capture_step() -> Callable[..., Any] | None:
     try:
         from handprop.training.capture import capture_step
@@ -176,11 +220,21 @@ def main(argv: list[str] | None = None) -> int:
         help="wall time, or this thread's CPU time (steadier on a busy machine)",
     )  # fmt: skip
     parser.add_argument(
+        "--instructions", action="store_true",
+        help="count instructions per step under valgrind's callgrind instead of timing",
+    )  # fmt: skip
+    parser.add_argument(
         "--best", action="store_true",
         help="the fastest repeat, not the median: the least disturbed one on a busy machine",
     )  # fmt: skip
     args = parser.parse_args(argv)
     timer = Timer(args.repeats, CLOCKS[args.clock], args.best)
+    if args.instructions:
+        counts = {kind: instructions(kind, args.dtype) for kind in ("eager", "captured")}
+        for kind, count in counts.items():
+            print(f"small {args.dtype} {kind} step: {count:,.0f} instructions")
+        print(f"captured / eager: {counts['captured'] / counts['eager']:.3f}")
+        return 0
     print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
           f"SoftmaxCrossEntropy, Adam; one BLAS thread; {args.clock} clock; "
           f"{'fastest' if args.best else 'median'} of {args.repeats} repeats")  # fmt: skip
