@@ -298,3 +298,169 @@ def test_tensors_that_require_grad_are_refused(torch: ModuleType) -> None:
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
     with pytest.raises(TypeError, match="requires grad"):
         model.forward(x)
+
+
+@pytest.mark.parametrize("place", ["numpy", "cpu"])
+def test_graphed_step_off_cuda_is_the_eager_step(torch: ModuleType, place: str) -> None:
+    """Without CUDA there is no graph: GraphedStep runs train_step's body, same losses."""
+    from handprop.training.graphed import GraphedStep, read_losses
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 4)), rng.standard_normal((10, 2))
+    model, twin_model = hp.mlp(4, [5], 2, rng=0), hp.mlp(4, [5], 2, rng=0).to(place)
+    optimizer = hp.SGD(model.parameters(), lr=0.1, momentum=0.5)
+    graphed = GraphedStep(
+        twin_model, hp.MeanSquaredError(), hp.SGD(twin_model.parameters(), lr=0.1, momentum=0.5)
+    )
+    xp = graphed.xp
+    expected = [train_step(model, hp.MeanSquaredError(), optimizer, x, y) for _ in range(5)]
+    losses = read_losses([graphed.step(xp.from_host(x), xp.from_host(y)) for _ in range(5)])
+    assert not graphed.capturable and graphed.replays == 0
+    assert losses == pytest.approx(expected, rel=TOLERANCE)
+
+
+# ----- the command line ----------------------------------------------------------------------
+
+
+def _warmup_losses(capsys: Any, *flags: str) -> np.ndarray:
+    from handprop.cli import main
+
+    assert main(["warmup", *flags]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 500
+    return np.array([float(line.split()[1]) for line in lines])
+
+
+def test_cli_warmup_on_torch_prints_numpys_losses(torch: ModuleType, capsys: Any) -> None:
+    """Equal to 1e-12 relative while the loss is above 1e-3 (about 250 steps); then the
+    rounding of two BLAS libraries compounds, and the last steps agree to 1e-9."""
+    losses = _warmup_losses(capsys)
+    losses_torch = _warmup_losses(capsys, "--backend", "torch")
+    relative = np.abs(losses_torch - losses) / losses
+    assert relative[:250].max() <= TOLERANCE
+    assert relative.max() <= 1e-9
+
+
+def test_cli_cuda_without_cuda_is_one_line_and_exit_2(torch: ModuleType, capsys: Any) -> None:
+    from handprop.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (
+        ["warmup", "--device", "cuda"],
+        ["warmup", "--backend", "numpy", "--device", "cuda"],
+    ):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1
+        assert "cuda" in captured.err and "Traceback" not in captured.err
+
+
+def test_cli_without_torch_is_one_line_and_exit_2(capsys: Any, monkeypatch: Any) -> None:
+    import sys
+
+    from handprop.backend import torch_namespace
+    from handprop.cli import main
+
+    torch_namespace.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    try:
+        assert main(["warmup", "--backend", "torch", "--steps", "1"]) == 2
+    finally:
+        torch_namespace.cache_clear()
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "pip install torch" in err
+
+
+def test_cli_train_on_torch_saves_a_model_that_loads_anywhere(
+    torch: ModuleType, tmp_path: Any, capsys: Any
+) -> None:
+    from safetensors.numpy import load_file
+
+    from handprop.cli import main
+
+    common = ["train", "--data", "warmup", "--epochs", "2", "--hidden", "8", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "n.safetensors")]) == 0
+    assert main([*common, "--backend", "torch", "--out", str(tmp_path / "t.safetensors")]) == 0
+    a, b = load_file(tmp_path / "n.safetensors"), load_file(tmp_path / "t.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype
+        assert_close(b[key], a[key])
+    for flags in ([], ["--backend", "torch"]):
+        assert (
+            main(
+                ["evaluate", str(tmp_path / "t.safetensors"), "--data", "warmup", "--json", *flags]
+            )
+            == 0
+        )
+    import json
+
+    on_numpy, on_torch_ = (json.loads(line) for line in capsys.readouterr().out.splitlines()[-2:])
+    for key, value in on_numpy.items():  # the same scores, computed on numpy and on torch
+        assert on_torch_[key] == (
+            pytest.approx(value, rel=TOLERANCE) if isinstance(value, float) else value
+        )
+
+
+def test_cli_checkpoint_written_on_torch_resumes_on_either_backend(
+    torch: ModuleType, tmp_path: Any
+) -> None:
+    from safetensors.numpy import load_file
+
+    from handprop.cli import main
+
+    common = ["train", "--data", "warmup", "--hidden", "8", "--quiet", "--optimizer", "adam"]
+    checkpoint = str(tmp_path / "c.safetensors")
+    flags = ["--backend", "torch", "--checkpoint", checkpoint, "--checkpoint-every", "1"]
+    assert main([*common, "--epochs", "2", *flags]) == 0
+    for name, backend in (("t", ["--backend", "torch"]), ("n", [])):
+        out = str(tmp_path / f"{name}.safetensors")
+        assert main([*common, "--epochs", "4", "--resume", checkpoint, "--out", out, *backend]) == 0
+    a, b = load_file(tmp_path / "n.safetensors"), load_file(tmp_path / "t.safetensors")
+    for key in a:
+        assert_close(b[key], a[key])
+
+
+def test_fit_on_torch_reports_divergence_as_numpy_does(torch: ModuleType) -> None:
+    """On torch, fit reads an epoch's losses at once; a loss that is not finite is still
+    reported at its own step, as the numpy loop does step by step."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 5)) * 10, rng.standard_normal((64, 2)) * 10
+    histories = []
+    for place in ("numpy", "cpu"):
+        model = hp.mlp(5, [16], 2, rng=1).to(place)
+        optimizer = hp.SGD(model.parameters(), lr=10.0)
+        histories.append(
+            fit(model, hp.SumSquaredError(), optimizer, (x, y), epochs=3, batch_size=16)
+        )
+    assert histories[0].stop_reason == histories[1].stop_reason == "diverged"
+    assert histories[0].message == histories[1].message
+
+
+def test_fit_on_torch_gives_callbacks_every_step(torch: ModuleType) -> None:
+    class Steps(hp.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_step_end(self, step: int, loss: float) -> None:
+            self.losses.append(loss)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+    seen = []
+    for place in ("numpy", "cpu"):
+        model = hp.mlp(5, [8], 2, rng=1).to(place)
+        callback = Steps()
+        fit(
+            model,
+            hp.MeanSquaredError(),
+            hp.SGD(model.parameters(), lr=0.01),
+            (x, y),
+            epochs=2,
+            batch_size=16,
+            callbacks=[callback],
+        )
+        seen.append(callback.losses)
+    assert len(seen[1]) == 6 and all(isinstance(v, float) for v in seen[1])
+    assert seen[1] == pytest.approx(seen[0], rel=TOLERANCE)

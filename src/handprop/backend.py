@@ -199,6 +199,11 @@ class Numpy:
     def __repr__(self) -> str:
         return "handprop.backend.NUMPY"
 
+    def __reduce__(self) -> str:
+        """Copies and pickles are ``NUMPY`` itself (``copy.deepcopy(model)``, sklearn's clone),
+        so that ``xp is NUMPY`` holds for a copied model too."""
+        return "NUMPY"
+
 
 #: The namespace of numpy arrays.
 NUMPY = Numpy()
@@ -547,12 +552,13 @@ def placement(target: object) -> tuple[Any, np.dtype[Any] | None]:
     if kind.__module__.startswith("torch") and kind.__name__ == "dtype":
         target = str(target).removeprefix("torch.")
     try:
-        return None, float_dtype(target)  # type: ignore[arg-type]
+        np.dtype(target)  # type: ignore[call-overload]
     except TypeError:
         raise TypeError(
             f"to() expected 'numpy', 'torch', a device ('cpu', 'cuda', 'cuda:1') or a dtype "
             f"(float64, float32), received {target!r}"
         ) from None
+    return None, float_dtype(target)  # type: ignore[arg-type]
 
 
 def select(backend: str | None = None, device: str | None = None) -> Any:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handprop._types import Array
+from handprop._types import Array, dtype_name
+from handprop.backend import namespace
 from handprop.checkpoint.errors import ModelFileError
 from handprop.checkpoint.files import PathLike, serialize, write_atomically
 from handprop.checkpoint.model_file import check_tensors, handprop_metadata, load_with_extras
@@ -42,7 +43,10 @@ def save_checkpoint(
     }
     tensors = model.state_dict()
     tensors.update(
-        {name: torch_layout(array).copy() for name, array in _slot_arrays(optimizer).items()}
+        {
+            name: torch_layout(namespace(array).to_numpy(array)).copy()  # on the host
+            for name, array in _slot_arrays(optimizer).items()
+        }
     )
     extra: dict[str, Any] = {"optimizer": config}
     layer_state = {
@@ -137,12 +141,12 @@ def restore_optimizer(optimizer: Optimizer, state: OptimizerState) -> None:
             f"this one {len(optimizer.params)}; build it with model.parameters()"
         )
     arrays = _slot_arrays(optimizer)
-    specs = {name: (torch_layout(array).shape, array.dtype.name) for name, array in arrays.items()}
+    specs = {name: (tuple(torch_layout(a).shape), dtype_name(a)) for name, a in arrays.items()}
     check_tensors(state.source, f"this {kind}", specs, state.tensors)
     saved = _saved(state, "scalars", dict)
     scalars = {name: _count(state, name, saved.get(name)) for name in optimizer.scalars()}
     for name, array in arrays.items():
-        array[...] = from_torch_layout(state.tensors[name])
+        namespace(array).assign(array, from_torch_layout(state.tensors[name]))
     optimizer.load_scalars(scalars)
 
 
@@ -202,9 +206,9 @@ def _check_slot_dtypes(optimizer: Optimizer) -> None:
         if not arrays:  # a slot this optimizer does not use (SGD without momentum)
             continue
         for parameter, array in zip(optimizer.params, arrays, strict=True):
-            if array.dtype != parameter.dtype:
+            if dtype_name(array) != parameter.dtype.name:
                 raise TypeError(
-                    f"save_checkpoint: the optimizer's {slot} is {array.dtype.name} but its "
+                    f"save_checkpoint: the optimizer's {slot} is {dtype_name(array)} but its "
                     f"parameter is {parameter.dtype.name}; build the optimizer after model.to()"
                 )
 

@@ -21,6 +21,7 @@ from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
+from handprop.training.graphed import GraphedStep, read_losses
 from handprop.training.sharded import sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
@@ -131,6 +132,21 @@ def _moved(xp: Any, data: tuple[Array, Array]) -> tuple[Array, Array]:
     return x, y
 
 
+def _deferred_steps(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    options: FitOptions,
+    callbacks: list[Callback],
+    exchange: GradientExchange | None,
+) -> GraphedStep | None:
+    """On torch, without clipping or callbacks that read every step's loss: a GraphedStep."""
+    reads_steps = any(type(c).on_step_end is not Callback.on_step_end for c in callbacks)
+    if optimizer.xp is NUMPY or exchange is not None or options.clip_norm or reads_steps:
+        return None
+    return GraphedStep(model, loss_fn, optimizer)
+
+
 def _check_fit_arguments(
     epochs: int, batch_size: int, validation: tuple[Array, Array] | None, options: FitOptions
 ) -> None:
@@ -165,6 +181,9 @@ class _Trainer:
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
         self.exchange = None if self.comm is None else GradientExchange(self.comm, optimizer.params)
         self.xp = optimizer.xp  # numpy, or torch on the model's device
+        self.deferred = _deferred_steps(
+            model, loss_fn, optimizer, options, callbacks, self.exchange
+        )
         self.captured: dict[int, CapturedStep] | None = None  # by batch size, at the first epoch
 
     def run(
@@ -242,6 +261,9 @@ class _Trainer:
     ) -> None:
         x, y = data
         rows = self.xp.rows
+        if self.deferred is not None:
+            self._deferred_epoch(x, y, batch_size, rng, state)
+            return
         captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
             if self.exchange is not None:  # this rank's slice of the batch
@@ -302,6 +324,21 @@ class _Trainer:
                 return {}  # the eager step says what is wrong, at the batch where it is
             steps[size] = step
         return steps
+
+    def _deferred_epoch(
+        self, x: Array, y: Array, batch_size: int, rng: np.random.Generator, state: TrainingState
+    ) -> None:
+        """The epoch on torch: losses stay on the device (a replayed CUDA graph where it can),
+        read at once at the end; the first that is not finite is reported, as step by step."""
+        assert self.deferred is not None
+        rows, step = self.xp.rows, self.deferred.step
+        losses = [step(rows(x, b), rows(y, b)) for b in batches(len(x), batch_size, rng)]
+        for loss in read_losses(losses):
+            state.step += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(self._divergence(state, loss, batch_size))
+        if not all(self.xp.all_finite(p.data) for p in self.params):
+            raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
 
     def _divergence(
         self, state: TrainingState, loss: float, batch_size: int, what: str = "the loss"

@@ -1,0 +1,141 @@
+"""A training step replayed as a CUDA graph: the same layers, recorded once, replayed.
+
+On a GPU, a small step costs far more in kernel launches and Python than in arithmetic.
+``GraphedStep`` runs the first steps of a batch shape eagerly (they also allocate every
+work buffer), then records one step, forward, loss, backward and update, as a CUDA
+graph on fixed input buffers, and from then on copies each batch into those buffers
+and replays the graph: one launch per step, no Python per layer, no host sync. The
+loss comes back as a 0-d tensor on the device; read it (``float(loss)``) only when you
+need it, or stack many and read them at once.
+
+What is recorded is what the step did when it was recorded, so a step is replayed only
+while nothing it baked in changes; anything else runs eagerly, with the same results:
+
+- a batch of another shape (the last, short batch of an epoch) or dtype;
+- a learning rate other than the recorded one (a schedule: the next batch records again);
+- a step that reads values on the host: Adam (its bias corrections change every step),
+  gradient clipping (the norm is read), a loss without ``total`` or whose checks read the
+  labels (SoftmaxCrossEntropy checks every label's range): eager, every time;
+- numpy, or torch on the CPU: eager (there is no graph to record).
+"""
+
+from typing import Any
+
+from handprop._types import Array
+from handprop.layers.module import Module
+from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.optim import SGD, Optimizer
+from handprop.parameter import ACCUMULATE
+
+
+class GraphedStep:
+    """``step(x, y)``: ``train_step`` for fixed shapes, replayed as a CUDA graph once warm.
+
+    Shape: x (N, D_in); y as ``loss_fn`` expects. Returns the loss of the batch (before
+    the update) as a 0-d array of the model's library: on CUDA a tensor that is not read
+    back until asked. ``warmup`` eager steps of a shape come before it is recorded.
+    ``fold`` and ``exact`` are ``train_step``'s.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss_fn: Loss,
+        optimizer: Optimizer,
+        *,
+        warmup: int = 2,
+        fold: bool = True,
+        exact: bool = False,
+    ) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.warmup, self.fold, self.exact = warmup, fold, exact
+        self.xp: Any = optimizer.xp
+        self.capturable = _capturable(self.xp, loss_fn, optimizer)
+        self.seen: dict[tuple[Any, ...], int] = {}  # eager steps by shapes, dtypes and rate
+        # by the same key: the recorded step, its x, y and loss, and the buffers it uses
+        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, list[Any]]] = {}
+        self.replays = 0  # steps replayed (for tests and benchmarks)
+        self.stream: Any = None  # made on the first warm-up
+
+    def step(self, x: Array, y: Array) -> Any:
+        """One training step on (x, y); the loss as a 0-d array (on the device)."""
+        if not self.capturable:
+            return self.eager(x, y)
+        key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype, self.optimizer.lr)
+        if key not in self.graphs:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] <= self.warmup:
+                return self._warm(x, y)
+            self.graphs[key] = self._record(x, y)
+        graph, static_x, static_y, static_loss, _ = self.graphs[key]
+        static_x.copy_(x, non_blocking=True)
+        static_y.copy_(y, non_blocking=True)
+        graph.replay()
+        self.replays += 1
+        return static_loss.clone()
+
+    def eager(self, x: Array, y: Array) -> Any:
+        """The step without a graph: ``train_step``'s body, the loss left on the device."""
+        model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
+        y_pred = model.forward(x)
+        total, divisor = loss_fn.total(y_pred, y)
+        optimizer.zero_grad()
+        grad_y_pred = loss_fn.backward()
+        fused = optimizer.fused_gradients(self.exact) if self.fold else None
+        model.backward_parameters(grad_y_pred, fused or ACCUMULATE)
+        optimizer.step()
+        return loss_fn.xp.divide(total, divisor) if divisor != 1 else total
+
+    def _side_stream(self) -> Any:
+        """The stream that warm-up steps and recording run on (PyTorch's recipe)."""
+        if self.stream is None:
+            self.stream = self.xp.torch.cuda.Stream(device=self.xp.device)
+        return self.stream
+
+    def _warm(self, x: Any, y: Any) -> Any:
+        """An eager step on the side stream, so that libraries set up there before recording."""
+        cuda = self.xp.torch.cuda
+        side = self._side_stream()
+        side.wait_stream(cuda.current_stream())
+        with cuda.stream(side):
+            loss = self.eager(x, y)
+        cuda.current_stream().wait_stream(side)
+        return loss
+
+    def _record(self, x: Any, y: Any) -> tuple[Any, Any, Any, Any, list[Any]]:
+        """Record one step on copies of (x, y) as a CUDA graph (nothing runs while recording).
+
+        The graph holds the addresses of the layers' work buffers; a batch of another
+        shape makes the layers allocate new ones, so the recorded ones are kept alive here.
+        """
+        torch = self.xp.torch
+        static_x, static_y = x.clone(), y.clone()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self._side_stream()):
+            static_loss = self.eager(static_x, static_y)
+        owners = [*self.model.modules(), self.loss_fn]
+        buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
+        return graph, static_x, static_y, static_loss, buffers
+
+
+def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
+    """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads no
+    label on the host, an optimizer whose step takes no per-step host scalar (SGD)."""
+    if xp.library != "torch" or xp.device.type != "cuda":
+        return False
+    if type(loss_fn).total is Loss.total or isinstance(loss_fn, SoftmaxCrossEntropy):
+        return False
+    return isinstance(optimizer, SGD)
+
+
+def read_losses(losses: list[Any]) -> list[float]:
+    """The floats of many 0-d losses from ``GraphedStep.step``, with one host sync."""
+    if not losses:
+        return []
+    first = losses[0]
+    if hasattr(first, "device") and type(first).__module__.startswith("torch"):
+        import torch
+
+        return [float(v) for v in torch.stack(losses).tolist()]
+    return [float(v) for v in losses]

@@ -1,0 +1,99 @@
+"""On a CUDA GPU: eager and graphed steps equal the CPU's float64 run, memory stays flat.
+
+Skipped without CUDA (CI has none); ``benchmarks/gpu.sh`` runs them on a GPU machine.
+"""
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.training.graphed import GraphedStep, read_losses
+from handprop.training.step import train_step
+from handprop.warmup import WarmupConfig, make_problem, run_warmup
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="no CUDA GPU")]
+
+
+@pytest.fixture(autouse=True)
+def no_tf32(torch: ModuleType) -> Any:
+    """float32 means float32: TF32 products off while a test runs."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _relative(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+def test_warmup_on_cuda_equals_cpu_float64(torch: ModuleType) -> None:
+    losses = run_warmup(WarmupConfig(steps=200)).losses
+    losses_cuda = run_warmup(WarmupConfig(steps=200, device="cuda")).losses
+    assert _relative(losses_cuda, losses) <= 1e-10
+
+
+def _graphed_losses(dtype: str, steps: int, device: str | None) -> tuple[list[float], int]:
+    run = make_problem(WarmupConfig(dtype=dtype, device=device))
+    optimizer = hp.SGD(run.model.parameters(), lr=1e-6)
+    if device is None:
+        loss_fn = hp.SumSquaredError()
+        losses = [train_step(run.model, loss_fn, optimizer, run.x, run.y) for _ in range(steps)]
+        return losses, 0
+    graphed = GraphedStep(run.model, hp.SumSquaredError(), optimizer)
+    losses = read_losses([graphed.step(run.x, run.y) for _ in range(steps)])
+    return losses, graphed.replays
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float64", 1e-10), ("float32", 1e-3)])
+def test_graphed_steps_equal_cpu(torch: ModuleType, dtype: str, tolerance: float) -> None:
+    expected, _ = _graphed_losses("float64", 200, None)
+    losses, replays = _graphed_losses(dtype, 200, "cuda")
+    assert replays == 200 - 2  # two eager warm-up steps, then every step replayed
+    assert _relative(losses, expected) <= tolerance
+
+
+def test_short_batches_fall_back_to_eager(torch: ModuleType) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((100, 8)), rng.standard_normal((100, 2))
+    results = []
+    for device in ("numpy", "cuda"):
+        model = hp.mlp(8, [16], 2, rng=0).to(device)
+        optimizer = hp.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        graphed = GraphedStep(model, hp.MeanSquaredError(), optimizer)
+        xp = optimizer.xp
+        losses = []
+        for _ in range(5):
+            for start in range(0, 100, 32):  # 32, 32, 32 and a short 4
+                xb = xp.from_host(x[start : start + 32])
+                yb = xp.from_host(y[start : start + 32])
+                losses.append(graphed.step(xb, yb))
+        results.append(read_losses(losses))
+    assert _relative(results[1], results[0]) <= 1e-10
+
+
+def test_cuda_memory_flat_over_1000_graphed_steps(torch: ModuleType) -> None:
+    run = make_problem(WarmupConfig(device="cuda"))
+    graphed = GraphedStep(run.model, hp.SumSquaredError(), hp.SGD(run.model.parameters(), 1e-6))
+    for _ in range(10):
+        graphed.step(run.x, run.y)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for _ in range(1000):
+        graphed.step(run.x, run.y)
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before
+    assert graphed.replays >= 1000
