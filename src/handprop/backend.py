@@ -199,6 +199,11 @@ class Numpy:
     def __repr__(self) -> str:
         return "handprop.backend.NUMPY"
 
+    def __reduce__(self) -> str:
+        """Copies and pickles are ``NUMPY`` itself (``copy.deepcopy(model)``, sklearn's clone),
+        so that ``xp is NUMPY`` holds for a copied model too."""
+        return "NUMPY"
+
 
 #: The namespace of numpy arrays.
 NUMPY = Numpy()

@@ -20,6 +20,7 @@ from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
+from handprop.training.capture import CapturedStep, NotCapturable, capture_step
 from handprop.training.graphed import GraphedStep, read_losses
 from handprop.training.sharded import gradient_exchange, sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
@@ -68,6 +69,9 @@ class FitOptions:
     max_rollbacks: int = 3  # "rollback": restore the epoch's start, halve the rate, go on
     # a training loss above this many times the first epoch's (at least 1) counts as diverged
     divergence_factor: float = 1e6
+    # replay full batches from a recorded step (training/capture.py), bit for bit the same;
+    # what the tape cannot record trains eagerly
+    capture: bool = True
 
 
 def fit(
@@ -185,6 +189,7 @@ class _Trainer:
         self.deferred = _deferred_steps(
             model, loss_fn, optimizer, options, callbacks, self.exchange
         )
+        self.captured: dict[int, CapturedStep] | None = None  # by batch size, at the first epoch
 
     def run(
         self,
@@ -264,12 +269,18 @@ class _Trainer:
         if self.deferred is not None:
             self._deferred_epoch(x, y, batch_size, rng, state)
             return
+        captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
                     self.options.clip_norm,
                 )  # fmt: skip
+            elif len(batch) in captured:
+                step = captured[len(batch)]
+                x.take(batch, 0, step.x)  # x[batch], into the tape's input
+                y.take(batch, 0, step.y)
+                loss = step.replay()
             else:
                 loss = train_step(
                     self.model, self.loss_fn, self.optimizer, rows(x, batch), rows(y, batch),
@@ -284,6 +295,42 @@ class _Trainer:
             self.comm.average(self.buffers)
         if not all(self.xp.all_finite(p.data) for p in self.params):
             raise TrainingDiverged(self._divergence(state, math.nan, batch_size, "a weight"))
+
+    def _captured(self, data: tuple[Array, Array], batch_size: int) -> dict[int, CapturedStep]:
+        """Steps replayed from tapes, by batch size: the full one and the last, short one.
+
+        Recorded once per ``fit``. None (every batch eager) with clipping or ranks, for
+        data that is not a plain array, or for a model, loss or optimizer the tape cannot
+        record. (The short batch's own tape also keeps the layers' buffers at the size
+        the scores use.)
+        """
+        if self.captured is None:
+            self.captured = self._capture(data, batch_size)
+        return self.captured
+
+    def _capture(self, data: tuple[Array, Array], batch_size: int) -> dict[int, CapturedStep]:
+        x, y = data
+        if (
+            not self.options.capture
+            or self.exchange is not None
+            or self.options.clip_norm is not None
+            or not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray))
+            or not (x.flags.c_contiguous and y.flags.c_contiguous)
+        ):
+            return {}
+        steps = {}
+        for size in sorted({min(batch_size, len(x)), len(x) % batch_size} - {0}):
+            shapes = (size, *x.shape[1:]), (size, *y.shape[1:])
+            try:
+                step = capture_step(
+                    self.model, self.loss_fn, self.optimizer, *shapes, y_dtype=y.dtype
+                )
+            except NotCapturable:
+                return {}
+            if not (step.fits(x[:size], y[:size]) and step.fits_labels(y)):
+                return {}  # the eager step says what is wrong, at the batch where it is
+            steps[size] = step
+        return steps
 
     def _deferred_epoch(
         self, x: Array, y: Array, batch_size: int, rng: np.random.Generator, state: TrainingState

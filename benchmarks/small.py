@@ -1,0 +1,259 @@
+"""The "small" size: where Python dispatch, not arithmetic, is the step.
+
+    .venv/bin/python -m benchmarks.small                # float64, one BLAS thread
+    .venv/bin/python -m benchmarks.small --dtype float32 --repeats 9
+    .venv/bin/python -m benchmarks.small --instructions   # callgrind: instructions per step
+
+Batch 32 through 64 -> 100 -> 10 with biases, ReLU, SoftmaxCrossEntropy and Adam
+(~1.4 MFLOP a step, ~10 us of arithmetic), the size tabular models train at. Rows, all
+in this one process with one BLAS thread (``threadpool_limits(1)``):
+
+- ``eager step``: ``train_step`` on one batch, again and again;
+- ``captured step``: ``capture_step``'s replay of the same step (``handprop.training.capture``);
+- ``fit epoch``: an epoch of ``fit`` over 1,347 samples (digits' training split: 42 full
+  batches and one of 3), the scores at the epoch's end included (a fit of 10 epochs / 10);
+  ``sum of its steps``: the same 43 batches, already gathered, through the step alone;
+  the ratio is what ``fit`` adds; ``scores alone``: the loss and metric over the training
+  set that ``fit`` computes at each epoch's end (one forward over all 1,347 rows, about a
+  third of the epoch's products), so "less the scores" is the loop's own cost. Once eager
+  (``FitOptions(capture=False)``), once captured (one tape for the full batches, one for
+  the last).
+
+Each figure is the median of ``--repeats`` repeats (``--best``: the fastest, the least
+disturbed on a busy machine), each lasting about 0.2 s; the garbage collector is off
+while timing. ``--clock cpu`` times this thread's CPU time instead of
+the wall's (one BLAS thread runs in this thread): steadier while other processes share
+the cores. The machine is noisy: compare ratios from one run.
+"""
+
+import argparse
+import gc
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import handprop as hp
+from handprop.training import FitOptions, evaluate, fit
+
+N, WIDTHS, SAMPLES, CLASSES, EPOCHS = 32, (64, 100, 10), 1347, 10, 10
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def make_model(dtype: str, seed: int = 0) -> hp.Sequential:
+    d_in, hidden, d_out = WIDTHS
+    return hp.Sequential(
+        hp.Linear(d_in, hidden, rng=seed, dtype=dtype),
+        hp.ReLU(),
+        hp.Linear(hidden, d_out, rng=seed + 1, dtype=dtype),
+    )
+
+
+def make_data(dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((SAMPLES, WIDTHS[0])).astype(dtype)
+    return x, rng.integers(0, CLASSES, SAMPLES)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """How to time: ``repeats`` repeats of ~``repeat_s`` each, on ``clock``; median or best."""
+
+    repeats: int
+    clock: Callable[[], float] = time.perf_counter
+    best: bool = False  # the fastest repeat instead of the median
+    repeat_s: float = 0.2
+
+    def seconds_per_call(self, call: Callable[[], Any]) -> float:
+        """Over the repeats, the mean time of K back-to-back calls (K: ~repeat_s)."""
+        clock, start, warm = self.clock, self.clock(), 0
+        while warm < 3 or clock() - start < 0.1:
+            call()
+            warm += 1
+        k = max(1, round(self.repeat_s / ((clock() - start) / warm)))
+        times = []
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(self.repeats):
+                start = clock()
+                for _ in range(k):
+                    call()
+                times.append((clock() - start) / k)
+        finally:
+            gc.enable()
+        return min(times) if self.best else statistics.median(times)
+
+
+def trainer(dtype: str) -> tuple[hp.Sequential, hp.SoftmaxCrossEntropy, hp.Adam]:
+    model = make_model(dtype)
+    return model, hp.SoftmaxCrossEntropy(), hp.Adam(model.parameters(), lr=1e-3)
+
+
+def step_rows(dtype: str, timer: Timer) -> dict[str, float]:
+    x, y = make_data(dtype)
+    xb, yb = x[:N].copy(), y[:N].copy()
+    model, loss_fn, optimizer = trainer(dtype)
+    rows = {
+        "eager step": timer.seconds_per_call(
+            lambda: hp.train_step(model, loss_fn, optimizer, xb, yb)
+        )
+    }
+    capture = _capture_step()
+    if capture is not None:
+        model, loss_fn, optimizer = trainer(dtype)
+        step = capture(model, loss_fn, optimizer, xb.shape, yb.shape)
+        rows["captured step"] = timer.seconds_per_call(lambda: step(xb, yb))
+    return rows
+
+
+def epoch_rows(dtype: str, timer: Timer, captured: bool) -> dict[str, float]:
+    """One epoch of ``fit`` against the sum of its steps, each alone."""
+    x, y = make_data(dtype)
+    options: dict[str, Any] = {}
+    if _capture_step() is not None:
+        options["options"] = FitOptions(capture=captured)
+    elif captured:
+        return {}
+    model, loss_fn, optimizer = trainer(dtype)
+    rng = np.random.default_rng(0)
+
+    def epochs() -> None:  # fit's set-up (and capture) shared by EPOCHS epochs
+        fit(model, loss_fn, optimizer, (x, y), epochs=EPOCHS, batch_size=N, rng=rng, **options)
+
+    order = np.random.default_rng(0).permutation(SAMPLES)
+    parts = [order[start : start + N] for start in range(0, SAMPLES, N)]
+    batches = [(x[part], y[part]) for part in parts]
+    step = _steps(captured, x, y)
+
+    def steps() -> None:
+        for xb, yb in batches:
+            step(xb, yb)
+
+    def scores() -> None:  # what fit computes at each epoch's end besides the steps
+        model.eval()
+        evaluate(model, loss_fn, x, y, loss_fn.metric)
+        model.train()
+
+    name = "captured" if captured else "eager"
+    rows = {"scores alone (an epoch's end)": timer.seconds_per_call(scores)}
+    return rows | {
+        f"fit epoch ({name})": timer.seconds_per_call(epochs) / EPOCHS,
+        f"sum of its steps ({name})": timer.seconds_per_call(steps),
+    }
+
+
+def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any], Any]:
+    """The step alone: ``train_step``, or (as ``fit`` does) one tape per batch size."""
+    model, loss_fn, optimizer = trainer(str(x.dtype))
+    capture = _capture_step()
+    if not captured or capture is None:
+        return lambda xb, yb: hp.train_step(model, loss_fn, optimizer, xb, yb)
+    steps = {
+        size: capture(model, loss_fn, optimizer, (size, *x.shape[1:]), (size,))
+        for size in (N, SAMPLES % N)
+    }
+    return lambda xb, yb: steps[len(xb)](xb, yb)
+
+
+STEPS = """
+import sys
+import numpy as np
+import handprop as hp
+from benchmarks.small import N, _capture_step, make_data, trainer
+steps, kind, dtype = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+x, y = make_data(dtype)
+xb, yb = x[:N].copy(), y[:N].copy()
+model, loss_fn, optimizer = trainer(dtype)
+step = lambda: hp.train_step(model, loss_fn, optimizer, xb, yb)
+if kind == "captured":
+    captured = _capture_step()(model, loss_fn, optimizer, xb.shape, yb.shape)
+    step = lambda: captured(xb, yb)
+for _ in range(steps):
+    step()
+"""
+
+
+def instructions(kind: str, dtype: str) -> float:
+    """Instructions per step under callgrind (105 steps less 5, / 100), one BLAS thread."""
+    counts = []
+    for steps in (105, 5):
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        command += [sys.executable, "-c", STEPS, str(steps), kind, dtype]
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": _paths()}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
+        if match is None:
+            raise SystemExit(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
+        counts.append(int(match.group(1).replace(",", "")))
+    return (counts[0] - counts[1]) / 100
+
+
+def _paths() -> str:
+    here = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def _capture_step() -> Callable[..., Any] | None:
+    try:
+        from handprop.training.capture import capture_step
+    except ImportError:  # a revision before capture
+        return None
+    return capture_step
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="float64")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--clock", choices=list(CLOCKS), default="wall",
+        help="wall time, or this thread's CPU time (steadier on a busy machine)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="count instructions per step under valgrind's callgrind instead of timing",
+    )  # fmt: skip
+    parser.add_argument(
+        "--best", action="store_true",
+        help="the fastest repeat, not the median: the least disturbed one on a busy machine",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    timer = Timer(args.repeats, CLOCKS[args.clock], args.best)
+    if args.instructions:
+        counts = {kind: instructions(kind, args.dtype) for kind in ("eager", "captured")}
+        for kind, count in counts.items():
+            print(f"small {args.dtype} {kind} step: {count:,.0f} instructions")
+        print(f"captured / eager: {counts['captured'] / counts['eager']:.3f}")
+        return 0
+    print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
+          f"SoftmaxCrossEntropy, Adam; one BLAS thread; {args.clock} clock; "
+          f"{'fastest' if args.best else 'median'} of {args.repeats} repeats")  # fmt: skip
+    with threadpool_limits(limits=1):
+        rows = step_rows(args.dtype, timer)
+        for captured in (False, True):
+            rows |= epoch_rows(args.dtype, timer, captured)
+    for name, seconds in rows.items():
+        print(f"  {name:28s} {seconds * 1e6:10.1f} us")
+    for name in ("eager", "captured"):
+        if f"fit epoch ({name})" in rows:
+            epoch, steps = rows[f"fit epoch ({name})"], rows[f"sum of its steps ({name})"]
+            loop = (epoch - rows["scores alone (an epoch's end)"]) / steps
+            print(f"  fit epoch / sum of its steps ({name}): {epoch / steps:.3f}"
+                  f"  (less the scores: {loop:.3f})")  # fmt: skip
+    if "captured step" in rows:
+        print(f"  eager / captured step: {rows['eager step'] / rows['captured step']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

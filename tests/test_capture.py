@@ -1,0 +1,261 @@
+"""The captured step (training/capture.py) equals train_step bit for bit, over many steps.
+
+Each case trains two copies of one model from the same start: one with ``train_step``,
+one with ``capture_step``'s replay, on the same batches, and compares every loss and,
+at the end, every weight, gradient and optimizer slot with ``array_equal`` (no tolerance).
+"""
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.training import FitOptions, fit, train_step
+from handprop.training import capture as capture_module
+from handprop.training.capture import CapturedStep, NotCapturable, capture_step
+
+N, D_IN, H, D_OUT, STEPS = 8, 5, 7, 3, 30
+
+
+def network(activation: str, dtype: str, bias: bool = True) -> hp.Sequential:
+    return hp.Sequential(
+        hp.Linear(D_IN, H, bias=bias, rng=1, dtype=dtype),
+        hp.activation(activation),
+        hp.Linear(H, D_OUT, bias=bias, rng=2, dtype=dtype),
+    )
+
+
+def batches(loss: str, dtype: str, count: int = STEPS) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    out = []
+    for _ in range(count):
+        x = rng.standard_normal((N, D_IN)).astype(dtype)
+        y = (
+            rng.integers(0, D_OUT, N)
+            if loss == "cross-entropy"
+            else rng.standard_normal((N, D_OUT)).astype(dtype)
+        )
+        out.append((x, y))
+    return out
+
+
+OPTIMIZERS: dict[str, Callable[[list[hp.Parameter]], hp.Optimizer]] = {
+    "sgd": lambda p: hp.SGD(p, lr=0.01),
+    "sgd-momentum": lambda p: hp.SGD(p, lr=0.01, momentum=0.9),
+    "sgd-nesterov-decay": lambda p: hp.SGD(
+        p, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-2
+    ),
+    "adam": lambda p: hp.Adam(p, lr=1e-2),
+    "adam-decay": lambda p: hp.Adam(p, lr=1e-2, weight_decay=1e-2),
+    "adamw": lambda p: hp.Adam(p, lr=1e-2, weight_decay=1e-2, decoupled=True),
+}
+LOSSES = {
+    "sse": hp.SumSquaredError,
+    "mse": hp.MeanSquaredError,
+    "cross-entropy": hp.SoftmaxCrossEntropy,
+}
+
+
+def state(model: hp.Module, optimizer: hp.Optimizer) -> list[np.ndarray]:
+    arrays = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
+    return arrays + [a for slot in optimizer.slots().values() for a in slot]
+
+
+def assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b)
+    for left, right in zip(a, b, strict=True):
+        assert left.dtype == right.dtype and np.array_equal(left, right, equal_nan=True)
+
+
+def twins(
+    activation: str, loss: str, optimizer: str, dtype: str, bias: bool = True
+) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
+    model = network(activation, dtype, bias)
+    first = (model, LOSSES[loss](), OPTIMIZERS[optimizer](model.parameters()))
+    copied = copy.deepcopy(model)
+    second = (copied, LOSSES[loss](), OPTIMIZERS[optimizer](copied.parameters()))
+    return first, second
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize(
+    ("activation", "loss", "bias"),
+    [("relu", "cross-entropy", True), ("tanh", "mse", True), ("relu", "sse", False)],
+)
+def test_replay_equals_train_step_bit_for_bit(
+    activation: str, loss: str, bias: bool, optimizer: str, dtype: str
+) -> None:
+    eager, captured = twins(activation, loss, optimizer, dtype, bias)
+    y_shape = (N,) if loss == "cross-entropy" else (N, D_OUT)
+    step = capture_step(*captured, (N, D_IN), y_shape)
+    for x, y in batches(loss, dtype):
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+    if isinstance(eager[2], hp.Adam):
+        assert eager[2].t == captured[2].t == STEPS
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_fused_sgd_and_fold_false(exact: bool) -> None:
+    """Plain SGD folds its update into the weight-gradient gemm (fold=True), or not."""
+    for fold in (True, False):
+        eager, captured = twins("relu", "sse", "sgd", "float64")
+        step = capture_step(*captured, (N, D_IN), (N, D_OUT), fold=fold, exact=exact)
+        for x, y in batches("sse", "float64"):
+            assert step(x, y) == train_step(*eager, x, y, fold=fold, exact=exact)
+        assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam"])
+def test_hyperparameters_changed_between_steps_are_read_live(optimizer: str) -> None:
+    """A schedule's learning rate, new betas or eps: the replay reads them at every step."""
+    eager, captured = twins("relu", "cross-entropy", optimizer, "float64")
+    step = capture_step(*captured, (N, D_IN), (N,))
+    for index, (x, y) in enumerate(batches("cross-entropy", "float64")):
+        for opt in (eager[2], captured[2]):
+            opt.lr = 0.05 / (1 + index)
+            if isinstance(opt, hp.Adam) and index == 10:
+                opt.betas, opt.eps = (0.8, 0.99), 1e-6
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_structure_changes_and_other_batches_fall_back_to_eager() -> None:
+    """Momentum switched on, a short batch, another dtype: train_step runs, results agree."""
+    eager, captured = twins("relu", "cross-entropy", "sgd", "float64")
+    step = capture_step(*captured, (N, D_IN), (N,), fold=False)
+    data = batches("cross-entropy", "float64", 12)
+    for index, (x, y) in enumerate(data):
+        if index == 4:
+            eager[2].momentum = captured[2].momentum = 0.5
+            eager[2].velocities = [np.zeros_like(p.data) for p in eager[2].params]
+            captured[2].velocities = [np.zeros_like(p.data) for p in captured[2].params]
+        if index % 3 == 2:
+            x, y = x[:5], y[:5]  # a short batch
+        assert step(x, y) == train_step(*eager, x, y, fold=False)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_a_bad_batch_raises_what_train_step_raises() -> None:
+    _, captured = twins("relu", "cross-entropy", "adam", "float64")
+    step = capture_step(*captured, (N, D_IN), (N,))
+    x, y = batches("cross-entropy", "float64", 1)[0]
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+        step(x, np.full(N, D_OUT))
+    with pytest.raises(TypeError, match="computes in float64"):
+        step(x.astype(np.float32), y)
+    assert captured[2].t == 0  # nothing was replayed
+
+
+def test_a_model_moved_after_capture_trains_eagerly() -> None:
+    """model.to(float32) replaces the weights: the tape's arrays are no longer the model's."""
+    eager, captured = twins("relu", "mse", "sgd", "float64")
+    step = capture_step(*captured, (N, D_IN), (N, D_OUT))
+    (x, y), *_ = batches("mse", "float64", 1)
+    for model in (eager[0], captured[0]):
+        for parameter in model.parameters():
+            parameter.data = parameter.data.copy()
+    assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: (hp.Sequential(hp.Linear(D_IN, D_OUT), hp.Sigmoid()), hp.MeanSquaredError()),
+        lambda: (hp.Sequential(hp.Linear(D_IN, D_OUT)), hp.Huber()),
+        lambda: (hp.Linear(D_IN, D_OUT), hp.SoftmaxCrossEntropy(weight=np.ones(D_OUT))),
+    ],
+)
+def test_what_the_tape_cannot_record_is_named(build: Callable[[], tuple[Any, Any]]) -> None:
+    model, loss_fn = build()
+    with pytest.raises(NotCapturable, match="capture cannot record"):
+        capture_step(model, loss_fn, hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT))
+
+
+def test_an_optimizer_on_other_parameters_is_not_captured() -> None:
+    model = network("relu", "float64")
+    optimizer = hp.SGD(model.parameters()[:2], lr=0.1)
+    with pytest.raises(NotCapturable, match=r"model\.parameters"):
+        capture_step(model, hp.MeanSquaredError(), optimizer, (N, D_IN), (N, D_OUT))
+
+
+def replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count CapturedStep.replay calls."""
+    calls: list[int] = []
+    replay = CapturedStep.replay
+
+    def counted(self: CapturedStep) -> float:
+        calls.append(1)
+        return replay(self)
+
+    monkeypatch.setattr(capture_module.CapturedStep, "replay", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options"),
+    [
+        ("adam", FitOptions()),
+        ("sgd", FitOptions(schedule=hp.schedules.StepSchedule(step_size=1, gamma=0.5))),
+        ("sgd-momentum", FitOptions(schedule=hp.schedules.CosineSchedule(epochs=4))),
+    ],
+)
+def test_fit_captured_equals_fit_eager(
+    optimizer: str, options: FitOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch replays (the full ones from one tape, the last, short one from another,
+    sharing Adam's flat buffers); every epoch's log agrees with the eager fit's."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((45, D_IN))
+    y = rng.integers(0, D_OUT, 45)
+    eager, captured = twins("relu", "cross-entropy", optimizer, "float64")
+    calls = replays(monkeypatch)
+    run: dict[str, Any] = {"epochs": 4, "batch_size": N, "validation": (x[:9], y[:9])}
+    off = FitOptions(**{**options.__dict__, "capture": False})
+    first = fit(*eager, (x, y), rng=np.random.default_rng(0), options=off, **run)
+    assert calls == []
+    second = fit(*captured, (x, y), rng=np.random.default_rng(0), options=options, **run)
+    assert len(calls) == 4 * 6  # 45 samples: 5 batches of 8, then 5
+    assert first.logs == second.logs
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_fit_with_bad_labels_fails_as_eager_does() -> None:
+    model = network("relu", "float64")
+    x, y = np.zeros((16, D_IN)), np.full(16, D_OUT)
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+        fit(
+            model,
+            hp.SoftmaxCrossEntropy(),
+            hp.Adam(model.parameters()),
+            (x, y),
+            epochs=1,
+            batch_size=N,
+        )
+
+
+def test_fit_trains_eagerly_what_the_tape_cannot_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = replays(monkeypatch)
+    model = hp.Sequential(hp.Linear(D_IN, H, rng=0), hp.Sigmoid(), hp.Linear(H, D_OUT, rng=1))
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((16, D_IN)), rng.standard_normal((16, D_OUT))
+    optimizer = hp.SGD(model.parameters(), lr=0.1)
+    history = fit(model, hp.MeanSquaredError(), optimizer, data, epochs=2, batch_size=N)
+    assert calls == [] and history.stop_reason == "completed"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_at_exactly_zero_passes_the_gradient_as_eager_does(dtype: str) -> None:
+    """Rows of zeros give h == 0 exactly (the biases start at zero): the tutorial's mask."""
+    eager, captured = twins("relu", "mse", "sgd-momentum", dtype)
+    step = capture_step(*captured, (N, D_IN), (N, D_OUT))
+    for x, y in batches("mse", dtype, 5):
+        x[::2] = 0.0
+        x[1] = -0.0
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
