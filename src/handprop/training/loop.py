@@ -314,7 +314,8 @@ class _Trainer:
             not self.options.capture
             or self.exchange is not None
             or self.options.clip_norm is not None
-            or not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray))
+            # plain arrays only: a subclass (WeightedTargets) carries more than the tape copies
+            or not (type(x) is np.ndarray and type(y) is np.ndarray)
             or not (x.flags.c_contiguous and y.flags.c_contiguous)
         ):
             return {}
