@@ -45,3 +45,8 @@ def test_a_command_parsed_alone_is_the_command_of_the_whole_parser(name: str) ->
         return str(subparsers.choices[name].format_help())  # type: ignore[attr-defined]
 
     assert command_help((name,)) == command_help(COMMANDS)
+
+
+def test_build_parser_refuses_a_name_that_is_no_command() -> None:
+    with pytest.raises(ValueError, match=r"unknown command\(s\) \['errors'\]; valid: warmup, "):
+        build_parser(["warmup", "errors"])

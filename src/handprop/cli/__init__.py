@@ -40,6 +40,9 @@ def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
         description="Neural networks whose backward pass is written by hand.",
     )
     parser.add_argument("--version", action="version", version=f"handprop {__version__}")
+    unknown = [name for name in commands if name not in COMMANDS]
+    if unknown:
+        raise ValueError(f"unknown command(s) {unknown}; valid: {', '.join(COMMANDS)}")
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for name in commands:
         importlib.import_module(f"handprop.cli.{name}").add_parser(subparsers)
