@@ -39,7 +39,7 @@ def save_checkpoint(
         "type": _registered_name(optimizer),
         "hyperparameters": optimizer.hyperparameters(),
         "scalars": optimizer.scalars(),
-        "parameters": _parameter_names(model, optimizer),
+        "parameters": _parameter_names(model, optimizer, "save_checkpoint"),
     }
     tensors = model.state_dict()
     tensors.update(
@@ -77,8 +77,8 @@ class OptimizerState:
 def load_checkpoint(path: PathLike) -> tuple[Sequential, dict[str, Any], OptimizerState]:
     """The model, the handprop metadata and the optimizer state that ``save_checkpoint`` wrote.
 
-    Resume with ``build_optimizer(model.parameters(), state)``, or build the
-    optimizer yourself and call ``restore_optimizer(optimizer, state)``.
+    Resume with ``build_optimizer(model.parameters(), state, model=model)``, or build the
+    optimizer yourself and call ``restore_optimizer(optimizer, state, model=model)``.
     """
     model, info, tensors = load_with_extras(path, "relu", None)
     config = info.get("optimizer")
@@ -108,8 +108,13 @@ def _restore_layer_state(path: PathLike, model: Sequential, saved: object) -> No
             raise ModelFileError(f"{path}: layer {index}: {error}") from None
 
 
-def build_optimizer(params: Iterable[Parameter], state: OptimizerState) -> Optimizer:
-    """A new optimizer over ``params`` with the checkpoint's type and hyper-parameters, restored."""
+def build_optimizer(
+    params: Iterable[Parameter], state: OptimizerState, *, model: Sequential | None = None
+) -> Optimizer:
+    """A new optimizer over ``params`` with the checkpoint's type and hyper-parameters, restored.
+
+    With ``model`` (the one ``params`` come from), ``restore_optimizer`` checks their order.
+    """
     kind = state.config.get("type")
     classes = {OPTIMIZERS[name].__name__: OPTIMIZERS[name] for name in OPTIMIZERS.names()}
     if not isinstance(kind, str) or kind not in classes:
@@ -122,15 +127,19 @@ def build_optimizer(params: Iterable[Parameter], state: OptimizerState) -> Optim
         optimizer = classes[kind](params, **hyperparameters)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{state.source}: cannot build its {kind}: {error}") from error
-    restore_optimizer(optimizer, state)
+    restore_optimizer(optimizer, state, model=model)
     return optimizer
 
 
-def restore_optimizer(optimizer: Optimizer, state: OptimizerState) -> None:
+def restore_optimizer(
+    optimizer: Optimizer, state: OptimizerState, *, model: Sequential | None = None
+) -> None:
     """Copy ``state`` into ``optimizer`` in place: its state arrays and scalars (Adam's ``t``).
 
     ``optimizer`` must be built on the loaded model's parameters, with the
     checkpoint's type and hyper-parameters; ModelFileError says what differs.
+    With ``model``, the parameters' names must also come in the checkpoint's order: two
+    parameters of one shape in another order would otherwise swap their state.
     """
     kind = _registered_name(optimizer)
     _check_same_optimizer(state, kind, json.loads(json.dumps(optimizer.hyperparameters())))
@@ -139,6 +148,10 @@ def restore_optimizer(optimizer: Optimizer, state: OptimizerState) -> None:
         raise ModelFileError(
             f"{state.source}: the checkpoint's {kind} updates {len(names)} parameters, "
             f"this one {len(optimizer.params)}; build it with model.parameters()"
+        )
+    if model is not None:
+        _check_same_order(
+            state, kind, names, _parameter_names(model, optimizer, "restore_optimizer")
         )
     arrays = _slot_arrays(optimizer)
     specs = {name: (tuple(torch_layout(a).shape), dtype_name(a)) for name, a in arrays.items()}
@@ -171,6 +184,18 @@ def _check_same_optimizer(
         raise ModelFileError(
             f"{state.source}: the {kind} hyper-parameters differ ({changes}); build it with {saved}"
         )
+
+
+def _check_same_order(state: OptimizerState, kind: str, saved: list[Any], names: list[str]) -> None:
+    """The optimizer's parameters must be the checkpoint's, in its order (by their names)."""
+    if saved == names:
+        return
+    where = next(i for i, (a, b) in enumerate(zip(saved, names, strict=True)) if a != b)
+    raise ModelFileError(
+        f"{state.source}: the checkpoint's {kind} state {where} belongs to parameter "
+        f"{saved[where]!r:.80}, this optimizer's parameter {where} is {names[where]!r}; "
+        "build the optimizer over the model's parameters in the checkpoint's order"
+    )
 
 
 def _saved(state: OptimizerState, key: str, kind: type) -> Any:
@@ -221,13 +246,13 @@ def _slot_arrays(optimizer: Optimizer) -> dict[str, Array]:
     }
 
 
-def _parameter_names(model: Sequential, optimizer: Optimizer) -> list[str]:
+def _parameter_names(model: Sequential, optimizer: Optimizer, caller: str) -> list[str]:
     """The model's name for each of the optimizer's parameters; a ValueError if one is foreign."""
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     for position, parameter in enumerate(optimizer.params):
         if id(parameter) not in names:
             raise ValueError(
-                f"save_checkpoint: the optimizer's parameter {position} is not one of the "
+                f"{caller}: the optimizer's parameter {position} is not one of the "
                 "model's; build the optimizer with model.parameters()"
             )
     return [names[id(parameter)] for parameter in optimizer.params]

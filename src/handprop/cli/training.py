@@ -74,7 +74,7 @@ def train(
         prepared.check_width(model, source)
         _check_same_split(source, info, prepared)
         _place(model, xp)
-        optimizer = build_optimizer(model.parameters(), optimizer_state)
+        optimizer = build_optimizer(model.parameters(), optimizer_state, model=model)
         state, rng = _restored_state(info)
         state.best_parameters = _load_best(resume, state, model)
         if state.best_parameters is not None and xp is not NUMPY:

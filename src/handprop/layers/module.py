@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, dtype_name, float_dtype
+from handprop._types import Array, dtype_name, float_dtype, positive_int
 from handprop.backend import NUMPY, convert, namespace, placement
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 from handprop.registry import Registry
@@ -70,6 +70,7 @@ class Module:
 
         Shape: x (N, ...) -> (N, ...), as ``forward``.
         """
+        batch_size = positive_int("predict's batch_size", batch_size)
         xp = self.xp
         parts = [
             xp.copy(self.forward(x[start : start + batch_size]))
