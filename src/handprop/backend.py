@@ -224,7 +224,7 @@ class Numpy:
 
     def uniform(self, rng: np.random.Generator, out: Array) -> Array:
         """``out`` filled with uniform draws in [0, 1) from the numpy Generator ``rng``."""
-        return rng.random(dtype=out.dtype, out=out)  # type: ignore[no-any-return]
+        return rng.random(dtype=out.dtype, out=out)
 
     def __repr__(self) -> str:
         return "handprop.backend.NUMPY"

@@ -328,8 +328,7 @@ class LayerNorm(Module):
         if x.ndim <= len(shape) or tuple(x.shape[x.ndim - len(shape) :]) != shape:
             expected = ", ".join(map(str, shape))
             raise ValueError(
-                f"LayerNorm expected input of shape (N, ..., {expected}), "
-                f"received {tuple(x.shape)}"
+                f"LayerNorm expected input of shape (N, ..., {expected}), received {tuple(x.shape)}"
             )
         check_dtype("LayerNorm", "input", x, self.dtype)
         axes = tuple(range(x.ndim - len(shape), x.ndim))  # each sample's normalised axes

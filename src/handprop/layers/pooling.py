@@ -292,9 +292,7 @@ class Flatten(Module):
     def forward(self, x: Array) -> Array:
         self.x = self.xp.require("Flatten", x)
         if x.ndim < 1:
-            raise ValueError(
-                f"Flatten expected input of shape (N, ...), received {tuple(x.shape)}"
-            )
+            raise ValueError(f"Flatten expected input of shape (N, ...), received {tuple(x.shape)}")
         return x.reshape(len(x), -1)
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
