@@ -201,3 +201,33 @@ def test_cli_trains_a_cnn_on_torch_as_on_numpy(
     for key in a:
         assert b[key].dtype == a[key].dtype
         assert_close(b[key], a[key], 1e-9)  # an epoch of steps, each rounded by two libraries
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="no CUDA GPU")
+@pytest.mark.parametrize("spec", [CNN, CNN.replace("dropout 0.2, ", "")])
+def test_small_cnn_fits_on_cuda_as_on_numpy(torch: ModuleType, spec: str) -> None:
+    """fit on CUDA, SGD and MSE: steps replayed as a CUDA graph, except with Dropout (its
+    masks come from the host: a graph would replay one), equal to numpy's run."""
+    from handprop.training.loop import fit
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((16, 2, 12, 12)), rng.standard_normal((16, 3))
+    results = []
+    for place in ("numpy", "cuda"):
+        model = hp.build_layers(spec, (2, 12, 12), rng=4).to(place)
+        optimizer = hp.SGD(model.parameters(), lr=0.05)
+        history = fit(model, hp.MeanSquaredError(), optimizer, (x, y), epochs=4, batch_size=4)
+        results.append(([log.train_loss for log in history.logs], model.state_dict()))
+    (losses, expected), (losses_cuda, actual) = results
+    assert losses_cuda == pytest.approx(losses, rel=1e-10)
+    for key in expected:
+        assert_close(actual[key], expected[key], 1e-10)
