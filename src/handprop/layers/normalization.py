@@ -48,7 +48,7 @@ def _positive_float(what: str, value: object, upper: float = math.inf) -> float:
 
 
 class _Buffer:
-    """A BatchNorm buffer (``running_mean``...) kept in ``module.buffers`` by name, that
+    """A BatchNorm buffer (``running_mean``...) kept in ``module.buffer_arrays`` by name, that
     follows the module's namespace: after ``to("torch")`` its first read copies it to a
     tensor there (``Module.to`` drops the arrays it finds among a module's attributes,
     and a buffer must survive the move)."""
@@ -59,14 +59,14 @@ class _Buffer:
     def __get__(self, module: "_BatchNorm | None", owner: type | None = None) -> Any:
         if module is None:
             return self
-        array = module.buffers[self.name]
+        array = module.buffer_arrays[self.name]
         if not module.xp.owns(array):  # moved since the last read
             array = convert(array, module.xp, namespace(array).dtype_of(array))
-            module.buffers[self.name] = array
+            module.buffer_arrays[self.name] = array
         return array
 
     def __set__(self, module: "_BatchNorm", array: Array) -> None:
-        module.buffers[self.name] = array
+        module.buffer_arrays[self.name] = array
 
 
 class _BatchNorm(Module):
@@ -96,7 +96,7 @@ class _BatchNorm(Module):
         dtype = float_dtype(dtype)
         self.weight = Parameter(np.ones(self.num_features, dtype=dtype))
         self.bias = Parameter(np.zeros(self.num_features, dtype=dtype))
-        self.buffers: dict[str, Array] = {}  # the running statistics, by name (see _Buffer)
+        self.buffer_arrays: dict[str, Array] = {}  # running statistics by name (see _Buffer)
         self.running_mean = np.zeros(self.num_features, dtype=dtype)
         self.running_var = np.ones(self.num_features, dtype=dtype)
         self.num_batches_tracked = np.zeros((), dtype=np.int64)
