@@ -274,9 +274,15 @@ def test_mixing_libraries_is_a_type_error_naming_both(torch: ModuleType) -> None
         optimizer.step()
 
 
+class NumpyOnly(hp.Identity):
+    """A layer of one's own that has not said it computes through ``xp``."""
+
+    array_libraries = ("numpy",)
+
+
 def test_layers_not_ported_refuse_to_move(torch: ModuleType) -> None:
-    model = hp.Sequential(hp.Linear(4, 4), hp.Dropout(0.5))
-    with pytest.raises(TypeError, match="Dropout computes on numpy arrays only"):
+    model = hp.Sequential(hp.Linear(4, 4), NumpyOnly())
+    with pytest.raises(TypeError, match="NumpyOnly computes on numpy arrays only"):
         model.to("torch")
     assert model.xp is NUMPY and isinstance(model.parameters()[0].data, np.ndarray)
 

@@ -94,6 +94,8 @@ class Numpy:
     minimum = np.minimum
     clip = staticmethod(np.clip)
     greater_equal = np.greater_equal
+    greater = np.greater
+    equal = np.equal
     less = np.less
     where = staticmethod(np.where)
     copyto = staticmethod(np.copyto)
@@ -104,6 +106,8 @@ class Numpy:
     gemm = staticmethod(_blas.gemm)
     #: ``y += x`` through BLAS axpy (see ``_blas.add``)
     add_into = staticmethod(_blas.add)
+    #: ``transpose(x, axes)``: a view with the axes permuted (torch: ``permute``)
+    transpose = staticmethod(np.transpose)
 
     def owns(self, array: object) -> bool:
         return isinstance(array, np.ndarray)
@@ -168,8 +172,14 @@ class Numpy:
     def min(self, x: Array) -> Array:
         return np.min(x)  # type: ignore[no-any-return]
 
-    def mean(self, x: Array) -> Any:
-        return np.mean(x)
+    def mean(
+        self,
+        x: Array,
+        axis: int | tuple[int, ...] | None = None,
+        keepdims: bool = False,
+        out: Array | None = None,
+    ) -> Any:
+        return np.mean(x, axis=axis, keepdims=keepdims, out=out)
 
     def take(self, x: Array, indices: Array) -> Array:
         """``x[indices]`` for a 1-D ``x``."""
@@ -195,6 +205,26 @@ class Numpy:
 
     def relu_mask(self, grad: Array, h: Array, out: Array, scratch: Array | None = None) -> Any:
         return relu_mask(grad, h, out, scratch)
+
+    # ----- for the convolution, pooling and dropout layers --------------------------------
+
+    def strides(self, x: Array) -> tuple[int, ...]:
+        """``x``'s strides in elements (numpy counts bytes; torch's ``stride()`` elements)."""
+        return tuple(stride // x.itemsize for stride in x.strides)
+
+    def as_strided(self, x: Array, shape: tuple[int, ...], strides: tuple[int, ...]) -> Array:
+        """A read-only view of ``x``'s memory with ``shape`` and ``strides`` in elements
+        (windows that overlap: every patch of an image, for im2col)."""
+        in_bytes = tuple(stride * x.itemsize for stride in strides)
+        return np.lib.stride_tricks.as_strided(x, shape, in_bytes, writeable=False)
+
+    def view(self, x: Array, dtype: npt.DTypeLike) -> Array:
+        """``x``'s bits as another dtype of the same size (bool as uint8)."""
+        return x.view(dtype)
+
+    def uniform(self, rng: np.random.Generator, out: Array) -> Array:
+        """``out`` filled with uniform draws in [0, 1) from the numpy Generator ``rng``."""
+        return rng.random(dtype=out.dtype, out=out)
 
     def __repr__(self) -> str:
         return "handprop.backend.NUMPY"
@@ -318,6 +348,9 @@ class TorchNamespace:
             np.dtype(np.float64): torch.float64,
             np.dtype(np.float32): torch.float32,
             np.dtype(np.int64): torch.int64,
+            np.dtype(np.int32): torch.int32,
+            np.dtype(np.uint8): torch.uint8,
+            np.dtype(np.bool_): torch.bool,
         }
 
     def __repr__(self) -> str:
@@ -390,7 +423,7 @@ class TorchNamespace:
 
     def from_host(self, host: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> Any:
         """A new tensor on this device holding ``host`` (numpy data), in ``dtype``."""
-        array = np.ascontiguousarray(host, dtype=dtype)
+        array = np.asarray(host, dtype=dtype, order="C")  # 0-d stays 0-d (not ascontiguousarray)
         return self.torch.tensor(array, device=self.device)
 
     def to_numpy(self, x: Any) -> Array:
@@ -431,7 +464,8 @@ class TorchNamespace:
         result = self.torch.sub(b, a, out=out)  # a - b = -(b - a), exactly
         return result.neg_()
 
-    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+    def multiply(self, a: Any, b: Any, out: Any = None, casting: str = "same_kind") -> Any:
+        """``casting``: numpy's; torch casts into ``out`` by itself (an integer into uint8)."""
         if not isinstance(a, self.torch.Tensor):
             a, b = b, a
         return self.torch.mul(a, b, out=out)
@@ -478,8 +512,16 @@ class TorchNamespace:
     def clip(self, x: Any, low: float, high: float, out: Any = None) -> Any:
         return self.torch.clamp(x, min=low, max=high, out=out)
 
-    def greater_equal(self, a: Any, b: Any, out: Any = None) -> Any:
+    def greater_equal(self, a: Any, b: Any, out: Any = None, casting: str = "same_kind") -> Any:
+        """Into ``out`` of any dtype (1 or 0 in a float ``out``), as numpy's casting="unsafe"."""
         return self.torch.ge(a, b, out=out)
+
+    def greater(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self.torch.gt(a, b, out=out)
+
+    def equal(self, a: Any, b: Any, out: Any = None, casting: str = "same_kind") -> Any:
+        """Into ``out`` of any dtype (1 or 0 in a float ``out``), as numpy's casting="unsafe"."""
+        return self.torch.eq(a, b, out=out)
 
     def less(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.lt(a, b, out=out)
@@ -500,8 +542,16 @@ class TorchNamespace:
     def min(self, x: Any) -> Any:
         return self.torch.amin(x)
 
-    def mean(self, x: Any) -> Any:
-        return self.torch.mean(x)
+    def mean(
+        self,
+        x: Any,
+        axis: int | tuple[int, ...] | None = None,
+        keepdims: bool = False,
+        out: Any = None,
+    ) -> Any:
+        if axis is None:
+            return self.torch.mean(x)
+        return self.torch.mean(x, dim=axis, keepdim=keepdims, out=out)
 
     def take(self, x: Any, indices: Any) -> Any:
         return self.torch.index_select(x, 0, indices)
@@ -531,6 +581,28 @@ class TorchNamespace:
         out.copy_(grad)
         out.masked_fill_(blocked, 0)
         return blocked
+
+    # ----- for the convolution, pooling and dropout layers --------------------------------
+
+    def transpose(self, x: Any, axes: Sequence[int]) -> Any:
+        return x.permute(*axes)
+
+    def strides(self, x: Any) -> tuple[int, ...]:
+        return tuple(x.stride())
+
+    def as_strided(self, x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+        """A view of ``x``'s memory with ``shape`` and ``strides`` in elements (not to be
+        written: its windows overlap)."""
+        return self.torch.as_strided(x, shape, strides)
+
+    def view(self, x: Any, dtype: npt.DTypeLike) -> Any:
+        return x.view(self._torch_dtype(dtype))
+
+    def uniform(self, rng: np.random.Generator, out: Any) -> Any:
+        """Draws from the numpy Generator ``rng`` on the host, copied into ``out``: the
+        same numbers as numpy's ``uniform`` (a checkpoint's generator state resumes both)."""
+        host = rng.random(tuple(out.shape), dtype=self.dtype_of(out))
+        return out.copy_(self.torch.from_numpy(host))
 
 
 def placement(target: object) -> tuple[Any, np.dtype[Any] | None]:

@@ -19,6 +19,9 @@ kh * kw kernel offsets, each adding one strided slice of the input's gradient
 (im2col copies all of them at once, from a strided view of the input that holds
 every patch: ``_patches``). Pixels are the columns, not the rows, so
 that every copy runs along an image row and both products are one BLAS call.
+
+The arithmetic goes through the layer's array namespace ``xp`` (``handprop.backend``):
+the same code computes on numpy arrays and on torch tensors.
 """
 
 import math
@@ -28,9 +31,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
+from handprop._types import Array, check_dtype, float_dtype, positive_int
 from handprop.init import RandomSource, as_generator
-from handprop.layers.module import LAYERS, Module, require_array, require_cache, weight_and_bias
+from handprop.layers.module import LAYERS, Module, require_cache, weight_and_bias
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
@@ -62,6 +65,7 @@ class Conv2d(Module):
     """
 
     config_fields = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "bias")
+    array_libraries = ("numpy", "torch")
 
     def __init__(
         self,
@@ -130,42 +134,44 @@ class Conv2d(Module):
         return n, self.out_channels, output_size(height, k, s, p), output_size(width, k, s, p)
 
     def forward(self, x: Array) -> Array:
+        xp = self.xp
         x = self._check_input(x)
         n, c_out, h_out, w_out = self.output_shape(x.shape[0], x.shape[2], x.shape[3])
         x_pad = self.x_pad = self._pad(x)
         k, c_in, pixels = self.kernel_size, self.in_channels, n * h_out * w_out
         # im2col: cols[(c, di, dj), (n, i, j)] = x_pad[n, c, i * stride + di, j * stride + dj]
-        self.cols = reuse(self.cols, (c_in * k * k, pixels), self.dtype)
+        self.cols = xp.reuse(self.cols, (c_in * k * k, pixels), self.dtype)
         cols_6d = self.cols.reshape(c_in, k, k, n, h_out, w_out)
-        np.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
-        self.h_cols = reuse(self.h_cols, (c_out, pixels), self.dtype)
+        xp.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
+        self.h_cols = xp.reuse(self.h_cols, (c_out, pixels), self.dtype)
         weight = self.weight.data.reshape(c_out, -1)
-        np.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
+        xp.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
         # the columns back to images (N, C_out, H_out, W_out), the bias added on the way
-        self.h = reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
-        h_pixels = self.h_cols.reshape(c_out, n, -1).transpose(1, 0, 2)
+        self.h = xp.reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
+        h_pixels = xp.transpose(self.h_cols.reshape(c_out, n, -1), (1, 0, 2))
         if self.bias is None:
-            np.copyto(self.h.reshape(n, c_out, -1), h_pixels)
+            xp.copyto(self.h.reshape(n, c_out, -1), h_pixels)
         else:  # h = x.dot(w1) + b1
-            np.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
+            xp.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
         return self.h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
         x_pad, grad_h_cols = self._grad_cols(grad_h)
         k, (n, c_in, _, _), (h_out, w_out) = self.kernel_size, x_pad.shape, grad_h.shape[2:]
         weight = self.weight.data.reshape(self.out_channels, -1)
+        xp = self.xp
         # grad_cols = grad_h.dot(w1.T), Linear's input gradient, for every patch
-        self.grad_cols = reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
-        np.matmul(weight.T, grad_h_cols, out=self.grad_cols)
+        self.grad_cols = xp.reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
+        xp.matmul(weight.T, grad_h_cols, out=self.grad_cols)
         self._parameter_grads(grad_h_cols, grads)  # after the weight's last read
         # col2im: each patch's gradient goes back where the patch came from, adding up
         # (patches overlap: one strided add per kernel offset, no scatter).
-        self.grad_x_pad = reuse(self.grad_x_pad, x_pad.shape, self.dtype)
-        self.grad_x_pad.fill(0)
+        self.grad_x_pad = xp.reuse(self.grad_x_pad, tuple(x_pad.shape), self.dtype)
+        xp.fill(self.grad_x_pad, 0)
         grad_cols_6d = self.grad_cols.reshape(c_in, k, k, n, h_out, w_out)
         for di, dj in self._offsets():
             window = self._window(self.grad_x_pad, di, dj, h_out, w_out)
-            window += grad_cols_6d[:, di, dj].transpose(1, 0, 2, 3)
+            xp.add(window, xp.transpose(grad_cols_6d[:, di, dj], (1, 0, 2, 3)), out=window)
         p, height, width = self.padding, x_pad.shape[2], x_pad.shape[3]
         return self.grad_x_pad[:, :, p : height - p, p : width - p]  # a view: no copy
 
@@ -177,7 +183,7 @@ class Conv2d(Module):
         assert self.cols is not None
         grads.add_product(self.weight, grad_h_cols, self.cols.T)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
-            grads.add(self.bias, grad_h_cols.sum(axis=1))  # grad_b1 = grad_h.sum(axis=0)
+            grads.add(self.bias, self.xp.sum(grad_h_cols, axis=1))  # grad_b1 = grad_h.sum(axis=0)
 
     def _grad_cols(self, grad_h: Array) -> tuple[Array, Array]:
         """The cache, and ``grad_h`` as columns (C_out, N * H_out * W_out) like ``h_cols``."""
@@ -186,11 +192,12 @@ class Conv2d(Module):
         if x_pad is not None:
             n, _, height, width = self._unpadded_shape(x_pad)
             shape = self.output_shape(n, height, width)
-        x_pad, grad_h = require_cache("Conv2d", x_pad, grad_h, shape)
+        xp = self.xp
+        x_pad, grad_h = require_cache("Conv2d", x_pad, grad_h, shape, xp)
         n, c_out, h_out, w_out = grad_h.shape
-        self.grad_h_cols = reuse(self.grad_h_cols, (c_out, n * h_out * w_out), self.dtype)
-        grad_h_3d = grad_h.reshape(n, c_out, -1).transpose(1, 0, 2)
-        np.copyto(self.grad_h_cols.reshape(c_out, n, -1), grad_h_3d)
+        self.grad_h_cols = xp.reuse(self.grad_h_cols, (c_out, n * h_out * w_out), self.dtype)
+        grad_h_3d = xp.transpose(grad_h.reshape(n, c_out, -1), (1, 0, 2))
+        xp.copyto(self.grad_h_cols.reshape(c_out, n, -1), grad_h_3d)
         return x_pad, self.grad_h_cols
 
     def cols_shape(self, grad_h_cols: Array) -> tuple[int, int]:
@@ -202,10 +209,10 @@ class Conv2d(Module):
     def _patches(self, x_pad: Array, h_out: int, w_out: int) -> Array:
         """Every patch of ``x_pad`` as a read-only view (C_in, k, k, N, H_out, W_out) of it:
         ``[c, di, dj, n, i, j]`` is ``x_pad[n, c, i * stride + di, j * stride + dj]``."""
-        s_n, s_c, s_h, s_w = x_pad.strides
+        s_n, s_c, s_h, s_w = self.xp.strides(x_pad)
         shape = (self.in_channels, self.kernel_size, self.kernel_size, len(x_pad), h_out, w_out)
         strides = (s_c, s_h, s_w, s_n, s_h * self.stride, s_w * self.stride)
-        return np.lib.stride_tricks.as_strided(x_pad, shape, strides, writeable=False)
+        return self.xp.as_strided(x_pad, shape, strides)  # type: ignore[no-any-return]
 
     def _window(self, image: Array, di: int, dj: int, h_out: int, w_out: int) -> Array:
         """Element (di, dj) of every patch of ``image``: a strided view (N, C, H_out, W_out)."""
@@ -224,16 +231,17 @@ class Conv2d(Module):
         n, c, height, width = x.shape
         shape = (n, c, height + 2 * p, width + 2 * p)
         if self.x_pad is None or self.x_pad.shape != shape or self.x_pad.dtype != x.dtype:
-            self.x_pad = np.zeros(shape, dtype=x.dtype)  # the border stays zero from here on
-        self.x_pad[:, :, p:-p, p:-p] = x
+            self.x_pad = self.xp.zeros(shape, self.dtype)  # the border stays zero from here on
+        self.xp.copyto(self.x_pad[:, :, p:-p, p:-p], x)
         return self.x_pad
 
     def _check_input(self, x: Array) -> Array:
-        x = require_array("Conv2d", x)
+        x = self.xp.require("Conv2d", x)
         k, p = self.kernel_size, self.padding
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"Conv2d expected input of shape (N, {self.in_channels}, H, W), received {x.shape}"
+                f"Conv2d expected input of shape (N, {self.in_channels}, H, W), "
+                f"received {tuple(x.shape)}"
             )
         if min(x.shape[2], x.shape[3]) + 2 * p < k:
             raise ValueError(

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from handprop._types import Array, reuse
-from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop._types import Array
+from handprop.layers.module import LAYERS, Module, require_cache
 from handprop.parameter import ACCUMULATE, Gradients
 
 
@@ -30,10 +30,13 @@ class Dropout(Module):
     come from the layer's own generator ``rng`` (a ``numpy.random.Generator`` or an
     int seed; None: unseeded), whose state checkpoints keep
     (``get_extra_state``), so that a resumed run draws the same masks.
+    On torch tensors the draws are made on the host by the same generator and copied
+    to the device: the same masks as on numpy, and the same checkpoints.
     The gradient is ``grad_h = grad_h_drop * mask``.
     """
 
     config_fields = ("p",)
+    array_libraries = ("numpy", "torch")
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None) -> None:
         try:
@@ -61,24 +64,26 @@ class Dropout(Module):
         return {}
 
     def forward(self, h: Array) -> Array:
-        self.h = require_array("Dropout", h)
+        xp = self.xp
+        self.h = xp.require("Dropout", h)
         if not self.training:
             self.mask = None
             return h
-        self.mask = reuse(self._mask_buffer, h.shape, h.dtype)
+        self.mask = xp.reuse(self._mask_buffer, h.shape, h.dtype)
         self._mask_buffer = self.mask
-        self.rng.random(dtype=h.dtype, out=self.mask)  # u, uniform in [0, 1)
-        np.greater_equal(self.mask, self.p, out=self.mask, casting="unsafe")  # keep: 1, else 0
-        self.mask *= 1 / (1 - self.p)
-        self.h_drop = np.multiply(h, self.mask, out=reuse(self.h_drop, h.shape, h.dtype))
+        xp.uniform(self.rng, out=self.mask)  # u, uniform in [0, 1)
+        xp.greater_equal(self.mask, self.p, out=self.mask, casting="unsafe")  # keep: 1, else 0
+        xp.multiply(self.mask, 1 / (1 - self.p), out=self.mask)
+        self.h_drop = xp.multiply(h, self.mask, out=xp.reuse(self.h_drop, h.shape, h.dtype))
         return self.h_drop
 
     def backward(self, grad_h_drop: Array, grads: Gradients = ACCUMULATE) -> Array:
-        _, grad_h_drop = require_cache("Dropout", self.h, grad_h_drop)
+        xp = self.xp
+        _, grad_h_drop = require_cache("Dropout", self.h, grad_h_drop, None, xp)
         if self.mask is None:  # evaluation mode: the identity
             return grad_h_drop
-        self.grad_h = reuse(self.grad_h, grad_h_drop.shape, grad_h_drop.dtype)
-        return np.multiply(grad_h_drop, self.mask, out=self.grad_h)  # grad_h = grad * mask
+        self.grad_h = xp.reuse(self.grad_h, grad_h_drop.shape, grad_h_drop.dtype)
+        return xp.multiply(grad_h_drop, self.mask, out=self.grad_h)  # type: ignore[no-any-return]
 
     def get_extra_state(self) -> dict[str, Any]:
         """The generator's state (JSON-able), for checkpoints."""

@@ -8,6 +8,9 @@ Both compute ``x_hat = (x - mean) / sqrt(var + eps)`` (the biased variance) and
     grad_x = (grad_x_hat - mean(grad_x_hat) - x_hat * mean(grad_x_hat * x_hat)) / sqrt(var + eps)
 
 (the two means are the paths through ``mean`` and ``var``).
+
+The arithmetic goes through each layer's array namespace ``xp`` (``handprop.backend``):
+the same code computes on numpy arrays and on torch tensors.
 """
 
 import math
@@ -17,8 +20,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from handprop._types import Array, check_dtype, float_dtype, positive_int, reuse
-from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop._types import Array, check_dtype, float_dtype, positive_int
+from handprop.backend import convert, namespace
+from handprop.layers.module import LAYERS, Module, require_cache
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
 
 
@@ -43,10 +47,36 @@ def _positive_float(what: str, value: object, upper: float = math.inf) -> float:
     return float(value)
 
 
+class _Buffer:
+    """A BatchNorm buffer (``running_mean``...) kept in ``module.buffer_arrays`` by name, that
+    follows the module's namespace: after ``to("torch")`` its first read copies it to a
+    tensor there (``Module.to`` drops the arrays it finds among a module's attributes,
+    and a buffer must survive the move)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, module: "_BatchNorm | None", owner: type | None = None) -> Any:
+        if module is None:
+            return self
+        array = module.buffer_arrays[self.name]
+        if not module.xp.owns(array):  # moved since the last read
+            array = convert(array, module.xp, namespace(array).dtype_of(array))
+            module.buffer_arrays[self.name] = array
+        return array
+
+    def __set__(self, module: "_BatchNorm", array: Array) -> None:
+        module.buffer_arrays[self.name] = array
+
+
 class _BatchNorm(Module):
     """BatchNorm over the batch axis and every axis after the channels (``axes``)."""
 
     config_fields = ("num_features", "eps", "momentum")
+    array_libraries = ("numpy", "torch")
+    running_mean = _Buffer()
+    running_var = _Buffer()
+    num_batches_tracked = _Buffer()
     buffer_dtypes: ClassVar[dict[str, str]] = {"num_batches_tracked": "int64"}
     #: The input's number of dimensions.
     ndim: ClassVar[int] = 2
@@ -66,6 +96,7 @@ class _BatchNorm(Module):
         dtype = float_dtype(dtype)
         self.weight = Parameter(np.ones(self.num_features, dtype=dtype))
         self.bias = Parameter(np.zeros(self.num_features, dtype=dtype))
+        self.buffer_arrays: dict[str, Array] = {}  # running statistics by name (see _Buffer)
         self.running_mean = np.zeros(self.num_features, dtype=dtype)
         self.running_var = np.ones(self.num_features, dtype=dtype)
         self.num_batches_tracked = np.zeros((), dtype=np.int64)
@@ -110,74 +141,81 @@ class _BatchNorm(Module):
         ]
 
     def convert_buffers(self, dtype: np.dtype[Any]) -> None:
-        self.running_mean = self.running_mean.astype(dtype)
-        self.running_var = self.running_var.astype(dtype)
+        self.running_mean = self.xp.astype(self.running_mean, dtype)
+        self.running_var = self.xp.astype(self.running_var, dtype)
 
     def _per_channel(self, values: Array) -> Array:
         """A (C,) array shaped to broadcast against the input: (1, C, 1, ...)."""
         return values.reshape((1, -1) + (1,) * (self.ndim - 2))
 
     def forward(self, x: Array) -> Array:
+        xp = self.xp
         x = self._check_input(x)
-        n = x.size // self.num_features  # the values each channel's mean covers
+        n = math.prod(x.shape) // self.num_features  # the values each channel's mean covers
         self.batch_stats = self.training
-        self.x_hat = reuse(self.x_hat, x.shape, self.dtype)
-        self.y = reuse(self.y, x.shape, self.dtype)
+        self.x_hat = xp.reuse(self.x_hat, x.shape, self.dtype)
+        self.y = xp.reuse(self.y, x.shape, self.dtype)
         if self.training:
-            self.mean = np.mean(x, axis=self.axes, keepdims=True, out=self.mean)
-            np.subtract(x, self.mean, out=self.x_hat)  # x - mean
-            np.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
-            var = self.y.mean(axis=self.axes)
+            mean_shape = self._per_channel(self.weight.data).shape
+            self.mean = xp.reuse(self.mean, mean_shape, self.dtype)
+            xp.mean(x, axis=self.axes, keepdims=True, out=self.mean)
+            xp.subtract(x, self.mean, out=self.x_hat)  # x - mean
+            xp.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
+            var = xp.mean(self.y, axis=self.axes)
             self._update_running(self.mean.reshape(-1), var, n)
         else:
-            np.subtract(x, self._per_channel(self.running_mean), out=self.x_hat)
+            xp.subtract(x, self._per_channel(self.running_mean), out=self.x_hat)
             var = self.running_var
-        self.inv_std = 1 / np.sqrt(var + self.eps)
-        self.x_hat *= self._per_channel(self.inv_std)  # x_hat = (x - mean) / sqrt(var + eps)
-        np.multiply(self.x_hat, self._per_channel(self.weight.data), out=self.y)
-        self.y += self._per_channel(self.bias.data)  # y = weight * x_hat + bias
+        self.inv_std = xp.divide(1, xp.sqrt(xp.add(var, self.eps)))
+        # x_hat = (x - mean) / sqrt(var + eps)
+        xp.multiply(self.x_hat, self._per_channel(self.inv_std), out=self.x_hat)
+        xp.multiply(self.x_hat, self._per_channel(self.weight.data), out=self.y)
+        xp.add(self.y, self._per_channel(self.bias.data), out=self.y)  # y = weight * x_hat + bias
         return self.y
 
     def _update_running(self, mean: Array, var: Array, n: int) -> None:
         """As torch: running = (1 - momentum) * running + momentum * batch (var unbiased)."""
-        m = self.momentum
-        self.running_mean *= 1 - m
-        self.running_mean += m * mean
-        self.running_var *= 1 - m
-        self.running_var += (m * n / max(n - 1, 1)) * var
-        self.num_batches_tracked += 1
+        xp, m = self.xp, self.momentum
+        running_mean, running_var = self.running_mean, self.running_var
+        xp.multiply(running_mean, 1 - m, out=running_mean)
+        xp.add(running_mean, xp.multiply(m, mean), out=running_mean)
+        xp.multiply(running_var, 1 - m, out=running_var)
+        xp.add(running_var, xp.multiply(m * n / max(n - 1, 1), var), out=running_var)
+        num_batches_tracked = self.num_batches_tracked
+        xp.add(num_batches_tracked, 1, out=num_batches_tracked)
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
-        x_hat, grad_y = require_cache(type(self).__name__, self.x_hat, grad_y)
+        xp = self.xp
+        x_hat, grad_y = require_cache(type(self).__name__, self.x_hat, grad_y, None, xp)
         assert self.inv_std is not None
-        grad_bias = grad_y.sum(axis=self.axes)  # grad_bias = sum(grad_y)
-        self.grad_x = reuse(self.grad_x, x_hat.shape, self.dtype)
-        np.multiply(grad_y, x_hat, out=self.grad_x)
-        grad_weight = self.grad_x.sum(axis=self.axes)  # grad_weight = sum(grad_y * x_hat)
+        grad_bias = xp.sum(grad_y, axis=self.axes)  # grad_bias = sum(grad_y)
+        self.grad_x = xp.reuse(self.grad_x, x_hat.shape, self.dtype)
+        xp.multiply(grad_y, x_hat, out=self.grad_x)
+        grad_weight = xp.sum(self.grad_x, axis=self.axes)  # grad_weight = sum(grad_y * x_hat)
         # grad_x_hat = grad_y * weight, then through (x - mean) / sqrt(var + eps)
-        scale = self._per_channel(self.weight.data * self.inv_std)
+        scale = self._per_channel(xp.multiply(self.weight.data, self.inv_std))
         if self.batch_stats:  # the paths through the batch's mean and variance
-            n = x_hat.size // self.num_features
-            np.multiply(x_hat, self._per_channel(grad_weight / n), out=self.grad_x)
-            np.subtract(grad_y, self.grad_x, out=self.grad_x)
-            self.grad_x -= self._per_channel(grad_bias / n)
-            self.grad_x *= scale
+            n = math.prod(x_hat.shape) // self.num_features
+            xp.multiply(x_hat, self._per_channel(xp.divide(grad_weight, n)), out=self.grad_x)
+            xp.subtract(grad_y, self.grad_x, out=self.grad_x)
+            xp.subtract(self.grad_x, self._per_channel(xp.divide(grad_bias, n)), out=self.grad_x)
+            xp.multiply(self.grad_x, scale, out=self.grad_x)
         else:  # evaluation mode: mean and variance are constants
-            np.multiply(grad_y, scale, out=self.grad_x)
+            xp.multiply(grad_y, scale, out=self.grad_x)
         grads.add(self.weight, grad_weight)  # after the weight's last read
         grads.add(self.bias, grad_bias)
         return self.grad_x
 
     def _check_input(self, x: Array) -> Array:
         name = type(self).__name__
-        x = require_array(name, x)
-        c = self.num_features
+        x = self.xp.require(name, x)
+        c, shape = self.num_features, tuple(x.shape)
         expected = {2: f"(N, {c})", 3: f"(N, {c}, L)", 4: f"(N, {c}, H, W)"}[self.ndim]
         if x.ndim != self.ndim or x.shape[1] != c:
-            raise ValueError(f"{name} expected input of shape {expected}, received {x.shape}")
-        if self.training and x.size // c < 2:
+            raise ValueError(f"{name} expected input of shape {expected}, received {shape}")
+        if self.training and math.prod(shape) // c < 2:
             raise ValueError(
-                f"{name} needs more than one value per channel in training, received {x.shape}"
+                f"{name} needs more than one value per channel in training, received {shape}"
             )
         check_dtype(name, "input", x, self.dtype)
         return x
@@ -224,6 +262,7 @@ class LayerNorm(Module):
     """
 
     config_fields = ("normalized_shape", "eps")
+    array_libraries = ("numpy", "torch")
 
     def __init__(
         self,
@@ -283,44 +322,49 @@ class LayerNorm(Module):
         return [("weight", self.weight), ("bias", self.bias)]
 
     def forward(self, x: Array) -> Array:
-        x = require_array("LayerNorm", x)
+        xp = self.xp
+        x = xp.require("LayerNorm", x)
         shape = self.shape
-        if x.ndim <= len(shape) or x.shape[x.ndim - len(shape) :] != shape:
+        if x.ndim <= len(shape) or tuple(x.shape[x.ndim - len(shape) :]) != shape:
             expected = ", ".join(map(str, shape))
             raise ValueError(
-                f"LayerNorm expected input of shape (N, ..., {expected}), received {x.shape}"
+                f"LayerNorm expected input of shape (N, ..., {expected}), received {tuple(x.shape)}"
             )
         check_dtype("LayerNorm", "input", x, self.dtype)
         axes = tuple(range(x.ndim - len(shape), x.ndim))  # each sample's normalised axes
-        self.x_hat = reuse(self.x_hat, x.shape, self.dtype)
-        self.y = reuse(self.y, x.shape, self.dtype)
-        mean = x.mean(axis=axes, keepdims=True)
-        np.subtract(x, mean, out=self.x_hat)  # x - mean
-        np.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
-        self.inv_std = 1 / np.sqrt(self.y.mean(axis=axes, keepdims=True) + self.eps)
-        self.x_hat *= self.inv_std  # x_hat = (x - mean) / sqrt(var + eps)
-        np.multiply(self.x_hat, self._as_shape(self.weight.data), out=self.y)
-        self.y += self._as_shape(self.bias.data)  # y = weight * x_hat + bias
+        self.x_hat = xp.reuse(self.x_hat, x.shape, self.dtype)
+        self.y = xp.reuse(self.y, x.shape, self.dtype)
+        mean = xp.mean(x, axis=axes, keepdims=True)
+        xp.subtract(x, mean, out=self.x_hat)  # x - mean
+        xp.multiply(self.x_hat, self.x_hat, out=self.y)  # (x - mean)**2, y as scratch
+        var = xp.mean(self.y, axis=axes, keepdims=True)
+        self.inv_std = xp.divide(1, xp.sqrt(xp.add(var, self.eps)))
+        # x_hat = (x - mean) / sqrt(var + eps)
+        xp.multiply(self.x_hat, self.inv_std, out=self.x_hat)
+        xp.multiply(self.x_hat, self._as_shape(self.weight.data), out=self.y)
+        xp.add(self.y, self._as_shape(self.bias.data), out=self.y)  # y = weight * x_hat + bias
         return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
-        x_hat, grad_y = require_cache("LayerNorm", self.x_hat, grad_y)
+        xp = self.xp
+        x_hat, grad_y = require_cache("LayerNorm", self.x_hat, grad_y, None, xp)
         assert self.inv_std is not None
         batch_axes = tuple(range(x_hat.ndim - len(self.shape)))
         axes = tuple(range(len(batch_axes), x_hat.ndim))
-        self.grad_x = reuse(self.grad_x, x_hat.shape, self.dtype)
-        np.multiply(grad_y, x_hat, out=self.grad_x)
-        grad_weight = self.grad_x.sum(axis=batch_axes)  # grad_weight = sum(grad_y * x_hat)
-        grad_bias = grad_y.sum(axis=batch_axes)  # grad_bias = sum(grad_y)
+        self.grad_x = xp.reuse(self.grad_x, x_hat.shape, self.dtype)
+        xp.multiply(grad_y, x_hat, out=self.grad_x)
+        grad_weight = xp.sum(self.grad_x, axis=batch_axes)  # grad_weight = sum(grad_y * x_hat)
+        grad_bias = xp.sum(grad_y, axis=batch_axes)  # grad_bias = sum(grad_y)
         weight = self._as_shape(self.weight.data)
-        np.multiply(grad_y, weight, out=self.grad_x)  # grad_x_hat = grad_y * weight
-        mean_grad = self.grad_x.mean(axis=axes, keepdims=True)
-        self.grad_x *= x_hat
-        mean_grad_x_hat = self.grad_x.mean(axis=axes, keepdims=True)  # mean(grad_x_hat * x_hat)
-        np.multiply(grad_y, weight, out=self.grad_x)
-        self.grad_x -= mean_grad
-        self.grad_x -= x_hat * mean_grad_x_hat
-        self.grad_x *= self.inv_std
+        xp.multiply(grad_y, weight, out=self.grad_x)  # grad_x_hat = grad_y * weight
+        mean_grad = xp.mean(self.grad_x, axis=axes, keepdims=True)
+        xp.multiply(self.grad_x, x_hat, out=self.grad_x)
+        # mean(grad_x_hat * x_hat)
+        mean_grad_x_hat = xp.mean(self.grad_x, axis=axes, keepdims=True)
+        xp.multiply(grad_y, weight, out=self.grad_x)
+        xp.subtract(self.grad_x, mean_grad, out=self.grad_x)
+        xp.subtract(self.grad_x, xp.multiply(x_hat, mean_grad_x_hat), out=self.grad_x)
+        xp.multiply(self.grad_x, self.inv_std, out=self.grad_x)
         grads.add(self.weight, self._as_shape(grad_weight))  # after the weight's last read
         grads.add(self.bias, self._as_shape(grad_bias))
         return self.grad_x

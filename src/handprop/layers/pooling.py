@@ -4,16 +4,20 @@ Both poolings loop over the kh * kw offsets inside a window: the slice
 ``x[:, :, di::stride, dj::stride]`` holds that offset's element of every window,
 so a window's max (or sum) is built up one offset at a time, with no temporaries,
 and the backward sends each output's gradient back along the same slices.
+
+The arithmetic goes through each layer's array namespace ``xp`` (``handprop.backend``):
+the same code computes on numpy arrays and on torch tensors.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from handprop._types import Array, positive_int, reuse
+from handprop._types import Array, positive_int
 from handprop.layers.conv import output_size
-from handprop.layers.module import LAYERS, Module, require_array, require_cache
+from handprop.layers.module import LAYERS, Module, require_cache
 from handprop.parameter import ACCUMULATE, Gradients
 
 
@@ -21,6 +25,7 @@ class _Pool2d(Module):
     """What the two poolings share: settings, checks and the window slices."""
 
     config_fields = ("kernel_size", "stride")
+    array_libraries = ("numpy", "torch")
 
     def __init__(self, kernel_size: int, stride: int | None = None) -> None:
         name = type(self).__name__
@@ -46,10 +51,11 @@ class _Pool2d(Module):
 
     def _check_input(self, x: Array) -> Array:
         name, k = type(self).__name__, self.kernel_size
-        x = require_array(name, x)
+        x = self.xp.require(name, x)
         if x.ndim != 4 or min(x.shape[2], x.shape[3]) < k:
             raise ValueError(
-                f"{name} expected input of shape (N, C, H, W) with H, W >= {k}, received {x.shape}"
+                f"{name} expected input of shape (N, C, H, W) with H, W >= {k}, "
+                f"received {tuple(x.shape)}"
             )
         return x
 
@@ -63,7 +69,7 @@ class _Pool2d(Module):
 
     def _cached(self, grad_y: Array) -> tuple[Array, Array]:
         shape = None if self.x is None else self.output_shape(self.x.shape)
-        return require_cache(type(self).__name__, self.x, grad_y, shape)
+        return require_cache(type(self).__name__, self.x, grad_y, shape, self.xp)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"
@@ -91,44 +97,47 @@ class MaxPool2d(_Pool2d):
         self.mask: Array | None = None
 
     def forward(self, x: Array) -> Array:
+        xp = self.xp
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
-        self.y = reuse(self.y, shape, x.dtype)
+        self.y = xp.reuse(self.y, shape, x.dtype)
         if self.stride == self.kernel_size:  # windows side by side: one axis, then the other
             return self._forward_separable(x, self.y)
-        self.argmax = reuse(self.argmax, shape, self._offset_dtype())
-        self.winners = reuse(self.winners, shape, self._offset_dtype())
-        self.bigger = reuse(self.bigger, shape, np.dtype(np.bool_))
-        np.copyto(self.y, self._window(x, 0, 0, shape))  # y = the first offset's element
-        self.argmax.fill(0)
+        self.argmax = xp.reuse(self.argmax, shape, self._offset_dtype())
+        self.winners = xp.reuse(self.winners, shape, self._offset_dtype())
+        self.bigger = xp.reuse(self.bigger, shape, np.dtype(np.bool_))
+        xp.copyto(self.y, self._window(x, 0, 0, shape))  # y = the first offset's element
+        xp.fill(self.argmax, 0)
         for offset, (di, dj) in enumerate(self._offsets()[1:], start=1):
             candidate = self._window(x, di, dj, shape)
-            np.greater(candidate, self.y, out=self.bigger)  # strictly: the first max stays
-            np.maximum(self.y, candidate, out=self.y)
+            xp.greater(candidate, self.y, out=self.bigger)  # strictly: the first max stays
+            xp.maximum(self.y, candidate, out=self.y)
             # argmax = offset where bigger: offsets only grow, so a max does it (no branches)
-            np.multiply(self.bigger.view(np.uint8), offset, out=self.winners, casting="unsafe")
-            np.maximum(self.argmax, self.winners, out=self.argmax)
+            bigger = xp.view(self.bigger, np.uint8)
+            xp.multiply(bigger, offset, out=self.winners, casting="unsafe")
+            xp.maximum(self.argmax, self.winners, out=self.argmax)
         return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
+        xp = self.xp
         x, grad_y = self._cached(grad_y)
-        self.grad_x = reuse(self.grad_x, x.shape, x.dtype)
+        self.grad_x = xp.reuse(self.grad_x, x.shape, x.dtype)
         if self.stride == self.kernel_size:
             return self._backward_separable(x, grad_y, self.grad_x)
         assert self.argmax is not None
-        self.grad_part = reuse(self.grad_part, grad_y.shape, x.dtype)
+        self.grad_part = xp.reuse(self.grad_part, grad_y.shape, x.dtype)
         k, s = self.kernel_size, self.stride
         overlapping = s < k  # then an input may win several windows
-        self.grad_x.fill(0)
+        xp.fill(self.grad_x, 0)
         for offset, (di, dj) in enumerate(self._offsets()):
             # grad_part = grad_y where this offset won the window, else 0
-            np.equal(self.argmax, offset, out=self.grad_part, casting="unsafe")
-            self.grad_part *= grad_y
+            xp.equal(self.argmax, offset, out=self.grad_part, casting="unsafe")
+            xp.multiply(self.grad_part, grad_y, out=self.grad_part)
             target = self._window(self.grad_x, di, dj, grad_y.shape)
             if overlapping:
-                target += self.grad_part  # grad_x[argmax] += grad_y
+                xp.add(target, self.grad_part, out=target)  # grad_x[argmax] += grad_y
             else:
-                np.copyto(target, self.grad_part)  # grad_x[argmax] = grad_y
+                xp.copyto(target, self.grad_part)  # grad_x[argmax] = grad_y
         return self.grad_x
 
     # Windows side by side (stride == kernel_size): the max of a window is the max over its
@@ -138,29 +147,31 @@ class MaxPool2d(_Pool2d):
     # strided rows instead of kernel_size**2 short window slices.
 
     def _forward_separable(self, x: Array, y: Array) -> Array:
-        n, c, height, _ = x.shape
+        xp, (n, c, height, _) = self.xp, x.shape
         shape, w_shape = y.shape, (n, c, height, y.shape[3])
-        self.x_w = reuse(self.x_w, w_shape, x.dtype)
-        self.w_won = reuse(self.w_won, w_shape, self._offset_dtype())
-        self.h_won = reuse(self.h_won, shape, self._offset_dtype())
+        self.x_w = xp.reuse(self.x_w, w_shape, x.dtype)
+        self.w_won = xp.reuse(self.w_won, w_shape, self._offset_dtype())
+        self.h_won = xp.reuse(self.h_won, shape, self._offset_dtype())
         if self.kernel_size > 2:  # work buffers for both passes, as large as the first's output
-            self.bigger = reuse(self.bigger, (self.x_w.size,), np.dtype(np.bool_))
-            self.winners = reuse(self.winners, (self.x_w.size,), self._offset_dtype())
+            size = (math.prod(w_shape),)
+            self.bigger = xp.reuse(self.bigger, size, np.dtype(np.bool_))
+            self.winners = xp.reuse(self.winners, size, self._offset_dtype())
         self._max_along(x, 3, self.x_w, self.w_won)
         self._max_along(self.x_w, 2, y, self.h_won)
         return y
 
     def _backward_separable(self, x: Array, grad_y: Array, grad_x: Array) -> Array:
         assert self.x_w is not None and self.w_won is not None and self.h_won is not None
-        k, (height, width) = self.kernel_size, x.shape[2:]
+        xp, k, (height, width) = self.xp, self.kernel_size, x.shape[2:]
         if height % k or width % k:  # rows or columns no window covers
-            grad_x.fill(0)
-        self.grad_x_w = reuse(self.grad_x_w, self.x_w.shape, x.dtype)
+            xp.fill(grad_x, 0)
+        self.grad_x_w = xp.reuse(self.grad_x_w, self.x_w.shape, x.dtype)
         if height % k:
-            self.grad_x_w.fill(0)
-        self.mask = reuse(self.mask, (self.x_w.size,), x.dtype)  # for both passes
+            xp.fill(self.grad_x_w, 0)
+        size = math.prod(self.x_w.shape)
+        self.mask = xp.reuse(self.mask, (size,), x.dtype)  # for both passes
         mask_h, mask_w = (
-            self.mask[: grad_y.size].reshape(grad_y.shape),
+            self.mask[: math.prod(grad_y.shape)].reshape(grad_y.shape),
             self.mask.reshape(self.x_w.shape),
         )
         # grad_x_w[h_won] = grad_y, then grad_x[w_won] = grad_x_w
@@ -170,41 +181,43 @@ class MaxPool2d(_Pool2d):
 
     def _max_along(self, x: Array, axis: int, out: Array, won: Array) -> None:
         """``out`` = the max of each window of ``x`` along ``axis``; ``won``: its offset."""
-        np.copyto(out, self._slice(x, axis, 0, out.shape[axis]))
+        xp = self.xp
+        xp.copyto(out, self._slice(x, axis, 0, out.shape[axis]))
         if self.kernel_size == 2:  # won = 1 where the second is bigger (strictly), else 0
             candidate = self._slice(x, axis, 1, out.shape[axis])
-            np.greater(candidate, out, out=won.view(np.bool_))
-            np.maximum(out, candidate, out=out)
+            xp.greater(candidate, out, out=xp.view(won, np.bool_))
+            xp.maximum(out, candidate, out=out)
             return
-        won.fill(0)
+        xp.fill(won, 0)
         assert self.bigger is not None and self.winners is not None
-        bigger = self.bigger[: out.size].reshape(out.shape)
-        winners = self.winners[: out.size].reshape(out.shape)
+        size = math.prod(out.shape)
+        bigger = self.bigger[:size].reshape(out.shape)
+        winners = self.winners[:size].reshape(out.shape)
         for offset in range(1, self.kernel_size):
             candidate = self._slice(x, axis, offset, out.shape[axis])
-            np.greater(candidate, out, out=bigger)  # strictly: the first max stays
-            np.maximum(out, candidate, out=out)
-            np.multiply(bigger.view(np.uint8), offset, out=winners, casting="unsafe")
-            np.maximum(won, winners, out=won)  # offsets only grow: a max sets them
+            xp.greater(candidate, out, out=bigger)  # strictly: the first max stays
+            xp.maximum(out, candidate, out=out)
+            xp.multiply(xp.view(bigger, np.uint8), offset, out=winners, casting="unsafe")
+            xp.maximum(won, winners, out=won)  # offsets only grow: a max sets them
 
     def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array, mask: Array) -> None:
         """Each window's gradient to the offset along ``axis`` that won it, 0 to the others.
 
         ``mask``: a work buffer of grad's shape and dtype (a product of mixed dtypes would
         cast through numpy's buffers)."""
-        size = grad.shape[axis]
+        xp, size = self.xp, grad.shape[axis]
         if self.kernel_size == 2:  # the second gets grad * won, the first the rest
             second = self._slice(grad_x, axis, 1, size)
-            np.copyto(mask, won)  # 1.0 where the second won (a cast copy, no buffers)
-            np.multiply(grad, mask, out=second)
-            np.subtract(grad, second, out=self._slice(grad_x, axis, 0, size))
+            xp.copyto(mask, won)  # 1.0 where the second won (a cast copy, no buffers)
+            xp.multiply(grad, mask, out=second)
+            xp.subtract(grad, second, out=self._slice(grad_x, axis, 0, size))
             return
         assert self.bigger is not None
-        equal = self.bigger[: grad.size].reshape(grad.shape)
+        equal = self.bigger[: math.prod(grad.shape)].reshape(grad.shape)
         for offset in range(self.kernel_size):
-            np.equal(won, offset, out=equal)
-            np.copyto(mask, equal)
-            np.multiply(grad, mask, out=self._slice(grad_x, axis, offset, size))
+            xp.equal(won, offset, out=equal)
+            xp.copyto(mask, equal)
+            xp.multiply(grad, mask, out=self._slice(grad_x, axis, offset, size))
 
     def _slice(self, array: Array, axis: int, offset: int, size: int) -> Array:
         """Element ``offset`` of every window along ``axis``: a strided view."""
@@ -219,15 +232,17 @@ class MaxPool2d(_Pool2d):
 
     def pieces(self) -> Array | None:
         """Which input won each window in the last forward (for gradcheck: a kink if it changes)."""
+        xp = self.xp
         if self.stride != self.kernel_size:
-            return None if self.argmax is None else self.argmax.copy()
+            return None if self.argmax is None else xp.copy(self.argmax)
         if self.h_won is None or self.w_won is None:
             return None
-        n, c, h_out, w_out = self.h_won.shape
+        h_won, w_won = xp.to_numpy(self.h_won), xp.to_numpy(self.w_won)  # on the host
+        n, c, h_out, w_out = h_won.shape
         k = self.kernel_size
-        rows = self.w_won[:, :, : h_out * k].reshape(n, c, h_out, k, w_out)
-        column = np.take_along_axis(rows, self.h_won[:, :, :, None, :].astype(np.intp), axis=3)
-        pieces: Array = self.h_won.astype(np.intp) * k + column[:, :, :, 0]
+        rows = w_won[:, :, : h_out * k].reshape(n, c, h_out, k, w_out)
+        column = np.take_along_axis(rows, h_won[:, :, :, None, :].astype(np.intp), axis=3)
+        pieces: Array = xp.from_host(h_won.astype(np.intp) * k + column[:, :, :, 0])
         return pieces
 
 
@@ -240,22 +255,25 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x: Array) -> Array:
+        xp = self.xp
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
-        self.y = reuse(self.y, shape, x.dtype)
-        np.copyto(self.y, self._window(x, 0, 0, shape))
+        self.y = xp.reuse(self.y, shape, x.dtype)
+        xp.copyto(self.y, self._window(x, 0, 0, shape))
         for di, dj in self._offsets()[1:]:
-            self.y += self._window(x, di, dj, shape)  # y = sum over the window
-        self.y /= self.kernel_size**2  # y = mean over the window
+            xp.add(self.y, self._window(x, di, dj, shape), out=self.y)  # y = sum over the window
+        xp.divide(self.y, self.kernel_size**2, out=self.y)  # y = mean over the window
         return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
+        xp = self.xp
         x, grad_y = self._cached(grad_y)
-        self.grad_x = reuse(self.grad_x, x.shape, x.dtype)
-        self.grad_x.fill(0)
+        self.grad_x = xp.reuse(self.grad_x, x.shape, x.dtype)
+        xp.fill(self.grad_x, 0)
         for di, dj in self._offsets():
-            self._window(self.grad_x, di, dj, grad_y.shape)[...] += grad_y
-        self.grad_x /= self.kernel_size**2
+            target = self._window(self.grad_x, di, dj, grad_y.shape)
+            xp.add(target, grad_y, out=target)  # each input of the window gets grad_y
+        xp.divide(self.grad_x, self.kernel_size**2, out=self.grad_x)
         return self.grad_x
 
 
@@ -266,16 +284,18 @@ class Flatten(Module):
     Shape: x (N, C, H, W) (or any (N, ...)) -> (N, C * H * W); the gradient is reshaped back.
     """
 
+    array_libraries = ("numpy", "torch")
+
     def __init__(self) -> None:
         self.x: Array | None = None  # the cache: the last input (its shape)
 
     def forward(self, x: Array) -> Array:
-        self.x = require_array("Flatten", x)
+        self.x = self.xp.require("Flatten", x)
         if x.ndim < 1:
-            raise ValueError(f"Flatten expected input of shape (N, ...), received {x.shape}")
+            raise ValueError(f"Flatten expected input of shape (N, ...), received {tuple(x.shape)}")
         return x.reshape(len(x), -1)
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
-        shape = None if self.x is None else (len(self.x), self.x[0].size)
-        x, grad_y = require_cache("Flatten", self.x, grad_y, shape)
+        shape = None if self.x is None else (len(self.x), math.prod(self.x.shape[1:]))
+        x, grad_y = require_cache("Flatten", self.x, grad_y, shape, self.xp)
         return grad_y.reshape(x.shape)

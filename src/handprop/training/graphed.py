@@ -16,12 +16,14 @@ while nothing it baked in changes; anything else runs eagerly, with the same res
 - a step that reads values on the host: Adam (its bias corrections change every step),
   gradient clipping (the norm is read), a loss without ``total`` or whose checks read the
   labels (SoftmaxCrossEntropy checks every label's range): eager, every time;
-- numpy, or torch on the CPU: eager (there is no graph to record).
+- numpy, or torch on the CPU: eager (there is no graph to record);
+- a model with Dropout: eager (its masks are drawn on the host: a graph would replay one).
 """
 
 from typing import Any
 
 from handprop._types import Array
+from handprop.layers.dropout import Dropout
 from handprop.layers.module import Module
 from handprop.losses import Loss, SoftmaxCrossEntropy
 from handprop.optim import SGD, Optimizer
@@ -50,7 +52,9 @@ class GraphedStep:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.warmup, self.fold, self.exact = warmup, fold, exact
         self.xp: Any = optimizer.xp
-        self.capturable = _capturable(self.xp, loss_fn, optimizer)
+        self.capturable = _capturable(self.xp, loss_fn, optimizer) and not any(
+            isinstance(module, Dropout) for module in model.modules()
+        )
         self.seen: dict[tuple[Any, ...], int] = {}  # eager steps by shapes, dtypes and rate
         # by the same key: the recorded step, its x, y and loss, and the buffers it uses
         self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, list[Any]]] = {}
