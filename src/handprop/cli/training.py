@@ -266,7 +266,8 @@ def _loss(config: TrainConfig, prepared: Prepared) -> Loss:
     if config.class_weight == "balanced":
         weight = prepared.class_weight  # measured before the ranks kept their own rows
         if weight is None:
-            weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+            labels = prepared.train_y[:]  # a .npy's MappedRows read as one array
+            weight = balanced_class_weights(labels, prepared.d_out)
         return SoftmaxCrossEntropy(weight=weight)
     return LOSSES[config.loss or "mse"]()
 
