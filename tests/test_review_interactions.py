@@ -97,3 +97,24 @@ def test_sample_weights_over_ranks_are_refused() -> None:
     sgd = hp.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="sample weights"):
         fit(model, hp.MeanSquaredError(), sgd, (x, weighted), epochs=1, comm=TwoRanks())  # type: ignore[arg-type]
+
+
+def labels_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.3f},{b:.3f},{'xyz'[i % 3]}" for i, (a, b) in enumerate(rng.normal(size=(90, 2)))]
+    path = tmp_path / "labels.csv"
+    path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_a_classifier_on_torch_prints_its_summary_and_test_scores(
+    torch: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After training on torch, the summary's test scores and the one-class warning fed the
+    model numpy rows: exit 2 ("Linear computes on torch tensors ... received a numpy array")
+    after the model was saved. Only --quiet runs (the tests') got through."""
+    argv = ["train", "--data", labels_csv(tmp_path), "--target", "c", "--epochs", 2]
+    argv += ["--test-fraction", 0.2, "--backend", "torch", "--out", tmp_path / "m"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "test:" in out
