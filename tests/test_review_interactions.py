@@ -118,3 +118,14 @@ def test_a_classifier_on_torch_prints_its_summary_and_test_scores(
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert "test:" in out
+
+
+def test_a_model_on_torch_over_ranks_is_refused_in_one_line(torch: ModuleType) -> None:
+    """The gradient exchange summed torch's .size methods: "unsupported operand type(s) for
+    +: 'int' and 'builtin_function_or_method'" on every rank of mpiexec ... --backend torch."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((20, 3)), rng.standard_normal((20, 1))
+    model = small_model().to("torch")
+    sgd = hp.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="over ranks"):
+        fit(model, hp.MeanSquaredError(), sgd, (x, y), epochs=1, comm=TwoRanks())  # type: ignore[arg-type]

@@ -111,6 +111,11 @@ def fit(
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
     _check_sample_weights(data, validation, optimizer, comm)
+    if comm is not None and comm.size > 1 and optimizer.xp is not NUMPY:
+        raise ValueError(
+            "training over ranks (mpiexec) exchanges numpy gradients: keep the model on numpy "
+            "(--backend numpy), or train on torch in one process"
+        )
     trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks), comm)
     state = state or TrainingState()
     if state.base_lr is None:
