@@ -129,3 +129,25 @@ def test_a_model_on_torch_over_ranks_is_refused_in_one_line(torch: ModuleType) -
     sgd = hp.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="over ranks"):
         fit(model, hp.MeanSquaredError(), sgd, (x, y), epochs=1, comm=TwoRanks())  # type: ignore[arg-type]
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="no CUDA GPU")
+def test_early_stopping_checkpoints_on_cuda_save_the_best_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The best epoch's weights (CUDA tensors) were assigned into a numpy model for
+    CHECKPOINT.best: "can't convert cuda:0 device type tensor to numpy", exit 2 mid-run."""
+    argv = ["train", "--data", labels_csv(tmp_path), "--target", "c", "--epochs", 3]
+    argv += ["--patience", 2, "--checkpoint", tmp_path / "ck", "--checkpoint-every", 1]
+    code, _, err = run([*argv, "--backend", "torch", "--device", "cuda", "--quiet"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "ck.best").exists()

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from handprop._types import Array
-from handprop.backend import NUMPY
+from handprop.backend import NUMPY, namespace
 from handprop.checkpoint import (
     build_model,
     build_optimizer,
@@ -202,7 +202,7 @@ class _Job:
         if state.best_parameters is not None:  # early stopping's best weights, beside it
             best = build_model(model_config(self.model))
             for target, array in zip(_snapshot(best), state.best_parameters, strict=True):
-                target[...] = array
+                target[...] = namespace(array).to_numpy(array)  # a CUDA tensor's, via the host
             save_model(best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
         self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
