@@ -151,3 +151,19 @@ def test_early_stopping_checkpoints_on_cuda_save_the_best_weights(
     code, _, err = run([*argv, "--backend", "torch", "--device", "cuda", "--quiet"], capsys)
     assert code == 0, err
     assert (tmp_path / "ck.best").exists()
+
+
+def test_a_memory_mapped_npy_holds_out_its_test_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--test-fraction was ignored for a .npy: the "test" rows were trained on, and no test
+    score was printed, without a word. The rows held out are the in-memory path's."""
+    data = npy_classes(tmp_path)
+    argv = ["train", "--task", "classification", "--epochs", 2, "--test-fraction", 0.25]
+    code, mapped, err = run([*argv, "--data", data, "--target", 4, "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    np.savez(tmp_path / "classes.npz", x=np.load(data)[:, :4], y=np.load(data)[:, 4])
+    code, loaded, err = run([*argv, "--data", tmp_path / "classes.npz"], capsys)
+    assert code == 0, err
+    assert "test:" in mapped
+    assert mapped.splitlines()[-3:-1] == loaded.splitlines()[-3:-1]  # validation, test lines

@@ -187,7 +187,7 @@ class _Job:
         if test is None:
             return ""
         with np.errstate(over="ignore", invalid="ignore"):
-            on_device = [self.model.xp.from_host(a) for a in test]  # numpy, or torch's
+            on_device = [self.model.xp.from_host(a[:]) for a in test]  # .npy's rows: read
             loss, metric = evaluate(self.model, self.loss_fn, *on_device, history.metric)
         return f"test:       loss {loss:.6g}, {history.metric} {metric:.4f} ({len(test[0])} rows)"
 
