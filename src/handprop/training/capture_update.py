@@ -160,8 +160,9 @@ def _sgd(tape: Tape, optimizer: SGD, params: list[Parameter], fused: bool) -> Ca
         tape.record(np.multiply, lr, grad, scratch)
         tape.record(np.subtract, data, scratch, data)  # w -= lr * g
     slots = [*optimizer.velocities, *optimizer.scratch, *optimizer.decayed]
-    return lambda: shape() == recorded and _same(
-        slots, optimizer.velocities, optimizer.scratch, optimizer.decayed
+    return lambda: (
+        shape() == recorded
+        and _same(slots, optimizer.velocities, optimizer.scratch, optimizer.decayed)
     )
 
 
