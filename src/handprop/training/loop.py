@@ -13,7 +13,7 @@ import numpy as np
 
 from handprop._types import Array, positive_int
 from handprop.backend import NUMPY, namespace
-from handprop.distributed import Communicator, GradientExchange
+from handprop.distributed import Communicator, EveryRankError, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.metrics import METRICS
@@ -111,8 +111,8 @@ def fit(
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
     _check_sample_weights(data, validation, optimizer, comm)
-    if comm is not None and comm.size > 1 and optimizer.xp is not NUMPY:
-        raise ValueError(
+    if comm is not None and comm.size > 1 and optimizer.xp is not NUMPY:  # every rank alike
+        raise EveryRankError(
             "training over ranks (mpiexec) exchanges numpy gradients: keep the model on numpy "
             "(--backend numpy), or train on torch in one process"
         )
@@ -192,8 +192,8 @@ def _check_sample_weights(
             "sample weights train on numpy only: the losses on torch do not weigh rows; "
             "keep the model on numpy (model.to('numpy'))"
         )
-    if comm is not None and comm.size > 1:
-        raise ValueError(
+    if comm is not None and comm.size > 1:  # every rank alike: rank 0 says it
+        raise EveryRankError(
             "sample weights train on one process only: over ranks each rank's loss would be "
             "normalised by its own rows' weights; train without mpiexec"
         )
