@@ -7,6 +7,7 @@ from typing import Any, cast
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import NUMPY
 from handprop.cli.config import TrainConfig
 from handprop.data import (
     Columns,
@@ -288,7 +289,9 @@ def collapse_warning(model: Sequential, prepared: Prepared) -> str:
     x, _ = prepared.validation
     if isinstance(x, RowShard):  # under K ranks, rank 0's share of them
         x = x.rows
-    predicted = np.unique(np.argmax(model.predict(x), axis=1))
+    xp = model.xp  # a model on torch predicts from tensors on its device
+    scores = model.predict(x if xp is NUMPY else xp.from_host(x[:]))
+    predicted = np.unique(np.argmax(xp.to_numpy(scores), axis=1))
     if len(predicted) != 1 or len(classes) < 2:
         return ""
     return (

@@ -14,7 +14,7 @@ from handprop.cli.config import TrainConfig
 from handprop.cli.prepared import Prepared, saved_scaler, scaler_from_moments
 from handprop.data import Dataset, Standardizer
 from handprop.data.mapped import MappedRows, MappedTable, open_table
-from handprop.data.transform import split_indices
+from handprop.data.transform import hold_out
 from handprop.distributed import Communicator
 
 
@@ -26,7 +26,7 @@ def prepare_mapped(
         config.data, target=config.target, task=config.task,
         drop_nonfinite=config.drop_nonfinite, comm=comm,
     )  # fmt: skip
-    training, validation = _split(len(table), config)
+    training, validation, test = _split(len(table), config)
     classification = table.classes is not None
     x_scaler = y_scaler = None
     if saved is not None:
@@ -46,15 +46,18 @@ def prepare_mapped(
 
     train_x, train_y = arrays(training)
     held_out = None if validation is None else arrays(validation)
-    return Prepared(_described(table), train_x, train_y, held_out, x_scaler, y_scaler)
+    tested = None if test is None else arrays(test)
+    return Prepared(_described(table), train_x, train_y, held_out, x_scaler, y_scaler, tested)
 
 
-def _split(n: int, config: TrainConfig) -> tuple[Array, Array | None]:
-    """(training rows, validation rows) of the table: those ``train_validation_split`` picks."""
-    if config.validation_fraction == 0:
-        return np.arange(n), None
-    rng = np.random.default_rng([config.seed, 0])
-    return split_indices(n, config.validation_fraction, rng)
+def _split(n: int, config: TrainConfig) -> tuple[Array, Array | None, Array | None]:
+    """(training, validation, test rows) of the table: those the in-memory path holds out
+    (the test rows first, never seen in training)."""
+    rows, test = hold_out(n, config.test_fraction, np.random.default_rng([config.seed, 3]))
+    kept, held = hold_out(
+        len(rows), config.validation_fraction, np.random.default_rng([config.seed, 0])
+    )
+    return rows[kept], None if held is None else rows[held], test
 
 
 def _scaler(rows: MappedRows, comm: Communicator | None) -> Standardizer:

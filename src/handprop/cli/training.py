@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from handprop._types import Array
-from handprop.backend import NUMPY
+from handprop.backend import NUMPY, namespace
 from handprop.checkpoint import (
     build_model,
     build_optimizer,
@@ -187,7 +187,8 @@ class _Job:
         if test is None:
             return ""
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, metric = evaluate(self.model, self.loss_fn, *test, history.metric)
+            on_device = [self.model.xp.from_host(a[:]) for a in test]  # .npy's rows: read
+            loss, metric = evaluate(self.model, self.loss_fn, *on_device, history.metric)
         return f"test:       loss {loss:.6g}, {history.metric} {metric:.4f} ({len(test[0])} rows)"
 
     def _save_checkpoint(self, state: TrainingState) -> None:
@@ -201,7 +202,7 @@ class _Job:
         if state.best_parameters is not None:  # early stopping's best weights, beside it
             best = build_model(model_config(self.model))
             for target, array in zip(_snapshot(best), state.best_parameters, strict=True):
-                target[...] = array
+                target[...] = namespace(array).to_numpy(array)  # a CUDA tensor's, via the host
             save_model(best_path(self.config.checkpoint), best)
         save_checkpoint(self.config.checkpoint, self.model, self.optimizer, metadata=metadata)
         self.saved_epoch, self.saved_file = state.epoch, self._checkpoint_file()
@@ -266,7 +267,8 @@ def _loss(config: TrainConfig, prepared: Prepared) -> Loss:
     if config.class_weight == "balanced":
         weight = prepared.class_weight  # measured before the ranks kept their own rows
         if weight is None:
-            weight = balanced_class_weights(prepared.train_y, prepared.d_out)
+            labels = prepared.train_y[:]  # a .npy's MappedRows read as one array
+            weight = balanced_class_weights(labels, prepared.d_out)
         return SoftmaxCrossEntropy(weight=weight)
     return LOSSES[config.loss or "mse"]()
 

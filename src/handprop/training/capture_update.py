@@ -160,13 +160,16 @@ def _sgd(tape: Tape, optimizer: SGD, params: list[Parameter], fused: bool) -> Ca
         tape.record(np.multiply, lr, grad, scratch)
         tape.record(np.subtract, data, scratch, data)  # w -= lr * g
     slots = [*optimizer.velocities, *optimizer.scratch, *optimizer.decayed]
-    return lambda: shape() == recorded and _same(slots, optimizer.velocities, optimizer.decayed)
+    return lambda: (
+        shape() == recorded
+        and _same(slots, optimizer.velocities, optimizer.scratch, optimizer.decayed)
+    )
 
 
 def _same(slots: list[Array], *now: list[Array]) -> bool:
     """Whether the optimizer still holds the arrays the tape was recorded on."""
     current = [array for arrays in now for array in arrays]
-    return all(a is b for a, b in zip(slots, current, strict=False))
+    return len(slots) == len(current) and all(a is b for a, b in zip(slots, current, strict=True))
 
 
 def _adam(

@@ -13,11 +13,12 @@ import numpy as np
 
 from handprop._types import Array, positive_int
 from handprop.backend import NUMPY, namespace
-from handprop.distributed import Communicator, GradientExchange
+from handprop.distributed import Communicator, EveryRankError, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.metrics import METRICS
 from handprop.optim import Optimizer
+from handprop.sample_weight import WeightedTargets
 from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
@@ -109,6 +110,12 @@ def fit(
     """
     options = options or FitOptions()
     _check_fit_arguments(epochs, batch_size, validation, options)
+    _check_sample_weights(data, validation, optimizer, comm)
+    if comm is not None and comm.size > 1 and optimizer.xp is not NUMPY:  # every rank alike
+        raise EveryRankError(
+            "training over ranks (mpiexec) exchanges numpy gradients: keep the model on numpy "
+            "(--backend numpy), or train on torch in one process"
+        )
     trainer = _Trainer(model, loss_fn, optimizer, options, list(callbacks), comm)
     state = state or TrainingState()
     if state.base_lr is None:
@@ -130,8 +137,15 @@ def fit(
 
 def _moved(xp: Any, data: tuple[Array, Array]) -> tuple[Array, Array]:
     """(x, y) as arrays of namespace ``xp`` (torch tensors on the model's device)."""
-    x, y = (xp.from_host(namespace(a).to_numpy(a)) for a in data)
+    x, y = (xp.from_host(_on_host(a)) for a in data)
     return x, y
+
+
+def _on_host(a: Array) -> Array:
+    """``a`` as numpy data: a tensor's, or every row of a memory map (``a[:]``, MappedRows)."""
+    if isinstance(a, np.ndarray) or hasattr(a, "device"):
+        return namespace(a).to_numpy(a)
+    return a[:]
 
 
 def _deferred_steps(
@@ -162,6 +176,27 @@ def _check_fit_arguments(
         math.isfinite(options.clip_norm) and options.clip_norm > 0
     ):
         raise ValueError(f"clip_norm must be a finite number > 0, received {options.clip_norm!r}")
+
+
+def _check_sample_weights(
+    data: tuple[Array, Array],
+    validation: tuple[Array, Array] | None,
+    optimizer: Optimizer,
+    comm: Communicator | None,
+) -> None:
+    """WeightedTargets train on one process on numpy: elsewhere their weights would be lost."""
+    if not any(isinstance(part[1], WeightedTargets) for part in (data, validation) if part):
+        return
+    if optimizer.xp is not NUMPY:
+        raise ValueError(
+            "sample weights train on numpy only: the losses on torch do not weigh rows; "
+            "keep the model on numpy (model.to('numpy'))"
+        )
+    if comm is not None and comm.size > 1:  # every rank alike: rank 0 says it
+        raise EveryRankError(
+            "sample weights train on one process only: over ranks each rank's loss would be "
+            "normalised by its own rows' weights; train without mpiexec"
+        )
 
 
 class _Trainer:
