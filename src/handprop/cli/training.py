@@ -187,8 +187,8 @@ class _Job:
         if test is None:
             return ""
         with np.errstate(over="ignore", invalid="ignore"):
-            on_device = [self.model.xp.from_host(a[:]) for a in test]  # .npy's rows: read
-            loss, metric = evaluate(self.model, self.loss_fn, *on_device, history.metric)
+            x, y = (self.model.xp.from_host(a[:]) for a in test)  # .npy's rows: read
+            loss, metric = evaluate(self.model, self.loss_fn, x, y, history.metric)
         return f"test:       loss {loss:.6g}, {history.metric} {metric:.4f} ({len(test[0])} rows)"
 
     def _save_checkpoint(self, state: TrainingState) -> None:
