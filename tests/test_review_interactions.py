@@ -1,6 +1,9 @@
 """Where the features merged together meet: the captured step, sample weights, the torch
 backend, memory-mapped .npy data and ranks, in the combinations no single branch tested."""
 
+import os
+import signal
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -167,3 +170,49 @@ def test_a_memory_mapped_npy_holds_out_its_test_rows(
     assert code == 0, err
     assert "test:" in mapped
     assert mapped.splitlines()[-3:-1] == loaded.splitlines()[-3:-1]  # validation, test lines
+
+
+class _Aborted(Exception):
+    pass
+
+
+class OneRankOfTwo:
+    """A rank whose abort is hit by the second SIGINT a launcher's Ctrl-C brings a watched
+    rank (one to its process group, one forwarded by the watching parent)."""
+
+    rank, size = 1, 2
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+
+    def abort(self, code: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs here, as in Communicator.abort's pause
+        self.codes.append(code)
+        raise _Aborted
+
+
+def test_a_second_ctrl_c_does_not_cut_a_ranks_abort_short(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under mpiexec, Ctrl-C reached a watched rank twice; the second KeyboardInterrupt
+    escaped from on_every_rank's handler before MPI_Abort, the rank exited alone and the
+    others waited in their Allreduce for ever (the job hung instead of exiting 130)."""
+    from handprop.cli.errors import Interrupted
+    from handprop.cli.ranks import on_every_rank
+
+    def job() -> int:
+        raise Interrupted("interrupted after 3 epochs")
+
+    comm = OneRankOfTwo()
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        on_every_rank(comm, job)  # type: ignore[arg-type]
+    except _Aborted:
+        pass
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped before MPI_Abort")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert comm.codes == [130]
+    assert "rank 1 of 2: interrupted after 3 epochs" in capsys.readouterr().err

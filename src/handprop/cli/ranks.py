@@ -44,6 +44,10 @@ def on_every_rank(comm: Communicator, job: Callable[[], int]) -> int:
             print(f"handprop: {one_line(str(error))}", file=sys.stderr)
         return 2
     except BaseException as error:  # KeyboardInterrupt and SystemExit too
+        # a second Ctrl-C (the launcher signals the process group, the watching parent
+        # forwards it again) must not cut the abort short: the rank would leave without
+        # MPI_Abort and the others wait for it forever
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         reason = one_line(str(error)) or type(error).__name__
         print(f"handprop: rank {comm.rank} of {comm.size}: {reason}", file=sys.stderr)
         comm.abort(_exit_code(error))

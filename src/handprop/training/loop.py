@@ -144,7 +144,8 @@ def _moved(xp: Any, data: tuple[Array, Array]) -> tuple[Array, Array]:
 def _on_host(a: Array) -> Array:
     """``a`` as numpy data: a tensor's, or every row of a memory map (``a[:]``, MappedRows)."""
     if isinstance(a, np.ndarray) or hasattr(a, "device"):
-        return namespace(a).to_numpy(a)  # type: ignore[no-any-return]
+        host: Array = namespace(a).to_numpy(a)
+        return host
     return np.asarray(a[:])
 
 
