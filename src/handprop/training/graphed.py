@@ -12,7 +12,9 @@ What is recorded is what the step did when it was recorded, so a step is replaye
 while nothing it baked in changes; anything else runs eagerly, with the same results:
 
 - a batch of another shape (the last, short batch of an epoch) or dtype;
-- a learning rate other than the recorded one (a schedule: the next batch records again);
+- a learning rate, momentum or weight decay other than the recorded ones, or a parameter
+  array replaced (a schedule: the next batches warm up and record again, and the new
+  graph replaces the old one of that shape, so memory does not grow with the epochs);
 - a step that reads values on the host: Adam (its bias corrections change every step),
   gradient clipping (the norm is read), a loss without ``total`` or whose checks read the
   labels (SoftmaxCrossEntropy checks every label's range): eager, every time;
@@ -65,11 +67,16 @@ class GraphedStep:
         """One training step on (x, y); the loss as a 0-d array (on the device)."""
         if not self.capturable:
             return self.eager(x, y)
-        key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype, self.optimizer.lr)
+        shapes = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype)
+        key = (*shapes, self._settings())
         if key not in self.graphs:
             self.seen[key] = self.seen.get(key, 0) + 1
             if self.seen[key] <= self.warmup:
                 return self._warm(x, y)
+            # one graph a shape: a schedule's new rate replaces the old graph (and its memory)
+            for old in [k for k in self.graphs if k[:4] == shapes]:
+                del self.graphs[old]
+            self.seen = {key: self.seen[key]}
             self.graphs[key] = self._record(x, y)
         graph, static_x, static_y, static_loss, _ = self.graphs[key]
         static_x.copy_(x, non_blocking=True)
@@ -77,6 +84,13 @@ class GraphedStep:
         graph.replay()
         self.replays += 1
         return static_loss.clone()
+
+    def _settings(self) -> tuple[Any, ...]:
+        """What a recorded step holds fixed besides shapes: the optimizer's numbers (rate,
+        momentum, weight decay...) and the parameters' arrays (a replaced one is not the
+        array the graph writes to)."""
+        numbers = sorted((k, repr(v)) for k, v in self.optimizer.hyperparameters().items())
+        return tuple(numbers), tuple(id(p.data) for p in self.optimizer.params)
 
     def eager(self, x: Array, y: Array) -> Any:
         """The step without a graph: ``train_step``'s body, the loss left on the device."""
@@ -120,6 +134,7 @@ class GraphedStep:
             static_loss = self.eager(static_x, static_y)
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
+        buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold
         return graph, static_x, static_y, static_loss, buffers
 
 
