@@ -18,6 +18,7 @@ from handprop.data import (
     load_dataset,
     train_validation_split,
 )
+from handprop.data.checks import first_fractional
 from handprop.warmup import WarmupConfig, make_problem
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "handprop"
@@ -89,6 +90,23 @@ def test_classification_refuses_fractional_labels(tmp_path: Path) -> None:
     path = write(tmp_path / "data.csv", "a,label\n1,0\n2,0.5\n")
     with pytest.raises(DataError, match=r'line 3, column "label".*whole numbers.*0\.5'):
         load_dataset(path, task="classification")
+
+
+@pytest.mark.parametrize(
+    ("labels", "dtype", "first"),
+    [
+        ([0.0, 1.0, 2.0], np.float64, None),
+        ([0.0, 1.5, 2.5], np.float64, 1),
+        ([1.0, np.nan, 2.0**60], np.float64, 2),  # beyond 2**53 floats skip whole numbers
+        ([0.0, 2.0, 3.5], np.float32, 2),
+        ([0.0, 2.5, 65504.0], np.float16, 1),  # float16 (a memory-mapped .npy's labels):
+        ([0.0, 1.0, 65504.0], np.float16, None),  # comparing with 2**53 overflowed there
+    ],
+)
+def test_first_fractional_label_in_every_float_dtype(
+    labels: list[float], dtype: type, first: int | None
+) -> None:
+    assert first_fractional(np.array(labels, dtype=dtype)) == first
 
 
 def test_classification_needs_one_target(tmp_path: Path) -> None:

@@ -65,18 +65,28 @@ def finite_rows(raw: RawTable, encoding: Encoding, drop_nonfinite: bool) -> Arra
 
 
 def _check_whole_labels(raw: RawTable) -> None:
-    if raw.y.dtype.kind != "f":
-        return
-    labels = raw.y[:, 0].astype(np.float64)  # float16 would overflow comparing with 2**53
-    finite = np.isfinite(labels)
-    wrong = finite & ((labels != np.round(labels)) | (np.abs(labels) > 2.0**53))
-    if wrong.any():
-        row = int(np.argmax(wrong))
-        raise DataError(
-            f"{raw.source} {raw.locate(row)}, column {shown(raw.target_names[0])}: class labels "
-            f"must be whole numbers or text, received {float(labels[row])!r}; "
-            'for a continuous target use task="regression"'
-        )
+    row = first_fractional(raw.y[:, 0])
+    if row is not None:
+        where = f"{raw.source} {raw.locate(row)}"
+        raise fractional_label(where, raw.target_names[0], float(raw.y[row, 0]))
+
+
+def first_fractional(labels: Array) -> int | None:
+    """The index of the first finite label that is not a whole number (or lies beyond 2**53,
+    where floats skip whole numbers), else None: class labels are whole numbers or text."""
+    if labels.dtype.kind != "f":
+        return None
+    values = labels.astype(np.float64)  # float16 would overflow comparing with 2**53
+    wrong = np.isfinite(values) & ((values != np.round(values)) | (np.abs(values) > 2.0**53))
+    return int(np.argmax(wrong)) if wrong.any() else None
+
+
+def fractional_label(where: str, column: str, value: float) -> DataError:
+    """The error for a class label that is not a whole number, found at ``where``."""
+    return DataError(
+        f"{where}, column {shown(column)}: class labels must be whole numbers or text, "
+        f'received {value!r}; for a continuous target use task="regression"'
+    )
 
 
 def encode_classes(labels: Array) -> tuple[tuple[Any, ...], Array]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.data.arrays import npy_target_columns, open_npy
+from handprop.data.checks import first_fractional, fractional_label
 from handprop.data.dataset import TASKS, DataError
 from handprop.data.npy_file import MappedNpy
 from handprop.data.raw import check_one_target, shown
@@ -285,16 +286,10 @@ class _Findings:
 
 
 def _check_whole_labels(table: MappedTable, labels: Array, rows: Array) -> None:
-    if labels.dtype.kind != "f":
-        return
-    wrong = (labels != np.round(labels)) | (np.abs(labels) > 2.0**53)
-    if wrong.any():
-        at = int(np.argmax(wrong))
-        raise DataError(
-            f"{table.source} row index {int(rows[at])}, column {shown(table.target_names[0])}: "
-            f"class labels must be whole numbers or text, received {float(labels[at])!r}; "
-            'for a continuous target use task="regression"'
-        )
+    at = first_fractional(labels)
+    if at is not None:
+        where = f"{table.source} row index {int(rows[at])}"
+        raise fractional_label(where, table.target_names[0], float(labels[at]))
 
 
 def _name_classes(table: MappedTable, columns: Columns | None) -> None:
