@@ -215,6 +215,24 @@ def test_one_class_for_everything_is_shown_and_warned(
     assert "balanced_accuracy: 0.5\n" in out and "confusion matrix" in out
 
 
+def test_the_one_class_warning_does_not_suggest_what_is_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was: "try --class-weight balanced" to a run that used it. A constant feature: the
+    # model can only predict one class, weighted or not.
+    data = tmp_path / "constant.csv"
+    rows = "".join(f"1.0,{'rare' if i % 20 == 0 else 'common'}\n" for i in range(200))
+    data.write_text("a,kind\n" + rows)
+    for weighted, remedy in ((False, "--class-weight balanced"), (True, "more --epochs")):
+        weights = ["--class-weight", "balanced"] * weighted
+        argv = ["train", "--data", data, "--out", tmp_path / f"m{weighted}.safetensors",
+                "--epochs", 5, "--hidden", "none", *weights]  # fmt: skip
+        code, _, err = run(argv, capsys)
+        assert code == 0 and "for every validation row" in err
+        assert remedy in err
+        assert ("--class-weight balanced" in err) is not weighted
+
+
 def test_balanced_class_weights_find_the_rare_class(
     rare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

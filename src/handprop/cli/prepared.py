@@ -280,9 +280,13 @@ def plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def collapse_warning(model: Sequential, prepared: Prepared) -> str:
+def collapse_warning(model: Sequential, prepared: Prepared, class_weighted: bool = False) -> str:
     """A warning when the model predicts one class for every validation row, though the data
-    has several (on 95/5 data, an accuracy of 0.95 that means nothing); else ""."""
+    has several (on 95/5 data, an accuracy of 0.95 that means nothing); else "".
+
+    ``class_weighted``: the loss already weighs the classes, so the warning suggests the
+    other ways out instead of ``--class-weight balanced``.
+    """
     classes = prepared.dataset.classes
     if classes is None or prepared.validation is None:
         return ""
@@ -294,8 +298,13 @@ def collapse_warning(model: Sequential, prepared: Prepared) -> str:
     predicted = np.unique(np.argmax(xp.to_numpy(scores), axis=1))
     if len(predicted) != 1 or len(classes) < 2:
         return ""
+    remedy = (
+        "more --epochs or another --lr (the features may not tell the classes apart)"
+        if class_weighted
+        else "--class-weight balanced"
+    )
     return (
         f"warning: the model predicts class {classes[int(predicted[0])]!r} for every validation "
-        "row; its accuracy says nothing: see handprop evaluate's per-class recall, and try "
-        "--class-weight balanced"
+        f"row; its accuracy says nothing: see handprop evaluate's per-class recall, and try "
+        f"{remedy}"
     )

@@ -171,7 +171,9 @@ class _Job:
             _plot(Path(config.plot), history, config)
         if not config.quiet:
             out.write(_summary(history, config, saved, self._test_scores(history)))
-            warning = collapse_warning(self.model, self.prepared)
+            warning = collapse_warning(
+                self.model, self.prepared, class_weighted=config.class_weight is not None
+            )
             if warning:
                 print(warning, file=sys.stderr)
         if diverged:
