@@ -85,3 +85,29 @@ def test_writing_into_weighted_targets_writes_their_values() -> None:
     y = WeightedTargets(np.arange(4.0), np.ones(4))
     np.add(y, 1.0, out=y)  # was endless recursion before out= was made plain
     np.testing.assert_array_equal(np.asarray(y), [1.0, 2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("kind", ["accuracy", "r2"])
+def test_scores_weigh_rows_as_the_loss_does(kind: str) -> None:
+    # Was: the validation loss weighted, its metric (what early stopping watches) not.
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from handprop import Linear
+    from handprop.training.loop import evaluate
+
+    rng = np.random.default_rng(5)
+    x, weight = rng.standard_normal((60, 4)), rng.uniform(0.0, 3.0, 60)
+    weight[:10] = 0.0
+    model = Linear(4, 3, rng=1)
+    scores = model(x)
+    if kind == "accuracy":
+        y, loss, oracle = rng.integers(0, 3, 60), SoftmaxCrossEntropy(), accuracy_score
+        expected = oracle(y, scores.argmax(axis=1), sample_weight=weight)
+        plain = oracle(y, scores.argmax(axis=1))
+    else:
+        y, loss, oracle = rng.standard_normal((60, 3)), MeanSquaredError(), r2_score
+        expected, plain = oracle(y, scores, sample_weight=weight), oracle(y, scores)
+    _, metric = evaluate(model, loss, x, WeightedTargets(y, weight), kind)
+    assert metric == pytest.approx(expected, rel=1e-12)
+    assert metric != pytest.approx(plain, rel=1e-6)  # the weights change the score here
+    assert evaluate(model, loss, x, y, kind)[1] == pytest.approx(plain, rel=1e-12)

@@ -4,32 +4,44 @@ Shape: y_pred (N, D_out) predictions or class scores; y (N, D_out) targets or
 (N,) integer labels.
 """
 
-from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from handprop._types import Array
 from handprop.registry import Registry
 
+
+class Metric(Protocol):
+    """``metric(y_pred, y) -> float``; with ``sample_weight`` (N,) when rows carry weights."""
+
+    def __call__(self, y_pred: Array, y: Array, sample_weight: Array | None = None) -> float: ...
+
+
 #: Metrics by the names losses (``Loss.metric``), ``fit`` and the command line use.
-METRICS: Registry[Callable[[Array, Array], float]] = Registry("metric")
+METRICS: Registry[Metric] = Registry("metric")
 
 
 @METRICS.register("accuracy")
-def accuracy(y_pred: Array, y: Array) -> float:
-    """The fraction of rows whose highest score is the true label."""
-    return float(np.mean(np.argmax(y_pred, axis=1) == y))
+def accuracy(y_pred: Array, y: Array, sample_weight: Array | None = None) -> float:
+    """The fraction of rows whose highest score is the true label.
+
+    ``sample_weight`` (N,): each row counts its weight instead of 1 (scikit-learn's).
+    """
+    return float(np.average(np.argmax(y_pred, axis=1) == y, weights=sample_weight))
 
 
 @METRICS.register("r2")
-def r2_score(y_pred: Array, y: Array) -> float:
+def r2_score(y_pred: Array, y: Array, sample_weight: Array | None = None) -> float:
     """Coefficient of determination, averaged over outputs (scikit-learn's default).
 
     1 is perfect, 0 is the mean's score; a constant output column counts 1 if
-    predicted exactly, else 0, as scikit-learn does.
+    predicted exactly, else 0, as scikit-learn does. ``sample_weight`` (N,): each row's
+    squares count its weight, around the weighted mean (scikit-learn's).
     """
-    residual = np.square(y - y_pred).sum(axis=0)
-    total = np.square(y - y.mean(axis=0)).sum(axis=0)
+    w = np.ones((len(y), 1)) if sample_weight is None else np.reshape(sample_weight, (-1, 1))
+    residual = (w * np.square(y - y_pred)).sum(axis=0)
+    total = (w * np.square(y - np.average(y, axis=0, weights=w[:, 0]))).sum(axis=0)
     constant = total == 0
     scores = np.where(
         constant, np.where(residual == 0, 1.0, 0.0), 1 - residual / np.where(constant, 1, total)

@@ -37,12 +37,16 @@ def evaluate(
 ) -> tuple[float, float]:
     """(loss, metric) of ``model`` on (x, y); the loss over the whole set, as ``loss_fn`` reduces.
 
+    Targets with sample weights (``WeightedTargets``) weigh the metric's rows as the loss's.
     Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
     predictions = model.predict(x, batch_size)
     xp = namespace(predictions)  # the metrics compute on the host
     loss = loss_fn.forward(predictions, y)
-    return loss, METRICS[metric](xp.to_numpy(predictions), xp.to_numpy(y))
+    score, weights = METRICS[metric], getattr(y, "sample_weight", None)
+    if weights is not None:
+        return loss, score(xp.to_numpy(predictions), np.asarray(y), sample_weight=weights)
+    return loss, score(xp.to_numpy(predictions), xp.to_numpy(y))
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[Array]:
