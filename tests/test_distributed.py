@@ -453,3 +453,26 @@ def test_a_bad_shard_names_its_rank(tmp_path: Path) -> None:
     assert lines[0].startswith("handprop: rank 1 of 2: ")
     assert "row index 80" in lines[0]
     assert not out.exists()
+
+
+def test_images_on_3_ranks_are_held_in_shards_and_train_the_single_process_model(
+    tmp_path: Path,
+) -> None:
+    # Was: every rank kept every image (correct weights, K times the memory).
+    rng = np.random.default_rng(1)
+    images = tmp_path / "images.npz"
+    np.savez(images, x=rng.standard_normal((90, 2, 6, 6)), y=rng.integers(0, 3, 90))
+    layers = "conv 4 3 pad 1, relu, maxpool 2, flatten, linear 3"
+    args = ["train", "--data", images, "--layers", layers, "--optimizer", "sgd",
+            "--batch-size", "16", "--patience", "0", "--epochs", 2, "--quiet"]  # fmt: skip
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    out = tmp_path / "m.safetensors"
+    done = launch(3, "tests/distributed_cli.py", -1, 0, f"shards={folder}", *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    shards = [(folder / str(rank)).read_text().split() for rank in range(3)]
+    held = [int(s[4]) for s in shards]
+    assert sum(held) == int(shards[0][3]) == 81 and max(held) == 27  # 90 rows, 10% held out
+    one = tmp_path / "one.safetensors"
+    assert main([str(a) for a in [*args, "--out", one]]) == 0
+    assert_same_weights(out, [p.data for p in load_model(one)[0].parameters()])

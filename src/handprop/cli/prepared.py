@@ -194,9 +194,10 @@ def _prepare_images(
 
     train = arrays(training)
     assert train is not None
-    return Prepared(
+    prepared = Prepared(
         dataset, *train, arrays(validation), x_scaler, y_scaler, arrays(test), input_shape=shape
     )
+    return prepared if comm is None else _own_rows(prepared, comm, config)
 
 
 def _channel_scaler(

@@ -253,7 +253,8 @@ def _described_network(config: TrainConfig, prepared: Prepared) -> Sequential:
         config.layers, shape, rng=np.random.default_rng([config.seed, 1]), dtype=config.dtype
     )
     check_architecture_size(model_config(model)["layers"], config.batch_size)
-    outputs = model.eval().forward(prepared.train_x[:1]).shape[1:]  # eval: no state moves
+    sample = np.zeros((1, *shape), dtype=config.dtype)  # a rank may hold no row 0
+    outputs = model.eval().forward(sample).shape[1:]  # eval: no state moves
     model.train()
     if outputs != (prepared.d_out,):
         wanted = "classes" if prepared.dataset.classes is not None else "targets"
