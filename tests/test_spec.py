@@ -44,6 +44,17 @@ def test_every_word() -> None:
     assert model.forward(np.zeros((4, 3, 9, 9), np.float32)).shape == (4, 2)
 
 
+def test_layernorm_normalises_each_sample_whole() -> None:
+    # Was: over an image's last axis alone (each row of pixels on its own scale).
+    model = hp.build_layers("conv 4 3, layernorm, flatten, linear 5, layernorm", (2, 6, 6), rng=0)
+    assert model[1].normalized_shape == (4, 4, 4)  # type: ignore[attr-defined]
+    assert model[4].normalized_shape == (5,)  # type: ignore[attr-defined]
+    y = model[1].forward(model[0].forward(np.random.default_rng(0).standard_normal((3, 2, 6, 6))))
+    per_image = y.reshape(3, -1)
+    np.testing.assert_allclose(per_image.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(per_image.var(axis=1), 1.0, rtol=1e-4)  # eps 1e-5
+
+
 def test_the_same_seed_builds_the_same_weights() -> None:
     spec = "conv 4 3, relu, flatten, dropout 0.5, linear 2"
     first, second = (hp.build_layers(spec, (1, 5, 5), rng=7) for _ in range(2))

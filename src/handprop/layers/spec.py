@@ -9,7 +9,7 @@ Layers are separated by commas; in each, a word and its settings::
     linear D_OUT [nobias]                       Linear
     dropout P                                   Dropout with probability P
     batchnorm                                   BatchNorm2d on images, BatchNorm1d on vectors
-    layernorm                                   LayerNorm over the last axis
+    layernorm                                   LayerNorm over each sample: (C, H, W) or D
     relu, tanh, sigmoid, identity, leaky_relu [SLOPE]   activations
 
 The input width of each layer follows from ``input_shape`` and the layers before it.
@@ -82,7 +82,7 @@ class _Builder:
 
     def layernorm(self, args: list[str]) -> Module:
         _no_arguments("layernorm", args)
-        return LayerNorm(self.shape[-1], dtype=self.dtype)
+        return LayerNorm(self.shape, dtype=self.dtype)  # an image's C, H, W: torch's usual
 
     def _image(self, what: str) -> Shape:
         if len(self.shape) != 3:
