@@ -204,6 +204,28 @@ def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
         np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
 
 
+@pytest.mark.parametrize(
+    "options", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}]
+)
+def test_the_unfused_sgd_update_rounds_as_the_whole_array_update(options: dict[str, float]) -> None:
+    """An exchanged step's update (SGD.step) goes a cache-sized part at a time: same bits."""
+    rng = np.random.default_rng(0)
+    shape = (300, 250)  # 75000 numbers: more than two parts, the last one short
+    w, grad = rng.standard_normal(shape), rng.standard_normal(shape)
+    parameter = hp.Parameter(w.copy())
+    parameter.grad = grad.copy()
+    sgd = hp.SGD([parameter], lr=0.01, **options)
+    velocity = np.zeros(shape)
+    for _ in range(2):
+        sgd.step()
+        g = grad + options.get("weight_decay", 0.0) * w
+        if "momentum" in options:
+            velocity = options["momentum"] * velocity + g
+            g = g + options["momentum"] * velocity if options.get("nesterov") else velocity
+        w = w - 0.01 * g
+        np.testing.assert_array_equal(parameter.data, w)
+
+
 class ThreeRanks:
     """Where rows live on 3 ranks, without MPI."""
 
