@@ -5,7 +5,8 @@
 
 The medium size: global batch 512, D_in 4096, H 1024, D_out 256 (Linear, ReLU, Linear,
 mean squared error, plain SGD). K ranks each take 512 / K rows of every batch and
-exchange the gradients with one Allreduce a step; one rank runs the plain path
+exchange the gradients once a step, by default both ways: summed in shared memory (the
+ranks of one machine) and by one Allreduce (between machines); one rank runs the plain path
 (train_step, the fused SGD update). Every rank gets one BLAS thread
 (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment), so K ranks
 use K cores: on a machine with fewer idle cores than ranks the ratio says so. Rank 0's
@@ -20,19 +21,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 BATCH, D_IN, H, D_OUT = 512, 4096, 1024, 256
 
 
-def child(steps: int, warmup: int) -> None:
+WAYS = ("shared", "allreduce", "alone")
+
+
+def child(steps: int, warmup: int, way: int, ranks: int) -> None:
     """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step."""
     import handprop as hp
-    from handprop.distributed import GradientExchange, shard, world
+    from handprop.distributed import Communicator, GradientExchange, shard, world
     from handprop.training import train_step
 
-    comm = world()
+    comm: Any = world()
+    if comm is not None and WAYS[way] == "allreduce":
+        comm = Communicator(comm.comm, shared_memory=False)
+    if comm is None and ranks > 1:  # "alone": rank 0's work of K ranks, no rank to wait for
+        comm = _Alone(ranks)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
     model = hp.Sequential(hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng))
@@ -49,24 +58,67 @@ def child(steps: int, warmup: int) -> None:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
     exchange_times = [0.0]
-    if exchange is not None:  # the Allreduce alone, on the same buffer
+    if exchange is not None:  # the exchange alone, on the same buffer
         exchange_times = []
         for _ in range(steps):
             start = time.perf_counter()
-            exchange.comm.allreduce_sum(exchange.buffer)
+            if exchange.shared is None:
+                exchange.comm.allreduce_sum(exchange.buffer)
+            else:
+                exchange.shared.add_up()
             exchange_times.append(time.perf_counter() - start)
+        exchange.close()
     if comm is None or comm.rank == 0:
         print(f"{np.median(times):.6f} {np.median(cpu):.6f} {np.median(exchange_times):.6f}")
 
 
-def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float, float]:
+class _Alone:
+    """Rank 0 of ``size`` ranks that sum in shared memory, in one process: nobody to wait for.
+
+    Its step does a rank's arithmetic and memory traffic (its rows, its part of the sum,
+    the update) with the other ranks' rows of the sum left as they are: what each rank
+    would take with a core of its own, on a machine whose other cores are busy.
+    """
+
+    rank = 0
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def shared_sum(self, n: int, dtype: np.dtype[Any]) -> Any:
+        from handprop.distributed import SharedSum, shard
+
+        class Unshared(SharedSum):
+            def __init__(self, size: int) -> None:  # rows in this process, barriers that pass
+                self.node, self.size = self, size
+                self.rows = np.zeros((size + 1, n), dtype=dtype)
+                self.mine, self.total, self.part = self.rows[0], self.rows[size], shard(n, 0, size)
+
+            def Barrier(self) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return Unshared(self.size)
+
+
+def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float, float]:
     """Median seconds per global step on ``ranks`` ranks (wall clock, then rank 0's CPU
-    time), and of its Allreduce alone."""
+    time), and of its exchange alone (``way``: in shared memory, by an Allreduce, or
+    rank 0's work in one process)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
-    me = [sys.executable, "-m", "benchmarks.distributed", "--child", str(steps), str(warmup)]
+    child = [
+        "--child",
+        str(steps),
+        str(warmup),
+        str(WAYS.index(way) if way in WAYS else 0),
+        str(ranks),
+    ]
+    me = [sys.executable, "-m", "benchmarks.distributed", *child]
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
-    command = me if ranks == 1 else [mpiexec, "-n", str(ranks), *me]
+    command = me if ranks == 1 or way == "alone" else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     step, cpu, exchange = done.stdout.split()[-3:]
     return float(step), float(cpu), float(exchange)
@@ -77,7 +129,12 @@ def main() -> None:
     parser.add_argument("--ranks", default="1,2", help="comma-separated; default 1,2")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--exchange", default="shared,allreduce",
+        help="for K > 1 ranks, comma-separated: shared (memory, one machine's ranks), "
+        "allreduce, alone (rank 0's work of K ranks, in one process)",
+    )  # fmt: skip
+    parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -86,13 +143,17 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     base = base_cpu = None
     for ranks in map(int, args.ranks.split(",")):
-        seconds, cpu, exchange = measure(ranks, args.steps, args.warmup)
-        base, base_cpu = base or seconds, base_cpu or cpu
-        print(
-            f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step (Allreduce {exchange * 1e3:.2f} ms), "
-            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank; "
-            f"rank 0's CPU {cpu * 1e3:.2f} ms/step, {base_cpu / cpu:.2f}x"
-        )
+        for way in ["plain"] if ranks == 1 else args.exchange.split(","):
+            if way not in WAYS and ranks > 1:
+                parser.error(f"--exchange takes {', '.join(WAYS)}, received {way!r}")
+            seconds, cpu, exchange = measure(ranks, args.steps, args.warmup, way)
+            base, base_cpu = base or seconds, base_cpu or cpu
+            print(
+                f"{ranks} rank(s), {way:9}: {seconds * 1e3:7.2f} ms/step "
+                f"(exchange alone {exchange * 1e3:5.2f} ms), {BATCH / seconds:5.0f} samples/s, "
+                f"{base / seconds:.2f}x one rank; rank 0's CPU {cpu * 1e3:.2f} ms/step, "
+                f"{base_cpu / cpu:.2f}x"
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -128,34 +128,41 @@ def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray],
 
 
 def main(out: str) -> None:
-    from handprop.distributed import Communicator, world
+    from mpi4py import MPI
+
+    from handprop.distributed import Communicator, SharedSum, world
 
     comm = world()
     assert comm is not None, "run under mpiexec -n K with K > 1"
-    calls = 0
-    allreduce = Communicator.allreduce_sum
+    calls = {"allreduce": 0, "shared": 0}
 
-    def counted(self: Communicator, buffer: np.ndarray) -> None:
-        nonlocal calls
-        calls += 1
-        allreduce(self, buffer)
+    def counted(method: Callable[..., None], path: str) -> Callable[..., None]:
+        def counting(*args: Any) -> None:
+            calls[path] += 1
+            method(*args)
 
-    Communicator.allreduce_sum = counted  # type: ignore[method-assign]
+        return counting
+
+    Communicator.allreduce_sum = counted(Communicator.allreduce_sum, "allreduce")  # type: ignore[method-assign]
+    SharedSum.add_up = counted(SharedSum.add_up, "shared")  # type: ignore[method-assign]
     saved: dict[str, Any] = {}
-    for name in CASES:
-        calls = 0
-        weights, history = train(name, comm)
-        everyone = comm.allgather(weights)
-        for rank, arrays in enumerate(everyone):
-            for index, array in enumerate(arrays):
-                saved[f"{name}/rank{rank}/{index}"] = array
-        saved[f"{name}/calls"] = np.array(calls)
-        saved[f"{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
-        saved[f"{name}/logs"] = np.array(
-            [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]
-             for log in history.logs]
-        )  # fmt: skip
-        saved[f"{name}/stop"] = np.array(history.stop_reason)
+    # the ranks of one machine sum in shared memory; the Allreduce is the path between machines
+    paths = {"shared": comm, "allreduce": Communicator(MPI.COMM_WORLD, shared_memory=False)}
+    for path, world_of_path in paths.items():
+        for name in CASES:
+            calls.update(allreduce=0, shared=0)
+            weights, history = train(name, world_of_path)
+            everyone = comm.allgather(weights)
+            for rank, arrays in enumerate(everyone):
+                for index, array in enumerate(arrays):
+                    saved[f"{path}/{name}/rank{rank}/{index}"] = array
+            saved[f"{path}/{name}/calls"] = np.array([calls["allreduce"], calls["shared"]])
+            saved[f"{path}/{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
+            saved[f"{path}/{name}/logs"] = np.array(
+                [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]
+                 for log in history.logs]
+            )  # fmt: skip
+            saved[f"{path}/{name}/stop"] = np.array(history.stop_reason)
     for batch_size in (64, 2):  # 2: some batch gives a rank one row
         arrays, error = batch_norm_run(batch_size, comm)
         for rank, (held, said) in enumerate(comm.allgather((arrays, error))):

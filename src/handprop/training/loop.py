@@ -239,6 +239,8 @@ class _Trainer:
         history = self._run(data, validation, epochs, batch_size, rng, state)
         if self.comm is not None:
             self.comm.check_same(self.arrays, "the weights and buffers after training")
+        if self.exchange is not None:
+            self.exchange.close()  # the shared memory of the ranks of one machine
         return history
 
     def _run(

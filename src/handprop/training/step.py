@@ -84,6 +84,7 @@ def _exchanged_step(
     backward is linear in it, and the gradients can be far larger (36 MB at the medium
     size, a pass over them as long as a third of the Allreduce).
     """
+    exchange.collect()  # .grad may view the last step's sum, which other ranks read
     optimizer.zero_grad()
     loss = 0.0
     if len(x):
@@ -92,7 +93,7 @@ def _exchanged_step(
         if share != 1.0:
             grad_y_pred = grad_y_pred * share
         model.backward_parameters(grad_y_pred, ACCUMULATE)
-    loss = exchange.average(loss * share, share)
+    loss = exchange.average(loss * share, share, private=clip_norm is not None)
     if clip_norm is not None:
         clip_gradients(optimizer, clip_norm)
     optimizer.step()
