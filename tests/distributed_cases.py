@@ -130,7 +130,7 @@ def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray],
 def main(out: str) -> None:
     from mpi4py import MPI
 
-    from handprop.distributed import Communicator, SharedSum, world
+    from handprop.distributed import Communicator, GradientExchange, SharedSum, world
 
     comm = world()
     assert comm is not None, "run under mpiexec -n K with K > 1"
@@ -169,6 +169,28 @@ def main(out: str) -> None:
             saved[f"batch-norm-{batch_size}/rank{rank}/error"] = np.array(said)
             for index, array in enumerate(held):
                 saved[f"batch-norm-{batch_size}/rank{rank}/{index}"] = array
+    for path, world_of_path in paths.items():  # the exchange alone: rank r adds (r + 1) * g
+        params = [hp.Parameter(np.zeros((5, 7))), hp.Parameter(np.zeros(3))]
+        exchange = GradientExchange(world_of_path, params)
+        exchange.collect()
+        for parameter in params:
+            parameter.grad[...] = (comm.rank + 1) * np.arange(parameter.data.size).reshape(
+                parameter.shape
+            )
+        loss = exchange.average(float(comm.rank), 1.0)
+        on_one_machine = exchange.shared is not None
+        exchange.close()  # the grads become copies, the shared memory is freed
+        for rank, said in enumerate(
+            comm.allgather(
+                (
+                    [p.grad for p in params],
+                    [loss, on_one_machine, all(p.grad.flags.owndata for p in params)],
+                )
+            )
+        ):
+            for index, grad in enumerate(said[0]):
+                saved[f"exchange-{path}/rank{rank}/{index}"] = grad
+            saved[f"exchange-{path}/rank{rank}/facts"] = np.array(said[1], dtype=float)
     averaged = [np.full(3, float(comm.rank)), np.array([comm.rank], dtype=np.int64)]
     comm.average(averaged)
     saved["average"] = np.concatenate([a.astype(float) for a in averaged])

@@ -308,6 +308,20 @@ def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str, p
     assert steps == len(history.logs) * steps_per_epoch(name)
 
 
+@pytest.mark.parametrize("path", ["shared", "allreduce"])
+def test_the_exchange_sums_every_ranks_gradients_and_losses(distributed_runs, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Rank r's gradients are (r + 1) * g: every rank reads (1 + ... + K) * g; close() copies."""
+    ranks, saved = distributed_runs
+    for rank in range(ranks):
+        for index, shape in enumerate([(5, 7), (3,)]):
+            expected = ranks * (ranks + 1) / 2 * np.arange(np.prod(shape)).reshape(shape)
+            np.testing.assert_array_equal(saved[f"exchange-{path}/rank{rank}/{index}"], expected)
+        loss, on_one_machine, own_data = saved[f"exchange-{path}/rank{rank}/facts"]
+        assert loss == ranks * (ranks - 1) / 2
+        assert on_one_machine == (path == "shared")
+        assert own_data or path == "allreduce"  # no .grad left viewing freed shared memory
+
+
 def test_batch_norm_statistics_are_averaged_over_the_ranks(distributed_runs) -> None:  # type: ignore[no-untyped-def]
     ranks, saved = distributed_runs
     single, error = batch_norm_run(64)
