@@ -32,32 +32,32 @@ WAYS = ("shared", "allreduce", "alone")
 
 
 def child(steps: int, warmup: int, way: int, ranks: int) -> None:
-    """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step."""
-    import handprop as hp
-    from handprop.distributed import Communicator, GradientExchange, shard, world
-    from handprop.training import train_step
+    """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step.
+
+    "alone" alternates rank 0's step with the one-rank step, in one process, and prints
+    that one's median too: the two see the same machine, a step apart.
+    """
+    from handprop.distributed import Communicator, world
 
     comm: Any = world()
     if comm is not None and WAYS[way] == "allreduce":
         comm = Communicator(comm.comm, shared_memory=False)
+    plain = None
     if comm is None and ranks > 1:  # "alone": rank 0's work of K ranks, no rank to wait for
-        comm = _Alone(ranks)
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
-    model = hp.Sequential(hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng))
-    loss_fn, sgd = hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=1e-3)
-    exchange = None if comm is None else GradientExchange(comm, sgd.params)
-    rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
-    x_part, y_part = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
-    share = len(x_part) / BATCH
-    times, cpu = [], []
+        comm, plain = _Alone(ranks), _Run(None)
+    run = _Run(comm)
+    times, cpu, plain_times = [], [], []
     for step in range(warmup + steps):
         start, start_cpu = time.perf_counter(), time.process_time()
-        train_step(model, loss_fn, sgd, x_part, y_part, exchange=exchange, share=share)
+        run.step()
         if step >= warmup:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    exchange_times = [0.0]
+        if plain is not None:
+            start = time.perf_counter()
+            plain.step()
+            plain_times.append(time.perf_counter() - start)
+    exchange, exchange_times = run.exchange, [0.0]
     if exchange is not None:  # the exchange alone, on the same buffer
         exchange_times = []
         for _ in range(steps):
@@ -69,7 +69,35 @@ def child(steps: int, warmup: int, way: int, ranks: int) -> None:
             exchange_times.append(time.perf_counter() - start)
         exchange.close()
     if comm is None or comm.rank == 0:
-        print(f"{np.median(times):.6f} {np.median(cpu):.6f} {np.median(exchange_times):.6f}")
+        medians = [np.median(t) for t in (times, cpu, exchange_times, plain_times or [0.0])]
+        print(" ".join(f"{m:.6f}" for m in medians))
+
+
+class _Run:
+    """The medium-size network, its data and SGD; on a world, that rank's rows and exchange."""
+
+    def __init__(self, comm: Any) -> None:
+        import handprop as hp
+        from handprop.distributed import GradientExchange, shard
+
+        rng = np.random.default_rng(0)
+        x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
+        self.model = hp.Sequential(
+            hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng)
+        )
+        self.loss_fn, self.sgd = hp.MeanSquaredError(), hp.SGD(self.model.parameters(), lr=1e-3)
+        self.exchange = None if comm is None else GradientExchange(comm, self.sgd.params)
+        rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
+        self.x, self.y = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
+        self.share = len(self.x) / BATCH
+
+    def step(self) -> None:
+        from handprop.training import train_step
+
+        train_step(
+            self.model, self.loss_fn, self.sgd, self.x, self.y, exchange=self.exchange,
+            share=self.share,
+        )  # fmt: skip
 
 
 class _Alone:
@@ -103,10 +131,10 @@ class _Alone:
         return Unshared(self.size)
 
 
-def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float, float]:
+def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float, float, float]:
     """Median seconds per global step on ``ranks`` ranks (wall clock, then rank 0's CPU
-    time), and of its exchange alone (``way``: in shared memory, by an Allreduce, or
-    rank 0's work in one process)."""
+    time), of its exchange alone (``way``: in shared memory, by an Allreduce, or rank 0's
+    work in one process), and for "alone", of the one-rank step between its steps."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
     child = [
@@ -120,8 +148,8 @@ def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     command = me if ranks == 1 or way == "alone" else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    step, cpu, exchange = done.stdout.split()[-3:]
-    return float(step), float(cpu), float(exchange)
+    step, cpu, exchange, plain = done.stdout.split()[-4:]
+    return float(step), float(cpu), float(exchange), float(plain)
 
 
 def main() -> None:
@@ -146,7 +174,7 @@ def main() -> None:
         for way in ["plain"] if ranks == 1 else args.exchange.split(","):
             if way not in WAYS and ranks > 1:
                 parser.error(f"--exchange takes {', '.join(WAYS)}, received {way!r}")
-            seconds, cpu, exchange = measure(ranks, args.steps, args.warmup, way)
+            seconds, cpu, exchange, plain = measure(ranks, args.steps, args.warmup, way)
             base, base_cpu = base or seconds, base_cpu or cpu
             print(
                 f"{ranks} rank(s), {way:9}: {seconds * 1e3:7.2f} ms/step "
@@ -154,6 +182,11 @@ def main() -> None:
                 f"{base / seconds:.2f}x one rank; rank 0's CPU {cpu * 1e3:.2f} ms/step, "
                 f"{base_cpu / cpu:.2f}x"
             )
+            if plain:
+                print(
+                    f"    the one-rank step between these: {plain * 1e3:7.2f} ms, "
+                    f"{plain / seconds:.2f}x rank 0's step"
+                )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
