@@ -2,10 +2,12 @@
 
 K processes train one model: rank r owns the r-th contiguous part of the rows (and may
 hold only those, ``RowShard``); of every global mini-batch each rank computes the
-gradients of the rows it owns, weighted by their share of the batch, one ``Allreduce``
-over one contiguous buffer (every parameter's gradient, the loss, the share) sums them,
-and every rank applies the same update. Scores, standardisation statistics and
-BatchNorm's running statistics are merged across ranks. Rank 0 alone writes files.
+gradients of the rows it owns, weighted by their share of the batch, into one contiguous
+buffer (every parameter's gradient, the loss, the share); one exchange a step sums the
+buffers, and every rank applies the same update. The exchange is one ``Allreduce``, or,
+when every rank runs on one machine, a sum in MPI shared memory (``SharedSum``), which
+copies nothing. Scores, standardisation statistics and BatchNorm's running statistics
+are merged across ranks. Rank 0 alone writes files.
 
 A plain ``python`` run imports nothing from MPI: ``world()`` imports mpi4py only when an
 MPI launcher (``mpiexec``, ``srun``) started this process, and returns None for a world of
@@ -302,7 +304,7 @@ class SharedSum:
 
 
 class GradientExchange:
-    """Every parameter's gradient, the loss and a weight in one buffer: one Allreduce a step.
+    """Every parameter's gradient, the loss and a weight in one buffer, summed once a step.
 
     Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
     straight into it, already scaled by this rank's share of the global batch (the
@@ -317,7 +319,7 @@ class GradientExchange:
 
     ``normalise``: the shares are weights whose sum the ranks do not know (a
     class-weighted loss: each rank's rows' class weights); the sums are then divided by
-    the sum of the shares, exchanged in the same Allreduce.
+    the sum of the shares, exchanged in the same sum.
     """
 
     def __init__(

@@ -5,7 +5,12 @@ each data set it scores), and reads no other row: it may hold only those
 (``RowShard``, a memory map). Every rank draws the same permutation (the same seeded
 generator), so the global batches are the single-process run's; each rank computes
 the gradients of the rows of each batch that it owns, weighted by their share of the
-batch, and one Allreduce sums them.
+batch, and one exchange sums them (``GradientExchange``: an Allreduce, or shared memory
+when every rank runs on one machine).
+
+Dropout draws its masks from each rank's own copy of the layer's generator, for that
+rank's rows: the ranks' masks are not the single process's (which draws them for the
+whole batch), and two ranks with as many rows draw the same ones.
 """
 
 from typing import Any
