@@ -10,7 +10,7 @@ when every rank runs on one machine).
 
 Dropout draws its masks from each rank's own copy of the layer's generator, for that
 rank's rows: the ranks' masks are not the single process's (which draws them for the
-whole batch), and two ranks with as many rows draw the same ones.
+whole batch), and ranks seeded alike draw from one stream (docs/distributed.md).
 """
 
 from typing import Any
