@@ -26,6 +26,7 @@ class Case:
     options: FitOptions | None = None
     rows: int = 300
     shards: bool = False  # each rank holds its own rows alone (RowShard)
+    dropout: float = 0.0  # a Dropout layer after the hidden layer's Tanh
 
 
 CASES = {
@@ -66,6 +67,14 @@ CASES = {
     "row-shards-sgd-mse": Case(
         hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 32, 3, True, shards=True
     ),
+    # every rank draws the whole batch's masks and keeps its rows: the single process's
+    "dropout-adam-cross-entropy": Case(
+        hp.SoftmaxCrossEntropy, lambda p: hp.Adam(p, lr=5e-2), True, 30, 3, True, dropout=0.3
+    ),
+    # ranks with no row of a batch draw its masks all the same
+    "dropout-batches-smaller-than-the-world": Case(
+        hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 2, 1, rows=21, dropout=0.3
+    ),
 }
 
 
@@ -91,7 +100,10 @@ def train(name: str, comm: Any = None) -> tuple[list[np.ndarray], History]:
     case = CASES[name]
     rng = np.random.default_rng(1)
     d_out = 3 if case.classification else 2
-    model = hp.Sequential(hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng))
+    layers = [hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng)]
+    if case.dropout:
+        layers.insert(2, hp.Dropout(case.dropout, rng=5))
+    model = hp.Sequential(*layers)
     data, validation = problem(case)
     if comm is not None and case.shards:  # each rank keeps its own rows alone
         data = own_rows(data, comm)

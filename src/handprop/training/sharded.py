@@ -8,9 +8,8 @@ the gradients of the rows of each batch that it owns, weighted by their share of
 batch, and one exchange sums them (``GradientExchange``: an Allreduce, or shared memory
 when every rank runs on one machine).
 
-Dropout draws its masks from each rank's own copy of the layer's generator, for that
-rank's rows: the ranks' masks are not the single process's (which draws them for the
-whole batch), and ranks seeded alike draw from one stream (docs/distributed.md).
+Dropout draws the whole batch's masks on every rank, from its copy of the layer's
+generator, and keeps the rows the rank owns (``BatchRows``): the single process's masks.
 """
 
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.distributed import Communicator, EveryRankError, GradientExchange
-from handprop.layers import BatchNorm1d, BatchNorm2d
+from handprop.layers import BatchNorm1d, BatchNorm2d, Dropout
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.moments import Moments
@@ -38,15 +37,44 @@ def sharded_step(
 ) -> float:
     """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
     comm, x, y = exchange.comm, *data
-    if _batch_statistics(model):
+    statistics = _batch_statistics(model)
+    if statistics:
         check_batch_statistics(comm, len(x), batch)
     mine = comm.rows(len(x))
-    rows = batch[(batch >= mine.start) & (batch < mine.stop)]
+    owned = (batch >= mine.start) & (batch < mine.stop)  # this rank's positions in the batch
+    rows = batch[owned]
     x_rows, y_rows = x[rows], y[rows]
-    return train_step(
-        model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
-        share=_share(loss_fn, y_rows, len(batch)),
-    )  # fmt: skip
+    dropouts = [m for m in model.modules() if isinstance(m, Dropout) and m.training]
+    for layer in dropouts:  # the whole batch's masks drawn, this rank's rows kept
+        layer.rng = BatchRows(layer.rng, owned)  # type: ignore[assignment]
+    try:
+        if dropouts and not len(rows) and not statistics:
+            model.forward(x_rows)  # no rows: the masks are drawn all the same, none kept
+        return train_step(
+            model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
+            share=_share(loss_fn, y_rows, len(batch)),
+        )  # fmt: skip
+    finally:
+        for layer in dropouts:
+            layer.rng = layer.rng.rng  # type: ignore[attr-defined]
+
+
+class BatchRows:
+    """A Dropout layer's generator on one rank: the whole batch's draws, this rank's rows.
+
+    The single process draws a mask for every row of the batch; so does every rank, from
+    its copy of the same generator, and keeps the rows ``owned`` (a boolean per row of the
+    batch) marks: its masks are the single process's, and its generator moves as that one.
+    """
+
+    def __init__(self, rng: np.random.Generator, owned: Array) -> None:
+        self.rng, self.owned = rng, owned
+
+    def random(self, dtype: Any, out: Array) -> Array:
+        """``out`` (this rank's rows, ...) filled as ``Generator.random(dtype=, out=)`` does."""
+        whole = self.rng.random((len(self.owned), *out.shape[1:]), dtype=dtype)
+        out[...] = whole[self.owned]
+        return out
 
 
 def gradient_exchange(comm: Communicator, optimizer: Optimizer, loss_fn: Loss) -> GradientExchange:
