@@ -29,7 +29,7 @@ from handprop.distributed import (
 )
 from handprop.moments import Moments
 from handprop.training import train_step
-from handprop.training.sharded import check_batch_statistics
+from handprop.training.sharded import check_batch_statistics, sharded_step
 from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,6 +227,38 @@ def test_the_unfused_sgd_update_rounds_as_the_whole_array_update(options: dict[s
             g = g + options["momentum"] * velocity if options.get("nesterov") else velocity
         w = w - 0.01 * g
         np.testing.assert_array_equal(parameter.data, w)
+
+
+class SecondOfTwoRanks:
+    """Rank 1 of 2 that sums with no one (its sums are its own buffer)."""
+
+    rank, size = 1, 2
+
+    def rows(self, n: int) -> slice:
+        return shard(n, self.rank, self.size)
+
+    def shared_sum(self, n: int, dtype: np.dtype) -> None:  # type: ignore[type-arg]
+        return None
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        pass
+
+
+def test_a_rank_with_no_row_of_a_batch_draws_its_dropout_masks_all_the_same() -> None:
+    """The generator moves by the whole batch's masks, as the single process's; a CNN too."""
+    rng = np.random.default_rng(0)
+    dropout = hp.Dropout(0.5, rng=3)
+    model = hp.Sequential(
+        hp.Conv2d(1, 2, 3, rng=rng), hp.ReLU(), hp.Flatten(), dropout, hp.Linear(72, 2, rng=rng)
+    )
+    sgd = hp.SGD(model.parameters(), lr=0.1)
+    exchange = GradientExchange(SecondOfTwoRanks(), sgd.params)  # type: ignore[arg-type]
+    x, y = rng.standard_normal((10, 1, 8, 8)), rng.standard_normal((10, 2))
+    batch = np.array([3, 0, 4])  # rank 1 owns rows 5 to 9: none of these
+    sharded_step(exchange, model, hp.MeanSquaredError(), sgd, (x, y), batch, None)
+    single = np.random.default_rng(3)
+    single.random((3, 72))  # the single process's masks of the batch: 3 rows of 72
+    assert dropout.rng.bit_generator.state == single.bit_generator.state
 
 
 class ThreeRanks:

@@ -46,10 +46,10 @@ def sharded_step(
     x_rows, y_rows = x[rows], y[rows]
     dropouts = [m for m in model.modules() if isinstance(m, Dropout) and m.training]
     for layer in dropouts:  # the whole batch's masks drawn, this rank's rows kept
-        layer.rng = BatchRows(layer.rng, owned)  # type: ignore[assignment]
+        layer.rng = BatchRows(layer.rng, len(batch), np.flatnonzero(owned))  # type: ignore[assignment]
     try:
-        if dropouts and not len(rows) and not statistics:
-            model.forward(x_rows)  # no rows: the masks are drawn all the same, none kept
+        if dropouts and not len(rows) and not statistics and mine.start < mine.stop:
+            _draw_masks(model, dropouts, x[mine.start : mine.start + 1])
         return train_step(
             model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
             share=_share(loss_fn, y_rows, len(batch)),
@@ -59,21 +59,33 @@ def sharded_step(
             layer.rng = layer.rng.rng  # type: ignore[attr-defined]
 
 
+def _draw_masks(model: Module, dropouts: list[Dropout], one_row: Array) -> None:
+    """Move the Dropout generators by the batch's masks, for a rank that owns no row of it.
+
+    A forward pass of one row of the rank's own (an empty one is not every layer's input:
+    a convolution's); its output and caches go unused.
+    """
+    for layer in dropouts:
+        layer.rng.keep = np.zeros(1, dtype=np.int64)  # type: ignore[attr-defined]
+    model.forward(one_row)
+
+
 class BatchRows:
     """A Dropout layer's generator on one rank: the whole batch's draws, this rank's rows.
 
     The single process draws a mask for every row of the batch; so does every rank, from
-    its copy of the same generator, and keeps the rows ``owned`` (a boolean per row of the
-    batch) marks: its masks are the single process's, and its generator moves as that one.
+    its copy of the same generator, and keeps the rows ``keep`` (positions in the batch of
+    ``batch_rows`` rows): its masks are the single process's, and its generator moves as
+    that one.
     """
 
-    def __init__(self, rng: np.random.Generator, owned: Array) -> None:
-        self.rng, self.owned = rng, owned
+    def __init__(self, rng: np.random.Generator, batch_rows: int, keep: Array) -> None:
+        self.rng, self.batch_rows, self.keep = rng, batch_rows, keep
 
     def random(self, dtype: Any, out: Array) -> Array:
         """``out`` (this rank's rows, ...) filled as ``Generator.random(dtype=, out=)`` does."""
-        whole = self.rng.random((len(self.owned), *out.shape[1:]), dtype=dtype)
-        out[...] = whole[self.owned]
+        whole = self.rng.random((self.batch_rows, *out.shape[1:]), dtype=dtype)
+        out[...] = whole[self.keep]
         return out
 
 
