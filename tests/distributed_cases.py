@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import handprop as hp
+import handprop.distributed
 from handprop.training import FitOptions, History, fit
 
 
@@ -203,6 +204,15 @@ def main(out: str) -> None:
             for index, grad in enumerate(said[0]):
                 saved[f"exchange-{path}/rank{rank}/{index}"] = grad
             saved[f"exchange-{path}/rank{rank}/facts"] = np.array(said[1], dtype=float)
+    room = handprop.distributed.shared_memory_room
+    handprop.distributed.shared_memory_room = lambda: 1e6  # /dev/shm of 1 MB on rank 1 alone
+    if comm.rank != 1:
+        handprop.distributed.shared_memory_room = room
+    big = [hp.Parameter(np.zeros((300, 300)))]  # 3 rows of 90002 numbers: 2.2 MB on 2 ranks
+    saved[f"no-room/rank{comm.rank}"] = np.array(GradientExchange(comm, big).shared is None)
+    handprop.distributed.shared_memory_room = room
+    for rank, said in enumerate(comm.allgather(saved[f"no-room/rank{comm.rank}"])):
+        saved[f"no-room/rank{rank}"] = said
     averaged = [np.full(3, float(comm.rank)), np.array([comm.rank], dtype=np.int64)]
     comm.average(averaged)
     saved["average"] = np.concatenate([a.astype(float) for a in averaged])

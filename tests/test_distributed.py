@@ -354,6 +354,11 @@ def test_the_exchange_sums_every_ranks_gradients_and_losses(distributed_runs, pa
         assert own_data or path == "allreduce"  # no .grad left viewing freed shared memory
 
 
+def test_every_rank_takes_the_allreduce_when_one_has_no_room_in_dev_shm(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    assert [bool(saved[f"no-room/rank{rank}"]) for rank in range(ranks)] == [True] * ranks
+
+
 def test_batch_norm_statistics_are_averaged_over_the_ranks(distributed_runs) -> None:  # type: ignore[no-untyped-def]
     ranks, saved = distributed_runs
     single, error = batch_norm_run(64)

@@ -16,6 +16,7 @@ one process, which is the plain single-process path.
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -107,14 +108,20 @@ class Communicator:
     def shared_sum(self, n: int, dtype: np.dtype[Any]) -> "SharedSum | None":
         """A ``SharedSum`` of ``n`` numbers if every rank runs on this machine, else None.
 
-        None too with ``shared_memory=False``. Collective: every rank calls it.
+        None too with ``shared_memory=False``, or if ``/dev/shm`` (where MPICH puts shared
+        windows) has no room for it: a container's is often 64 MB, and a window larger
+        than its room can be mapped all the same, to fail (tmpfs: SIGBUS) at the first
+        write past it.
+        Collective: every rank calls it.
         """
         if not self.shared_memory or self.size < 2:
             return None
         from mpi4py import MPI
 
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
-        if node.Get_size() != self.size:  # ranks on several machines: the Allreduce
+        needed = (self.size + 1) * n * np.dtype(dtype).itemsize
+        fits = node.Get_size() == self.size and shared_memory_room() >= needed
+        if not node.allreduce(fits, op=MPI.LAND):  # several machines, or no room
             node.Free()
             return None
         return SharedSum(node, n, dtype)
@@ -203,6 +210,15 @@ def world() -> Communicator | None:
         return None
     communicator = Communicator(MPI.COMM_WORLD)
     return communicator if communicator.size > 1 else None
+
+
+def shared_memory_room() -> float:
+    """Bytes free in ``/dev/shm``; infinite where there is none to ask (not Linux)."""
+    try:
+        place = os.statvfs("/dev/shm")
+    except OSError:
+        return math.inf
+    return place.f_bavail * place.f_frsize
 
 
 def shard(n: int, rank: int, size: int) -> slice:
