@@ -5,7 +5,8 @@
 
 The medium size: global batch 512, D_in 4096, H 1024, D_out 256 (Linear, ReLU, Linear,
 mean squared error, plain SGD). K ranks each take 512 / K rows of every batch and
-exchange the gradients with one Allreduce a step; one rank runs the plain path
+exchange the gradients once a step, by default both ways: summed in shared memory (the
+ranks of one machine) and by one Allreduce (between machines); one rank runs the plain path
 (train_step, the fused SGD update). Every rank gets one BLAS thread
 (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment), so K ranks
 use K cores: on a machine with fewer idle cores than ranks the ratio says so. Rank 0's
@@ -20,56 +21,135 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 BATCH, D_IN, H, D_OUT = 512, 4096, 1024, 256
 
 
-def child(steps: int, warmup: int) -> None:
-    """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step."""
-    import handprop as hp
-    from handprop.distributed import GradientExchange, shard, world
-    from handprop.training import train_step
+WAYS = ("shared", "allreduce", "alone")
 
-    comm = world()
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
-    model = hp.Sequential(hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng))
-    loss_fn, sgd = hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=1e-3)
-    exchange = None if comm is None else GradientExchange(comm, sgd.params)
-    rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
-    x_part, y_part = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
-    share = len(x_part) / BATCH
-    times, cpu = [], []
+
+def child(steps: int, warmup: int, way: int, ranks: int) -> None:
+    """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step.
+
+    "alone" alternates rank 0's step with the one-rank step, in one process, and prints
+    that one's median too: the two see the same machine, a step apart.
+    """
+    from handprop.distributed import Communicator, world
+
+    comm: Any = world()
+    if comm is not None and WAYS[way] == "allreduce":
+        comm = Communicator(comm.comm, shared_memory=False)
+    plain = None
+    if comm is None and ranks > 1:  # "alone": rank 0's work of K ranks, no rank to wait for
+        comm, plain = _Alone(ranks), _Run(None)
+    run = _Run(comm)
+    times, cpu, plain_times = [], [], []
     for step in range(warmup + steps):
         start, start_cpu = time.perf_counter(), time.process_time()
-        train_step(model, loss_fn, sgd, x_part, y_part, exchange=exchange, share=share)
+        run.step()
         if step >= warmup:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    exchange_times = [0.0]
-    if exchange is not None:  # the Allreduce alone, on the same buffer
+        if plain is not None:
+            start = time.perf_counter()
+            plain.step()
+            plain_times.append(time.perf_counter() - start)
+    exchange, exchange_times = run.exchange, [0.0]
+    if exchange is not None:  # the exchange alone, on the same buffer
         exchange_times = []
         for _ in range(steps):
             start = time.perf_counter()
-            exchange.comm.allreduce_sum(exchange.buffer)
+            if exchange.shared is None:
+                exchange.comm.allreduce_sum(exchange.buffer)
+            else:
+                exchange.shared.add_up()
             exchange_times.append(time.perf_counter() - start)
+        exchange.close()
     if comm is None or comm.rank == 0:
-        print(f"{np.median(times):.6f} {np.median(cpu):.6f} {np.median(exchange_times):.6f}")
+        medians = [np.median(t) for t in (times, cpu, exchange_times, plain_times or [0.0])]
+        print(" ".join(f"{m:.6f}" for m in medians))
 
 
-def measure(ranks: int, steps: int, warmup: int) -> tuple[float, float, float]:
+class _Run:
+    """The medium-size network, its data and SGD; on a world, that rank's rows and exchange."""
+
+    def __init__(self, comm: Any) -> None:
+        import handprop as hp
+        from handprop.distributed import GradientExchange, shard
+
+        rng = np.random.default_rng(0)
+        x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
+        self.model = hp.Sequential(
+            hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng)
+        )
+        self.loss_fn, self.sgd = hp.MeanSquaredError(), hp.SGD(self.model.parameters(), lr=1e-3)
+        self.exchange = None if comm is None else GradientExchange(comm, self.sgd.params)
+        rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
+        self.x, self.y = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
+        self.share = len(self.x) / BATCH
+
+    def step(self) -> None:
+        from handprop.training import train_step
+
+        train_step(
+            self.model, self.loss_fn, self.sgd, self.x, self.y, exchange=self.exchange,
+            share=self.share,
+        )  # fmt: skip
+
+
+class _Alone:
+    """Rank 0 of ``size`` ranks that sum in shared memory, in one process: nobody to wait for.
+
+    Its step does a rank's arithmetic and memory traffic (its rows, its part of the sum,
+    the update) with the other ranks' rows of the sum left as they are: what each rank
+    would take with a core of its own, on a machine whose other cores are busy.
+    """
+
+    rank = 0
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def shared_sum(self, n: int, dtype: np.dtype[Any]) -> Any:
+        from handprop.distributed import SharedSum, shard
+
+        class Unshared(SharedSum):
+            def __init__(self, size: int) -> None:  # rows in this process, barriers that pass
+                self.node, self.size = self, size
+                self.rows = np.zeros((size + 1, n), dtype=dtype)
+                self.mine, self.total, self.part = self.rows[0], self.rows[size], shard(n, 0, size)
+
+            def Barrier(self) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return Unshared(self.size)
+
+
+def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float, float, float]:
     """Median seconds per global step on ``ranks`` ranks (wall clock, then rank 0's CPU
-    time), and of its Allreduce alone."""
+    time), of its exchange alone (``way``: in shared memory, by an Allreduce, or rank 0's
+    work in one process), and for "alone", of the one-rank step between its steps."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
-    me = [sys.executable, "-m", "benchmarks.distributed", "--child", str(steps), str(warmup)]
+    child = [
+        "--child",
+        str(steps),
+        str(warmup),
+        str(WAYS.index(way) if way in WAYS else 0),
+        str(ranks),
+    ]
+    me = [sys.executable, "-m", "benchmarks.distributed", *child]
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
-    command = me if ranks == 1 else [mpiexec, "-n", str(ranks), *me]
+    command = me if ranks == 1 or way == "alone" else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    step, cpu, exchange = done.stdout.split()[-3:]
-    return float(step), float(cpu), float(exchange)
+    step, cpu, exchange, plain = done.stdout.split()[-4:]
+    return float(step), float(cpu), float(exchange), float(plain)
 
 
 def main() -> None:
@@ -77,7 +157,12 @@ def main() -> None:
     parser.add_argument("--ranks", default="1,2", help="comma-separated; default 1,2")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--exchange", default="shared,allreduce",
+        help="for K > 1 ranks, comma-separated: shared (memory, one machine's ranks), "
+        "allreduce, alone (rank 0's work of K ranks, in one process)",
+    )  # fmt: skip
+    parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -86,13 +171,22 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     base = base_cpu = None
     for ranks in map(int, args.ranks.split(",")):
-        seconds, cpu, exchange = measure(ranks, args.steps, args.warmup)
-        base, base_cpu = base or seconds, base_cpu or cpu
-        print(
-            f"{ranks} rank(s): {seconds * 1e3:8.2f} ms/step (Allreduce {exchange * 1e3:.2f} ms), "
-            f"{BATCH / seconds:9.0f} samples/s, {base / seconds:.2f}x one rank; "
-            f"rank 0's CPU {cpu * 1e3:.2f} ms/step, {base_cpu / cpu:.2f}x"
-        )
+        for way in ["plain"] if ranks == 1 else args.exchange.split(","):
+            if way not in WAYS and ranks > 1:
+                parser.error(f"--exchange takes {', '.join(WAYS)}, received {way!r}")
+            seconds, cpu, exchange, plain = measure(ranks, args.steps, args.warmup, way)
+            base, base_cpu = base or seconds, base_cpu or cpu
+            print(
+                f"{ranks} rank(s), {way:9}: {seconds * 1e3:7.2f} ms/step "
+                f"(exchange alone {exchange * 1e3:5.2f} ms), {BATCH / seconds:5.0f} samples/s, "
+                f"{base / seconds:.2f}x one rank; rank 0's CPU {cpu * 1e3:.2f} ms/step, "
+                f"{base_cpu / cpu:.2f}x"
+            )
+            if plain:
+                print(
+                    f"    the one-rank step between these: {plain * 1e3:7.2f} ms, "
+                    f"{plain / seconds:.2f}x rank 0's step"
+                )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import handprop as hp
+import handprop.distributed
 from handprop.training import FitOptions, History, fit
 
 
@@ -26,6 +27,7 @@ class Case:
     options: FitOptions | None = None
     rows: int = 300
     shards: bool = False  # each rank holds its own rows alone (RowShard)
+    dropout: float = 0.0  # a Dropout layer after the hidden layer's Tanh
 
 
 CASES = {
@@ -66,6 +68,14 @@ CASES = {
     "row-shards-sgd-mse": Case(
         hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 32, 3, True, shards=True
     ),
+    # every rank draws the whole batch's masks and keeps its rows: the single process's
+    "dropout-adam-cross-entropy": Case(
+        hp.SoftmaxCrossEntropy, lambda p: hp.Adam(p, lr=5e-2), True, 30, 3, True, dropout=0.3
+    ),
+    # ranks with no row of a batch draw its masks all the same
+    "dropout-batches-smaller-than-the-world": Case(
+        hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 2, 1, rows=21, dropout=0.3
+    ),
 }
 
 
@@ -91,7 +101,10 @@ def train(name: str, comm: Any = None) -> tuple[list[np.ndarray], History]:
     case = CASES[name]
     rng = np.random.default_rng(1)
     d_out = 3 if case.classification else 2
-    model = hp.Sequential(hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng))
+    layers = [hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng)]
+    if case.dropout:
+        layers.insert(2, hp.Dropout(case.dropout, rng=5))
+    model = hp.Sequential(*layers)
     data, validation = problem(case)
     if comm is not None and case.shards:  # each rank keeps its own rows alone
         data = own_rows(data, comm)
@@ -128,40 +141,78 @@ def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray],
 
 
 def main(out: str) -> None:
-    from handprop.distributed import Communicator, world
+    from mpi4py import MPI
+
+    from handprop.distributed import Communicator, GradientExchange, SharedSum, world
 
     comm = world()
     assert comm is not None, "run under mpiexec -n K with K > 1"
-    calls = 0
-    allreduce = Communicator.allreduce_sum
+    calls = {"allreduce": 0, "shared": 0}
 
-    def counted(self: Communicator, buffer: np.ndarray) -> None:
-        nonlocal calls
-        calls += 1
-        allreduce(self, buffer)
+    def counted(method: Callable[..., None], path: str) -> Callable[..., None]:
+        def counting(*args: Any) -> None:
+            calls[path] += 1
+            method(*args)
 
-    Communicator.allreduce_sum = counted  # type: ignore[method-assign]
+        return counting
+
+    Communicator.allreduce_sum = counted(Communicator.allreduce_sum, "allreduce")  # type: ignore[method-assign]
+    SharedSum.add_up = counted(SharedSum.add_up, "shared")  # type: ignore[method-assign]
     saved: dict[str, Any] = {}
-    for name in CASES:
-        calls = 0
-        weights, history = train(name, comm)
-        everyone = comm.allgather(weights)
-        for rank, arrays in enumerate(everyone):
-            for index, array in enumerate(arrays):
-                saved[f"{name}/rank{rank}/{index}"] = array
-        saved[f"{name}/calls"] = np.array(calls)
-        saved[f"{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
-        saved[f"{name}/logs"] = np.array(
-            [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]
-             for log in history.logs]
-        )  # fmt: skip
-        saved[f"{name}/stop"] = np.array(history.stop_reason)
+    # the ranks of one machine sum in shared memory; the Allreduce is the path between machines
+    paths = {"shared": comm, "allreduce": Communicator(MPI.COMM_WORLD, shared_memory=False)}
+    for path, world_of_path in paths.items():
+        for name in CASES:
+            calls.update(allreduce=0, shared=0)
+            weights, history = train(name, world_of_path)
+            everyone = comm.allgather(weights)
+            for rank, arrays in enumerate(everyone):
+                for index, array in enumerate(arrays):
+                    saved[f"{path}/{name}/rank{rank}/{index}"] = array
+            saved[f"{path}/{name}/calls"] = np.array([calls["allreduce"], calls["shared"]])
+            saved[f"{path}/{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
+            saved[f"{path}/{name}/logs"] = np.array(
+                [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]
+                 for log in history.logs]
+            )  # fmt: skip
+            saved[f"{path}/{name}/stop"] = np.array(history.stop_reason)
     for batch_size in (64, 2):  # 2: some batch gives a rank one row
         arrays, error = batch_norm_run(batch_size, comm)
         for rank, (held, said) in enumerate(comm.allgather((arrays, error))):
             saved[f"batch-norm-{batch_size}/rank{rank}/error"] = np.array(said)
             for index, array in enumerate(held):
                 saved[f"batch-norm-{batch_size}/rank{rank}/{index}"] = array
+    for path, world_of_path in paths.items():  # the exchange alone: rank r adds (r + 1) * g
+        params = [hp.Parameter(np.zeros((5, 7))), hp.Parameter(np.zeros(3))]
+        exchange = GradientExchange(world_of_path, params)
+        exchange.collect()
+        for parameter in params:
+            parameter.grad[...] = (comm.rank + 1) * np.arange(parameter.data.size).reshape(
+                parameter.shape
+            )
+        loss = exchange.average(float(comm.rank), 1.0)
+        on_one_machine = exchange.shared is not None
+        exchange.close()  # the grads become copies, the shared memory is freed
+        for rank, said in enumerate(
+            comm.allgather(
+                (
+                    [p.grad for p in params],
+                    [loss, on_one_machine, all(p.grad.flags.owndata for p in params)],
+                )
+            )
+        ):
+            for index, grad in enumerate(said[0]):
+                saved[f"exchange-{path}/rank{rank}/{index}"] = grad
+            saved[f"exchange-{path}/rank{rank}/facts"] = np.array(said[1], dtype=float)
+    room = handprop.distributed.shared_memory_room
+    handprop.distributed.shared_memory_room = lambda: 1e6  # /dev/shm of 1 MB on rank 1 alone
+    if comm.rank != 1:
+        handprop.distributed.shared_memory_room = room
+    big = [hp.Parameter(np.zeros((300, 300)))]  # 3 rows of 90002 numbers: 2.2 MB on 2 ranks
+    saved[f"no-room/rank{comm.rank}"] = np.array(GradientExchange(comm, big).shared is None)
+    handprop.distributed.shared_memory_room = room
+    for rank, said in enumerate(comm.allgather(saved[f"no-room/rank{comm.rank}"])):
+        saved[f"no-room/rank{rank}"] = said
     averaged = [np.full(3, float(comm.rank)), np.array([comm.rank], dtype=np.int64)]
     comm.average(averaged)
     saved["average"] = np.concatenate([a.astype(float) for a in averaged])

@@ -29,7 +29,7 @@ from handprop.distributed import (
 )
 from handprop.moments import Moments
 from handprop.training import train_step
-from handprop.training.sharded import check_batch_statistics
+from handprop.training.sharded import check_batch_statistics, sharded_step
 from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,9 @@ class TwoIdenticalRanks:
     def __init__(self) -> None:
         self.buffers: list[np.ndarray] = []
 
+    def shared_sum(self, n: int, dtype: np.dtype) -> None:  # type: ignore[type-arg]
+        return None  # on two machines: the Allreduce
+
     def allreduce_sum(self, buffer: np.ndarray) -> None:
         self.buffers.append(buffer)
         buffer *= 2
@@ -202,6 +205,60 @@ def test_a_fused_sgd_does_not_skip_the_exchange() -> None:
     for a, b, c in zip(plain, halves, doubled, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-16)  # 2 ranks * 0.5: the same step
         np.testing.assert_allclose(c, 2 * a, rtol=1e-13, atol=1e-16)  # the exchanged sum moved it
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}]
+)
+def test_the_unfused_sgd_update_rounds_as_the_whole_array_update(options: dict[str, float]) -> None:
+    """An exchanged step's update (SGD.step) goes a cache-sized part at a time: same bits."""
+    rng = np.random.default_rng(0)
+    shape = (300, 250)  # 75000 numbers: more than two parts, the last one short
+    w, grad = rng.standard_normal(shape), rng.standard_normal(shape)
+    parameter = hp.Parameter(w.copy())
+    parameter.grad = grad.copy()
+    sgd = hp.SGD([parameter], lr=0.01, **options)
+    velocity = np.zeros(shape)
+    for _ in range(2):
+        sgd.step()
+        g = grad + options.get("weight_decay", 0.0) * w
+        if "momentum" in options:
+            velocity = options["momentum"] * velocity + g
+            g = g + options["momentum"] * velocity if options.get("nesterov") else velocity
+        w = w - 0.01 * g
+        np.testing.assert_array_equal(parameter.data, w)
+
+
+class SecondOfTwoRanks:
+    """Rank 1 of 2 that sums with no one (its sums are its own buffer)."""
+
+    rank, size = 1, 2
+
+    def rows(self, n: int) -> slice:
+        return shard(n, self.rank, self.size)
+
+    def shared_sum(self, n: int, dtype: np.dtype) -> None:  # type: ignore[type-arg]
+        return None
+
+    def allreduce_sum(self, buffer: np.ndarray) -> None:
+        pass
+
+
+def test_a_rank_with_no_row_of_a_batch_draws_its_dropout_masks_all_the_same() -> None:
+    """The generator moves by the whole batch's masks, as the single process's; a CNN too."""
+    rng = np.random.default_rng(0)
+    dropout = hp.Dropout(0.5, rng=3)
+    model = hp.Sequential(
+        hp.Conv2d(1, 2, 3, rng=rng), hp.ReLU(), hp.Flatten(), dropout, hp.Linear(72, 2, rng=rng)
+    )
+    sgd = hp.SGD(model.parameters(), lr=0.1)
+    exchange = GradientExchange(SecondOfTwoRanks(), sgd.params)  # type: ignore[arg-type]
+    x, y = rng.standard_normal((10, 1, 8, 8)), rng.standard_normal((10, 2))
+    batch = np.array([3, 0, 4])  # rank 1 owns rows 5 to 9: none of these
+    sharded_step(exchange, model, hp.MeanSquaredError(), sgd, (x, y), batch, None)
+    single = np.random.default_rng(3)
+    single.random((3, 72))  # the single process's masks of the batch: 3 rows of 72
+    assert dropout.rng.bit_generator.state == single.bit_generator.state
 
 
 class ThreeRanks:
@@ -260,23 +317,46 @@ def distributed_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         return ranks, dict(saved)
 
 
+@pytest.mark.parametrize("path", ["shared", "allreduce"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    """On one machine the ranks sum in shared memory; across machines by Allreduce (forced here)."""
     ranks, saved = distributed_runs
     weights, history = train(name)
+    key = f"{path}/{name}"
     for rank in range(ranks):
         for index, expected in enumerate(weights):
-            got = saved[f"{name}/rank{rank}/{index}"]
+            got = saved[f"{key}/rank{rank}/{index}"]
             assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
-            np.testing.assert_array_equal(got, saved[f"{name}/rank0/{index}"])  # every rank
+            np.testing.assert_array_equal(got, saved[f"{key}/rank0/{index}"])  # every rank
     logs = [
         [g.train_loss, g.train_metric, g.val_loss or 0, g.val_metric or 0] for g in history.logs
     ]
-    np.testing.assert_allclose(saved[f"{name}/logs"], logs, rtol=1e-10, atol=1e-12)
-    assert str(saved[f"{name}/stop"]) == history.stop_reason
-    # one Allreduce a step, the fused SGD's included
-    assert int(saved[f"{name}/calls"]) == int(saved[f"{name}/steps"])
-    assert int(saved[f"{name}/steps"]) == len(history.logs) * steps_per_epoch(name)
+    np.testing.assert_allclose(saved[f"{key}/logs"], logs, rtol=1e-10, atol=1e-12)
+    assert str(saved[f"{key}/stop"]) == history.stop_reason
+    # one exchange a step, the fused SGD's included, by the path asked for alone
+    steps = int(saved[f"{key}/steps"])
+    assert saved[f"{key}/calls"].tolist() == ([0, steps] if path == "shared" else [steps, 0])
+    assert steps == len(history.logs) * steps_per_epoch(name)
+
+
+@pytest.mark.parametrize("path", ["shared", "allreduce"])
+def test_the_exchange_sums_every_ranks_gradients_and_losses(distributed_runs, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Rank r's gradients are (r + 1) * g: every rank reads (1 + ... + K) * g; close() copies."""
+    ranks, saved = distributed_runs
+    for rank in range(ranks):
+        for index, shape in enumerate([(5, 7), (3,)]):
+            expected = ranks * (ranks + 1) / 2 * np.arange(np.prod(shape)).reshape(shape)
+            np.testing.assert_array_equal(saved[f"exchange-{path}/rank{rank}/{index}"], expected)
+        loss, on_one_machine, own_data = saved[f"exchange-{path}/rank{rank}/facts"]
+        assert loss == ranks * (ranks - 1) / 2
+        assert on_one_machine == (path == "shared")
+        assert own_data or path == "allreduce"  # no .grad left viewing freed shared memory
+
+
+def test_every_rank_takes_the_allreduce_when_one_has_no_room_in_dev_shm(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    ranks, saved = distributed_runs
+    assert [bool(saved[f"no-room/rank{rank}"]) for rank in range(ranks)] == [True] * ranks
 
 
 def test_batch_norm_statistics_are_averaged_over_the_ranks(distributed_runs) -> None:  # type: ignore[no-untyped-def]

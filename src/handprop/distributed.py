@@ -2,10 +2,12 @@
 
 K processes train one model: rank r owns the r-th contiguous part of the rows (and may
 hold only those, ``RowShard``); of every global mini-batch each rank computes the
-gradients of the rows it owns, weighted by their share of the batch, one ``Allreduce``
-over one contiguous buffer (every parameter's gradient, the loss, the share) sums them,
-and every rank applies the same update. Scores, standardisation statistics and
-BatchNorm's running statistics are merged across ranks. Rank 0 alone writes files.
+gradients of the rows it owns, weighted by their share of the batch, into one contiguous
+buffer (every parameter's gradient, the loss, the share); one exchange a step sums the
+buffers, and every rank applies the same update. The exchange is one ``Allreduce``, or,
+when every rank runs on one machine, a sum in MPI shared memory (``SharedSum``), which
+copies nothing. Scores, standardisation statistics and BatchNorm's running statistics
+are merged across ranks. Rank 0 alone writes files.
 
 A plain ``python`` run imports nothing from MPI: ``world()`` imports mpi4py only when an
 MPI launcher (``mpiexec``, ``srun``) started this process, and returns None for a world of
@@ -14,6 +16,7 @@ one process, which is the plain single-process path.
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -90,16 +93,38 @@ class Communicator:
     Every method is collective: each rank calls it, in the same order.
     """
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, shared_memory: bool = True) -> None:
         self.comm = comm
         self.rank: int = comm.Get_rank()
         self.size: int = comm.Get_size()
+        self.shared_memory = shared_memory  # False: gradients always travel by Allreduce
 
     def allreduce_sum(self, buffer: Array) -> None:
         """``buffer`` becomes the element-wise sum of every rank's ``buffer``: one Allreduce."""
         from mpi4py import MPI
 
         self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+
+    def shared_sum(self, n: int, dtype: np.dtype[Any]) -> "SharedSum | None":
+        """A ``SharedSum`` of ``n`` numbers if every rank runs on this machine, else None.
+
+        None too with ``shared_memory=False``, or if ``/dev/shm`` (where MPICH puts shared
+        windows) has no room for it: a container's is often 64 MB, and a window larger
+        than its room can be mapped all the same, to fail (tmpfs: SIGBUS) at the first
+        write past it.
+        Collective: every rank calls it.
+        """
+        if not self.shared_memory or self.size < 2:
+            return None
+        from mpi4py import MPI
+
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        needed = (self.size + 1) * n * np.dtype(dtype).itemsize
+        fits = node.Get_size() == self.size and shared_memory_room() >= needed
+        if not node.allreduce(fits, op=MPI.LAND):  # several machines, or no room
+            node.Free()
+            return None
+        return SharedSum(node, n, dtype)
 
     def allgather(self, value: Any) -> list[Any]:
         """Every rank's ``value`` (small Python objects), in rank order."""
@@ -187,6 +212,15 @@ def world() -> Communicator | None:
     return communicator if communicator.size > 1 else None
 
 
+def shared_memory_room() -> float:
+    """Bytes free in ``/dev/shm``; infinite where there is none to ask (not Linux)."""
+    try:
+        place = os.statvfs("/dev/shm")
+    except OSError:
+        return math.inf
+    return place.f_bavail * place.f_frsize
+
+
 def shard(n: int, rank: int, size: int) -> slice:
     """Rank ``rank``'s contiguous share of ``n`` rows among ``size`` ranks."""
     return slice(n * rank // size, n * (rank + 1) // size)
@@ -231,17 +265,77 @@ class RowShard:
         )
 
 
+class SharedSum:
+    """The ranks of one machine sum their buffers in shared memory, each a part of the sum.
+
+    An MPI shared window holds K + 1 rows of ``n`` numbers: row r is rank r's buffer
+    (``mine``), row K the sum (``total``), which every rank reads. ``add_up`` waits for
+    every rank (a barrier), adds up its K-th part of the rows, in rank order, and waits
+    again: no message is copied (an Allreduce copies each number in and out of MPI's own
+    shared memory), and every rank reads the same bits. Shape: the window (K + 1, n).
+    """
+
+    #: Numbers added at a time: the rows' parts stay in cache while they are summed.
+    part_size = 32768
+
+    def __init__(self, node: Any, n: int, dtype: np.dtype[Any]) -> None:
+        from mpi4py import MPI
+
+        self.node, self.size, rank = node, node.Get_size(), node.Get_rank()
+        itemsize = np.dtype(dtype).itemsize
+        rows = self.size + 1
+        self.window = MPI.Win.Allocate_shared(
+            rows * n * itemsize if rank == 0 else 0, itemsize, comm=node
+        )
+        memory, _ = self.window.Shared_query(0)
+        self.rows: Array = np.ndarray((rows, n), dtype=dtype, buffer=memory)  # type: ignore[arg-type]
+        self.mine, self.total = self.rows[rank], self.rows[self.size]
+        self.part = shard(n, rank, self.size)
+
+    def add_up(self, normalise: bool = False) -> None:
+        """``total`` becomes the sum of every rank's ``mine``.
+
+        ``normalise``: then divided by its last entry (the ranks' weights, which stays)
+        where that is > 0.
+        """
+        self.node.Barrier()  # every rank's buffer is written
+        rows, total, mine = self.rows[: self.size], self.total, self.part
+        for start in range(mine.start, mine.stop, self.part_size):
+            part = slice(start, min(start + self.part_size, mine.stop))
+            np.add(rows[0, part], rows[1, part], out=total[part])
+            for row in rows[2:]:
+                np.add(total[part], row[part], out=total[part])
+        if normalise:
+            divisor = rows[0, -1]
+            for row in rows[1:]:  # total[-1], in the same order, whichever rank sums it
+                divisor = divisor + row[-1]
+            if divisor > 0:
+                total[mine.start : min(mine.stop, len(total) - 1)] /= divisor
+        self.node.Barrier()  # every part is summed: the sum is whole, the buffers free
+
+    def close(self) -> None:
+        """Free the shared window (collective); ``rows`` and its views must not be read after."""
+        self.window.Free()
+        self.node.Free()
+
+
 class GradientExchange:
-    """Every parameter's gradient, the loss and a weight in one buffer: one Allreduce a step.
+    """Every parameter's gradient, the loss and a weight in one buffer, summed once a step.
 
     Each Parameter's ``.grad`` is rebound to a view of the buffer, so backward writes
     straight into it, already scaled by this rank's share of the global batch (the
     share scales ``grad_y_pred``); ``average(loss, share)`` sums gradients and losses
     over the ranks and returns the batch's loss.
 
+    When every rank runs on one machine (``comm.shared_sum``), the buffer is this rank's
+    row of a ``SharedSum`` instead of an Allreduce's, and after ``average`` each
+    ``.grad`` views the summed row, which every rank of the machine reads: read it, do
+    not write it (``average(private=True)`` copies it into this rank's buffer first).
+    ``collect()`` points ``.grad`` back at the buffer before the next backward.
+
     ``normalise``: the shares are weights whose sum the ranks do not know (a
     class-weighted loss: each rank's rows' class weights); the sums are then divided by
-    the sum of the shares, exchanged in the same Allreduce.
+    the sum of the shares, exchanged in the same sum.
     """
 
     def __init__(
@@ -253,21 +347,33 @@ class GradientExchange:
             names = sorted(map(str, dtypes))
             raise TypeError(f"the parameters must share one dtype, received {names}")
         self.comm, self.params, self.normalise = comm, list(params), normalise
-        sizes = [p.data.size for p in self.params]
+        dtype = dtypes.pop()
         # the last two entries: the loss, and the ranks' weights summed (see average)
-        self.buffer = np.zeros(sum(sizes) + 2, dtype=dtypes.pop())
-        offsets = np.cumsum([0, *sizes])
-        self.views = [
-            self.buffer[a:b].reshape(p.shape)
+        n = sum(p.data.size for p in self.params) + 2
+        self.shared = comm.shared_sum(n, dtype)
+        self.buffer = np.zeros(n, dtype=dtype) if self.shared is None else self.shared.mine
+        self.views = self._views(self.buffer)
+        self.sums = self.views if self.shared is None else self._views(self.shared.total)
+        self.collect()
+
+    def _views(self, buffer: Array) -> list[Array]:
+        """Each parameter's part of ``buffer``, in its shape."""
+        offsets = np.cumsum([0, *(p.data.size for p in self.params)])
+        return [
+            buffer[a:b].reshape(p.shape)
             for p, a, b in zip(self.params, offsets[:-1], offsets[1:], strict=True)
         ]
+
+    def collect(self) -> None:
+        """Point every ``.grad`` at its view of this rank's buffer (before ``zero_grad``)."""
         for parameter, view in zip(self.params, self.views, strict=True):
             parameter.grad = view
 
-    def average(self, loss: float, share: float) -> float:
+    def average(self, loss: float, share: float, private: bool = False) -> float:
         """Sum the (scaled) gradients and ``loss`` over the ranks into every ``.grad``; the loss.
 
         ``share``: this rank's weight, summed too (``normalise`` divides by the sum).
+        ``private``: the summed ``.grad`` will be written (clipping): not shared then.
         """
         for parameter, view in zip(self.params, self.views, strict=True):
             grad = parameter.grad  # reading it writes the zeros of a lazy zero_grad
@@ -275,7 +381,26 @@ class GradientExchange:
                 np.copyto(view, grad)
                 parameter.grad = view
         self.buffer[-2:] = loss, share
-        self.comm.allreduce_sum(self.buffer)
-        if self.normalise and self.buffer[-1] > 0:
-            self.buffer[:-1] /= self.buffer[-1]
-        return float(self.buffer[-2])
+        if self.shared is None:
+            self.comm.allreduce_sum(self.buffer)
+            if self.normalise and self.buffer[-1] > 0:
+                self.buffer[:-1] /= self.buffer[-1]
+            return float(self.buffer[-2])
+        self.shared.add_up(self.normalise)
+        if private:
+            np.copyto(self.buffer, self.shared.total)  # no rank reads this one's row now
+        else:
+            for parameter, summed in zip(self.params, self.sums, strict=True):
+                parameter.grad = summed
+        return float(self.shared.total[-2])
+
+    def close(self) -> None:
+        """Free the shared memory, if any (collective): ``.grad`` and the buffer become copies."""
+        if self.shared is None:
+            return
+        for parameter in self.params:
+            parameter.grad = np.array(parameter.grad)
+        self.buffer = np.array(self.buffer)
+        self.views = self.sums = self._views(self.buffer)
+        self.shared.close()
+        self.shared = None

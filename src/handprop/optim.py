@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import NUMPY
 from handprop.parameter import Gradients, Parameter, as_matrix
 from handprop.registry import Registry
 
@@ -175,8 +176,7 @@ class SGD(Optimizer):
                     )
                 else:
                     grad = velocity
-            # w -= lr * g
-            xp.subtract(parameter.data, xp.multiply(self.lr, grad, out=scratch), out=parameter.data)
+            _subtract_scaled(xp, parameter.data, self.lr, grad, scratch)  # w -= lr * g
 
     def zero_grad(self) -> None:
         """Clear the gradients, and forget what a fused backward that never reached step() moved."""
@@ -206,6 +206,29 @@ class SGD(Optimizer):
 
     def slots(self) -> dict[str, list[Array]]:
         return {"velocity": self.velocities}
+
+
+#: Elements of a numpy array ``_subtract_scaled`` updates at a time (256 KiB of float64).
+_PART = 32768
+
+
+def _subtract_scaled(xp: Any, w: Array, lr: float, grad: Array, scratch: Array) -> None:
+    """``w -= lr * grad``, ``lr * grad`` rounded first, in ``scratch`` (the shape of ``w``).
+
+    On numpy a part at a time: two whole passes (``lr * grad`` into scratch, then
+    subtract) stream five arrays' worth of memory, parts that stay in cache three, with
+    the same rounding (measured: 11.8 vs 6.6 ms for a 4096 x 1024 float64 weight, one
+    core). It is the update of every unfused step, a data-parallel one's included.
+    """
+    if xp is not NUMPY or w.size <= _PART or not (w.flags.c_contiguous and grad.flags.c_contiguous):
+        xp.subtract(w, xp.multiply(lr, grad, out=scratch), out=w)
+        return
+    in_place = grad is scratch  # Nesterov's g + momentum * v lives in scratch
+    w, grad, scratch = w.reshape(-1), grad.reshape(-1), scratch.reshape(-1)
+    for start in range(0, w.size, _PART):
+        part = slice(start, start + _PART)
+        step = scratch[part] if in_place else scratch[: min(_PART, w.size - start)]
+        np.subtract(w[part], np.multiply(lr, grad[part], out=step), out=w[part])
 
 
 class _FusedSGD(Gradients):

@@ -108,7 +108,8 @@ def fit(
     ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
     it, each rank passing the same arguments (the same data, a memory map of it, or
     ``RowShard.of(a, comm)``: its own rows alone): each computes the gradients of its
-    rows of every batch, one Allreduce a step sums them, the scores are merged, BatchNorm's
+    rows of every batch, one exchange a step sums them (an Allreduce, or shared memory on
+    one machine: see ``GradientExchange``), the scores are merged, BatchNorm's
     running statistics are averaged over the ranks after every epoch, and the weights and
     buffers end identical on every rank (checked).
     """
@@ -243,6 +244,8 @@ class _Trainer:
         history = self._run(data, validation, epochs, batch_size, rng, state)
         if self.comm is not None:
             self.comm.check_same(self.arrays, "the weights and buffers after training")
+        if self.exchange is not None:
+            self.exchange.close()  # the shared memory of the ranks of one machine
         return history
 
     def _run(

@@ -5,7 +5,11 @@ each data set it scores), and reads no other row: it may hold only those
 (``RowShard``, a memory map). Every rank draws the same permutation (the same seeded
 generator), so the global batches are the single-process run's; each rank computes
 the gradients of the rows of each batch that it owns, weighted by their share of the
-batch, and one Allreduce sums them.
+batch, and one exchange sums them (``GradientExchange``: an Allreduce, or shared memory
+when every rank runs on one machine).
+
+Dropout draws the whole batch's masks on every rank, from its copy of the layer's
+generator, and keeps the rows the rank owns (``BatchRows``): the single process's masks.
 """
 
 from typing import Any
@@ -14,7 +18,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.distributed import Communicator, EveryRankError, GradientExchange
-from handprop.layers import BatchNorm1d, BatchNorm2d
+from handprop.layers import BatchNorm1d, BatchNorm2d, Dropout
 from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.moments import Moments
@@ -33,15 +37,56 @@ def sharded_step(
 ) -> float:
     """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
     comm, x, y = exchange.comm, *data
-    if _batch_statistics(model):
+    statistics = _batch_statistics(model)
+    if statistics:
         check_batch_statistics(comm, len(x), batch)
     mine = comm.rows(len(x))
-    rows = batch[(batch >= mine.start) & (batch < mine.stop)]
+    owned = (batch >= mine.start) & (batch < mine.stop)  # this rank's positions in the batch
+    rows = batch[owned]
     x_rows, y_rows = x[rows], y[rows]
-    return train_step(
-        model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
-        share=_share(loss_fn, y_rows, len(batch)),
-    )  # fmt: skip
+    dropouts = [m for m in model.modules() if isinstance(m, Dropout) and m.training]
+    for layer in dropouts:  # the whole batch's masks drawn, this rank's rows kept
+        layer.rng = BatchRows(layer.rng, len(batch), np.flatnonzero(owned))  # type: ignore[assignment]
+    try:
+        if dropouts and not len(rows) and not statistics and mine.start < mine.stop:
+            _draw_masks(model, dropouts, x[mine.start : mine.start + 1])
+        return train_step(
+            model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
+            share=_share(loss_fn, y_rows, len(batch)),
+        )  # fmt: skip
+    finally:
+        for layer in dropouts:
+            layer.rng = layer.rng.rng  # type: ignore[attr-defined]
+
+
+def _draw_masks(model: Module, dropouts: list[Dropout], one_row: Array) -> None:
+    """Move the Dropout generators by the batch's masks, for a rank that owns no row of it.
+
+    A forward pass of one row of the rank's own (an empty one is not every layer's input:
+    a convolution's); its output and caches go unused.
+    """
+    for layer in dropouts:
+        layer.rng.keep = np.zeros(1, dtype=np.int64)  # type: ignore[attr-defined]
+    model.forward(one_row)
+
+
+class BatchRows:
+    """A Dropout layer's generator on one rank: the whole batch's draws, this rank's rows.
+
+    The single process draws a mask for every row of the batch; so does every rank, from
+    its copy of the same generator, and keeps the rows ``keep`` (positions in the batch of
+    ``batch_rows`` rows): its masks are the single process's, and its generator moves as
+    that one.
+    """
+
+    def __init__(self, rng: np.random.Generator, batch_rows: int, keep: Array) -> None:
+        self.rng, self.batch_rows, self.keep = rng, batch_rows, keep
+
+    def random(self, dtype: Any, out: Array) -> Array:
+        """``out`` (this rank's rows, ...) filled as ``Generator.random(dtype=, out=)`` does."""
+        whole = self.rng.random((self.batch_rows, *out.shape[1:]), dtype=dtype)
+        out[...] = whole[self.keep]
+        return out
 
 
 def gradient_exchange(comm: Communicator, optimizer: Optimizer, loss_fn: Loss) -> GradientExchange:

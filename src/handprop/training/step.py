@@ -78,12 +78,15 @@ def _exchanged_step(
     exchange: "GradientExchange",
     share: float,
 ) -> float:
-    """``train_step`` on one rank's rows: backward, one Allreduce, then the same update.
+    """``train_step`` on one rank's rows: backward, one exchange, then the same update.
 
     The share scales ``grad_y_pred`` (N, D_out), not every gradient after backward:
     backward is linear in it, and the gradients can be far larger (36 MB at the medium
-    size, a pass over them as long as a third of the Allreduce).
+    size, a pass over them as long as a third of the Allreduce). Summed in shared
+    memory, ``.grad`` views the sum every rank of the machine reads until ``collect``:
+    clipping, which rescales it, gets a private copy.
     """
+    exchange.collect()  # .grad may view the last step's sum, which other ranks read
     optimizer.zero_grad()
     loss = 0.0
     if len(x):
@@ -92,7 +95,7 @@ def _exchanged_step(
         if share != 1.0:
             grad_y_pred = grad_y_pred * share
         model.backward_parameters(grad_y_pred, ACCUMULATE)
-    loss = exchange.average(loss * share, share)
+    loss = exchange.average(loss * share, share, private=clip_norm is not None)
     if clip_norm is not None:
         clip_gradients(optimizer, clip_norm)
     optimizer.step()
