@@ -144,8 +144,9 @@ def test_a_bad_batch_raises_what_train_step_raises() -> None:
     _, captured = twins("relu", "cross-entropy", "adam", "float64")
     step = capture_step(*captured, (N, D_IN), (N,))
     x, y = batches("cross-entropy", "float64", 1)[0]
-    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
-        step(x, np.full(N, D_OUT))
+    for labels in (np.full(N, D_OUT), np.full(N, -1), np.full(N, 2**63, np.uint64)):
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            step(x, labels)
     with pytest.raises(TypeError, match="computes in float64"):
         step(x.astype(np.float32), y)
     assert captured[2].t == 0  # nothing was replayed

@@ -16,6 +16,7 @@ part is recorded here; where the gradients go and the optimizer's update, in
 capture_update.py.
 """
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,8 @@ from handprop.training.step import train_step
 from handprop.training.tape import NotCapturable, Tape
 
 __all__ = ["CapturedStep", "NotCapturable", "Tape", "capture_step"]
+
+_data = operator.attrgetter("data")
 
 #: What a layer's backward records: ``backward(grad_y, need_input_grad, grads) -> grad_x``
 #: (None when the input's gradient is not needed).
@@ -60,23 +63,29 @@ class CapturedStep:
         self.tape, self.x, self.y = tape, *inputs
         self.read_loss, self.guard, self.eager = read_loss, guard, eager
         self.classes = classes  # labels must lie in [0, classes) (cross-entropy)
+        # the labels' bits as unsigned: a negative label reads as a huge one, so one max
+        # checks both ends
+        self.y_bits = self.y if classes is None else self.y.view(f"u{self.y.itemsize}")
 
     def __call__(self, x: Array, y: Array) -> float:
         if not self.fits(x, y):
             return self.eager(x, y)
         np.copyto(self.x, x)
         np.copyto(self.y, y)
+        if self.classes is not None and not self.classes > self.y_bits.max():
+            return self.eager(x, y)  # a label out of range: train_step says which
         return self.replay()
 
     def fits(self, x: object, y: object) -> bool:
-        """Whether (x, y) is a batch the tape trains on as ``train_step`` would."""
+        """Whether (x, y) has the shapes and dtypes the tape trains on as ``train_step``
+        would (labels: any integer dtype; their values are checked as they are copied in)."""
         if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
             return False
         if x.shape != self.x.shape or x.dtype != self.x.dtype or y.shape != self.y.shape:
             return False
         if self.classes is None:
             return bool(y.dtype == self.y.dtype)
-        return y.dtype.kind in "iu" and self.fits_labels(y)
+        return y.dtype.kind in "iu"
 
     def fits_labels(self, y: Array) -> bool:
         """Whether every label of ``y`` names a class (always, for a loss without labels)."""
@@ -123,13 +132,10 @@ def capture_step(
     backward(grad_y_pred, False, destination)
     destination.finish(params)
     guard = record_optimizer(tape, optimizer, params, destination)
-    arrays = [(parameter, parameter.data) for parameter in params]
+    arrays = [parameter.data for parameter in params]
 
     def unchanged() -> bool:
-        for parameter, data in arrays:
-            if parameter.data is not data:
-                return False
-        return guard()
+        return all(map(operator.is_, map(_data, params), arrays)) and guard()
 
     def eager(x: Array, y: Array) -> float:
         return train_step(model, loss_fn, optimizer, x, y, fold=fold, exact=exact)
@@ -202,7 +208,7 @@ def _linear(tape: Tape, layer: Module, x: Array) -> tuple[Array, Backward]:
 
 def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
     h_relu = tape.buffer(h.shape)
-    tape.record(np.maximum, h, 0, out=h_relu)
+    tape.record(np.maximum, h, 0, out=h_relu)  # h_relu = np.maximum(h, 0)
 
     def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         if not need_input_grad:
@@ -286,16 +292,16 @@ def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], fl
     tape.record(np.exp, shifted, exp)
     tape.record(np.add.reduce, exp, -1, None, log_sum, True)
     tape.record(np.log, log_sum, log_sum)
-    log_probs, probs, nll = tape.buffer(scores.shape), tape.buffer(scores.shape), tape.buffer((n,))
+    log_probs, probs = tape.buffer(scores.shape), tape.buffer(scores.shape)
+    picked = tape.buffer((n,))  # log_probs[np.arange(len(y)), y]
     tape.record(np.subtract, shifted, log_sum, log_probs)
     tape.record(np.exp, log_probs, probs)
-    tape.record(log_probs.reshape(-1).take, picks, None, nll, "clip")  # labels are checked
-    tape.record(np.negative, nll, nll)  # nll = -log_probs[np.arange(len(y)), y]
-    tape.record(np.add.reduce, nll, None, None, total)
+    tape.record(log_probs.reshape(-1).take, picks, None, picked, "clip")  # labels are checked
+    tape.record(np.add.reduce, picked, None, None, total)  # -sum(nll), nll = -picked
     grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
     tape.record(one_hot.reshape(-1).put, picks, 1)
     tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
     tape.record(one_hot.reshape(-1).put, picks, 0)
     tape.record(np.true_divide, grad_y_pred, n, grad_y_pred)  # (probs - one_hot(y)) / N
-    count = np.intp(n)
-    return lambda: float(total.dtype.type(total[()] / count)), grad_y_pred  # nll.mean()
+    count = np.intp(n)  # nll.mean(): negating is exact, and a sum of negated numbers is the
+    return lambda: float(total.dtype.type(-total[()] / count)), grad_y_pred  # negated sum
