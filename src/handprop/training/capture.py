@@ -208,15 +208,16 @@ def _linear(tape: Tape, layer: Module, x: Array) -> tuple[Array, Backward]:
 
 def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
     h_relu = tape.buffer(h.shape)
-    tape.record(np.maximum, h, 0, out=h_relu)  # h_relu = np.maximum(h, 0)
+    tape.record(np.maximum, h, tape.constant(0), out=h_relu)  # h_relu = np.maximum(h, 0)
 
     def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
         if not need_input_grad:
             return None
         bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
         grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
-        tape.record(np.less, h, 0, keep)  # 1 where h < 0, else 0 (a bool to an unsigned: safe)
-        tape.record(np.subtract, keep, 1, keep)  # 0 where h < 0, else all ones
+        zero, one = tape.constant(0), tape.constant(1, bits)
+        tape.record(np.less, h, zero, keep)  # 1 where h < 0, else 0 (a bool to unsigned: safe)
+        tape.record(np.subtract, keep, one, keep)  # 0 where h < 0, else all ones
         tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
         return grad_h
 
@@ -232,7 +233,7 @@ def _tanh(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
             return None
         grad_h = tape.buffer(h.shape)
         tape.record(np.multiply, h_tanh, h_tanh, grad_h)
-        tape.record(np.subtract, 1, grad_h, grad_h)
+        tape.record(np.subtract, tape.constant(1), grad_h, grad_h)
         tape.record(np.multiply, grad_h, grad_h_tanh, grad_h)
         return grad_h
 
@@ -273,10 +274,10 @@ def _record_loss(
     tape.record(np.add.reduce, squared, None, None, total)  # np.square(y_pred - y).sum()
     grad_y_pred = tape.buffer(y.shape)
     if kind is SumSquaredError:
-        tape.record(np.multiply, error, 2.0, grad_y_pred)  # grad_y_pred = 2.0 * (y_pred - y)
+        tape.record(np.multiply, error, tape.constant(2.0), grad_y_pred)  # 2.0 * (y_pred - y)
         return lambda: float(total), grad_y_pred
     size = y.size
-    tape.record(np.multiply, error, 2.0 / size, grad_y_pred)
+    tape.record(np.multiply, error, tape.constant(2.0 / size), grad_y_pred)
     return lambda: float(total) / size, grad_y_pred
 
 
@@ -299,9 +300,9 @@ def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], fl
     tape.record(log_probs.reshape(-1).take, picks, None, picked, "clip")  # labels are checked
     tape.record(np.add.reduce, picked, None, None, total)  # -sum(nll), nll = -picked
     grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
-    tape.record(one_hot.reshape(-1).put, picks, 1)
+    tape.record(one_hot.reshape(-1).put, picks, tape.constant(1))
     tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
-    tape.record(one_hot.reshape(-1).put, picks, 0)
-    tape.record(np.true_divide, grad_y_pred, n, grad_y_pred)  # (probs - one_hot(y)) / N
+    tape.record(one_hot.reshape(-1).put, picks, tape.constant(0))
+    tape.record(np.true_divide, grad_y_pred, tape.constant(n), grad_y_pred)  # (probs - one_hot) / N
     count = np.intp(n)  # nll.mean(): negating is exact, and a sum of negated numbers is the
     return lambda: float(total.dtype.type(-total[()] / count)), grad_y_pred  # negated sum

@@ -32,6 +32,12 @@ class Tape:
         """A 0-d buffer of the tape's dtype: as an operand it rounds like a Python float does."""
         return np.zeros((), dtype=self.dtype)
 
+    def constant(self, value: float, dtype: Any = None) -> Array:
+        """``value`` as a 0-d array of the tape's dtype (or ``dtype``): the number a Python
+        operand becomes, without converting it again at every call (a third of a small
+        call's cost)."""
+        return np.full((), value, dtype=self.dtype if dtype is None else dtype)
+
     def record(self, function: Callable[..., object], *args: object, **keywords: object) -> None:
         """Record ``function(*args, **keywords)``, to be called on every replay."""
         self.calls.append((partial(function, **keywords) if keywords else function, args))
