@@ -8,12 +8,13 @@ numpy functions, in the same order, on the same shapes and dtypes as ``train_ste
 the results are equal bit for bit. What changes between steps is read live: the learning
 rate and every other number of the optimizer, Adam's step count and bias corrections.
 
-What it records (exact types, not subclasses): ``Sequential``, ``Linear``, ``ReLU``,
-``Tanh``, ``Identity``; ``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy``
-without class weights; ``SGD`` (fused or not) and ``Adam``. Anything else raises
-``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself). The model's
-part is recorded here; where the gradients go and the optimizer's update, in
-capture_update.py.
+What it records: a layer whose class states its captured form, a ``record(tape, x)``
+method beside its ``forward`` and ``backward`` (``Sequential``, ``Linear``, ``ReLU``,
+``Tanh``, ``Identity``; a subclass only with its own, see ``Tape.layer``);
+``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy`` without class weights
+(exact types, recorded here); ``SGD`` (fused or not) and ``Adam`` (capture_update.py,
+with where the gradients go). Anything else raises ``NotCapturable``: train it with
+``train_step`` (``fit`` does so by itself).
 """
 
 import operator
@@ -23,24 +24,17 @@ from typing import Any
 import numpy as np
 
 from handprop._types import Array
-from handprop.layers.activations import Identity, ReLU, Tanh
-from handprop.layers.linear import Linear
 from handprop.layers.module import Module
-from handprop.layers.sequential import Sequential
 from handprop.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
 from handprop.optim import Optimizer
 from handprop.parameter import Parameter
-from handprop.training.capture_update import Destination, record_destination, record_optimizer
+from handprop.training.capture_update import record_destination, record_optimizer
 from handprop.training.step import train_step
 from handprop.training.tape import NotCapturable, Tape
 
 __all__ = ["CapturedStep", "NotCapturable", "Tape", "capture_step"]
 
 _data = operator.attrgetter("data")
-
-#: What a layer's backward records: ``backward(grad_y, need_input_grad, grads) -> grad_x``
-#: (None when the input's gradient is not needed).
-Backward = Callable[[Array, bool, Destination], Array | None]
 
 
 class CapturedStep:
@@ -126,7 +120,7 @@ def capture_step(
     y = tape.buffer(tuple(y_shape), y_dtype or (np.int64 if labels else dtype))
     if labels and not (y.dtype.kind in "iu" and np.can_cast(y.dtype, np.intp)):
         raise NotCapturable(f"capture needs integer labels, received dtype {y.dtype.name}")
-    y_pred, backward = _record_forward(tape, model, x)
+    y_pred, backward = tape.layer(model, x)
     read_loss, grad_y_pred = _record_loss(tape, loss_fn, y_pred, y)
     destination = record_destination(tape, optimizer, params, fold, exact)
     backward(grad_y_pred, False, destination)
@@ -155,102 +149,6 @@ def _check_parameters(model: Module, optimizer: Optimizer) -> list[Parameter]:
     if len({id(p) for p in params}) != len(params) or len({p.dtype for p in params}) != 1:
         raise NotCapturable("capture needs distinct parameters of one dtype")
     return params
-
-
-# ----- the model: forward now, backward later, in reverse --------------------------------
-
-
-def _record_forward(tape: Tape, model: Module, x: Array) -> tuple[Array, Backward]:
-    record = _LAYERS.get(type(model))
-    if record is None:
-        raise NotCapturable(f"capture cannot record a {type(model).__name__} layer")
-    return record(tape, model, x)
-
-
-def _sequential(tape: Tape, model: Module, x: Array) -> tuple[Array, Backward]:
-    assert isinstance(model, Sequential)
-    backwards = []
-    for layer in model.layers:
-        x, layer_backward = _record_forward(tape, layer, x)
-        backwards.append(layer_backward)
-
-    def backward(grad_y: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        for index, layer_backward in reversed(list(enumerate(backwards))):
-            grad = layer_backward(grad_y, need_input_grad or index > 0, grads)
-            if grad is None:
-                return None
-            grad_y = grad
-        return grad_y
-
-    return x, backward
-
-
-def _linear(tape: Tape, layer: Module, x: Array) -> tuple[Array, Backward]:
-    assert isinstance(layer, Linear)
-    weight, bias = layer.weight, layer.bias
-    h = tape.buffer((x.shape[0], layer.out_features))
-    tape.record(np.matmul, x, weight.data, h)  # h = x.dot(w1)
-    if bias is not None:
-        tape.record(np.add, h, bias.data, h)
-
-    def backward(grad_h: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        grad_x = None
-        if need_input_grad:
-            grad_x = tape.buffer(x.shape)
-            tape.record(np.matmul, grad_h, weight.data.T, grad_x)
-        grads.product(weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
-        if bias is not None:
-            grads.column_sum(bias, grad_h)  # grad_b1 = grad_h.sum(axis=0)
-        return grad_x
-
-    return h, backward
-
-
-def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    h_relu = tape.buffer(h.shape)
-    tape.record(np.maximum, h, tape.constant(0), out=h_relu)  # h_relu = np.maximum(h, 0)
-
-    def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        if not need_input_grad:
-            return None
-        bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
-        grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
-        zero, one = tape.constant(0), tape.constant(1, bits)
-        tape.record(np.less, h, zero, keep)  # 1 where h < 0, else 0 (a bool to unsigned: safe)
-        tape.record(np.subtract, keep, one, keep)  # 0 where h < 0, else all ones
-        tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
-        return grad_h
-
-    return h_relu, backward
-
-
-def _tanh(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    h_tanh = tape.buffer(h.shape)
-    tape.record(np.tanh, h, h_tanh)
-
-    def backward(grad_h_tanh: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        if not need_input_grad:
-            return None
-        grad_h = tape.buffer(h.shape)
-        tape.record(np.multiply, h_tanh, h_tanh, grad_h)
-        tape.record(np.subtract, tape.constant(1), grad_h, grad_h)
-        tape.record(np.multiply, grad_h, grad_h_tanh, grad_h)
-        return grad_h
-
-    return h_tanh, backward
-
-
-def _identity(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    return h, lambda grad, need_input_grad, grads: grad if need_input_grad else None
-
-
-_LAYERS: dict[type[Module], Callable[[Tape, Any, Array], tuple[Array, Backward]]] = {
-    Sequential: _sequential,
-    Linear: _linear,
-    ReLU: _relu,
-    Tanh: _tanh,
-    Identity: _identity,
-}
 
 
 # ----- the loss ---------------------------------------------------------------------------

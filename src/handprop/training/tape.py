@@ -2,11 +2,15 @@
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from handprop._types import Array
+
+if TYPE_CHECKING:
+    from handprop.layers.module import Module
+    from handprop.parameter import Parameter
 
 
 class NotCapturable(ValueError):
@@ -45,3 +49,41 @@ class Tape:
     def replay(self) -> None:
         for function, args in self.calls:
             function(*args)
+
+    def layer(self, layer: "Module", x: Array) -> tuple[Array, "RecordedBackward"]:
+        """``layer.record(self, x)``: its forward recorded on ``x``'s buffer, its output's
+        buffer, and the function that records its backward.
+
+        Only where the class that states the captured form (``record``) is the one whose
+        ``forward`` and ``backward`` run: a subclass that changes either without its own
+        ``record`` raises ``NotCapturable`` (and trains eagerly).
+        """
+        kind = type(layer)
+        owner = _defined_in(kind, "record")
+        if owner is None or not all(_defined_in(kind, name) is owner for name in _STEP):
+            raise NotCapturable(f"capture cannot record a {kind.__name__} layer")
+        return layer.record(self, x)  # type: ignore[attr-defined,no-any-return]
+
+
+_STEP = ("forward", "backward")
+
+
+def _defined_in(kind: type, name: str) -> type | None:
+    """The class in ``kind``'s method resolution order that defines ``name``, if any."""
+    return next((owner for owner in kind.__mro__ if name in vars(owner)), None)
+
+
+class RecordedGradients(Protocol):
+    """Where a recorded backward sends its parameters' gradients (capture_update.py)."""
+
+    def product(self, parameter: "Parameter", a: Array, b: Array) -> None:
+        """Record ``grad = a @ b`` (or, fused, the update it makes)."""
+
+    def column_sum(self, parameter: "Parameter", grad_h: Array) -> None:
+        """Record ``grad = grad_h.sum(axis=0)``."""
+
+
+#: What a layer's ``record(tape, x)`` returns beside its output's buffer: a function that
+#: records its backward, ``backward(grad_y, need_input_grad, grads) -> grad_x`` (None when
+#: the input's gradient is not needed), called in reverse order after the loss's.
+RecordedBackward = Callable[[Array, bool, RecordedGradients], Array | None]
