@@ -319,3 +319,17 @@ def test_a_subclass_with_its_own_forward_is_not_captured() -> None:
         capture_step(
             model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT)
         )
+
+
+class HalvedMSE(hp.MeanSquaredError):
+    """A loss subclass with its own total and no captured form of it."""
+
+    def total(self, y_pred: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        value, divisor = super().total(y_pred, y)
+        return value, 2 * divisor
+
+
+def test_a_loss_subclass_with_its_own_total_is_not_captured() -> None:
+    model = network("relu", "float64")
+    with pytest.raises(NotCapturable, match="cannot record the loss HalvedMSE"):
+        capture_step(model, HalvedMSE(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT))

@@ -8,13 +8,12 @@ numpy functions, in the same order, on the same shapes and dtypes as ``train_ste
 the results are equal bit for bit. What changes between steps is read live: the learning
 rate and every other number of the optimizer, Adam's step count and bias corrections.
 
-What it records: a layer whose class states its captured form, a ``record(tape, x)``
-method beside its ``forward`` and ``backward`` (``Sequential``, ``Linear``, ``ReLU``,
-``Tanh``, ``Identity``; a subclass only with its own, see ``Tape.layer``);
-``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy`` without class weights
-(exact types, recorded here); ``SGD`` (fused or not) and ``Adam`` (capture_update.py,
-with where the gradients go). Anything else raises ``NotCapturable``: train it with
-``train_step`` (``fit`` does so by itself).
+What it records: a layer or loss whose class states its captured form, a ``record``
+method beside the forward and backward it records (``Sequential``, ``Linear``, ``ReLU``,
+``Tanh``, ``Identity``; ``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy``
+without class weights; a subclass only with its own, see ``Tape.layer``); ``SGD`` (fused
+or not) and ``Adam``, in capture_update.py with where the gradients go. Anything else
+raises ``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself).
 """
 
 import operator
@@ -25,7 +24,7 @@ import numpy as np
 
 from handprop._types import Array
 from handprop.layers.module import Module
-from handprop.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+from handprop.losses import Loss
 from handprop.optim import Optimizer
 from handprop.parameter import Parameter
 from handprop.training.capture_update import record_destination, record_optimizer
@@ -116,12 +115,12 @@ def capture_step(
     dtype = params[0].dtype
     tape = Tape(dtype)
     x = tape.buffer(tuple(x_shape))
-    labels = type(loss_fn) is SoftmaxCrossEntropy
+    labels = loss_fn.task == "classification"  # (N,) integer labels
     y = tape.buffer(tuple(y_shape), y_dtype or (np.int64 if labels else dtype))
     if labels and not (y.dtype.kind in "iu" and np.can_cast(y.dtype, np.intp)):
         raise NotCapturable(f"capture needs integer labels, received dtype {y.dtype.name}")
     y_pred, backward = tape.layer(model, x)
-    read_loss, grad_y_pred = _record_loss(tape, loss_fn, y_pred, y)
+    read_loss, grad_y_pred = tape.loss(loss_fn, y_pred, y)
     destination = record_destination(tape, optimizer, params, fold, exact)
     backward(grad_y_pred, False, destination)
     destination.finish(params)
@@ -149,58 +148,3 @@ def _check_parameters(model: Module, optimizer: Optimizer) -> list[Parameter]:
     if len({id(p) for p in params}) != len(params) or len({p.dtype for p in params}) != 1:
         raise NotCapturable("capture needs distinct parameters of one dtype")
     return params
-
-
-# ----- the loss ---------------------------------------------------------------------------
-
-
-def _record_loss(
-    tape: Tape, loss_fn: Loss, y_pred: Array, y: Array
-) -> tuple[Callable[[], float], Array]:
-    """The loss's forward and backward: how to read the loss, and grad_y_pred's buffer."""
-    kind = type(loss_fn)
-    if kind is SoftmaxCrossEntropy:
-        assert isinstance(loss_fn, SoftmaxCrossEntropy)
-        if loss_fn.weight is not None:
-            raise NotCapturable("capture cannot record SoftmaxCrossEntropy with class weights")
-        return _cross_entropy(tape, y_pred, y)
-    if kind not in (SumSquaredError, MeanSquaredError):
-        raise NotCapturable(f"capture cannot record the loss {kind.__name__}")
-    error, squared, total = tape.buffer(y.shape), tape.buffer(y.shape), tape.scalar()
-    tape.record(np.subtract, y_pred, y, error)
-    tape.record(np.square, error, squared)
-    tape.record(np.add.reduce, squared, None, None, total)  # np.square(y_pred - y).sum()
-    grad_y_pred = tape.buffer(y.shape)
-    if kind is SumSquaredError:
-        tape.record(np.multiply, error, tape.constant(2.0), grad_y_pred)  # 2.0 * (y_pred - y)
-        return lambda: float(total), grad_y_pred
-    size = y.size
-    tape.record(np.multiply, error, tape.constant(2.0 / size), grad_y_pred)
-    return lambda: float(total) / size, grad_y_pred
-
-
-def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], float], Array]:
-    """SoftmaxCrossEntropy's forward and backward, as log_softmax computes them."""
-    n, classes = scores.shape
-    picks = tape.buffer((n,), np.intp)  # the flat index of y's score in each row
-    tape.record(np.add, np.arange(n, dtype=np.intp) * classes, y, picks)
-    largest, shifted, total = tape.buffer((n, 1)), tape.buffer(scores.shape), tape.scalar()
-    tape.record(np.maximum.reduce, scores, -1, None, largest, True)
-    tape.record(np.subtract, scores, largest, shifted)  # shifted = scores - max(scores)
-    exp, log_sum = tape.buffer(scores.shape), tape.buffer((n, 1))
-    tape.record(np.exp, shifted, exp)
-    tape.record(np.add.reduce, exp, -1, None, log_sum, True)
-    tape.record(np.log, log_sum, log_sum)
-    log_probs, probs = tape.buffer(scores.shape), tape.buffer(scores.shape)
-    picked = tape.buffer((n,))  # log_probs[np.arange(len(y)), y]
-    tape.record(np.subtract, shifted, log_sum, log_probs)
-    tape.record(np.exp, log_probs, probs)
-    tape.record(log_probs.reshape(-1).take, picks, None, picked, "clip")  # labels are checked
-    tape.record(np.add.reduce, picked, None, None, total)  # -sum(nll), nll = -picked
-    grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
-    tape.record(one_hot.reshape(-1).put, picks, tape.constant(1))
-    tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
-    tape.record(one_hot.reshape(-1).put, picks, tape.constant(0))
-    tape.record(np.true_divide, grad_y_pred, tape.constant(n), grad_y_pred)  # (probs - one_hot) / N
-    count = np.intp(n)  # nll.mean(): negating is exact, and a sum of negated numbers is the
-    return lambda: float(total.dtype.type(-total[()] / count)), grad_y_pred  # negated sum

@@ -10,6 +10,7 @@ from handprop._types import Array
 
 if TYPE_CHECKING:
     from handprop.layers.module import Module
+    from handprop.losses import Loss
     from handprop.parameter import Parameter
 
 
@@ -50,6 +51,11 @@ class Tape:
         for function, args in self.calls:
             function(*args)
 
+    def cannot(self, what: str) -> NotCapturable:
+        """The error a part raises for what the tape cannot record: "capture cannot record
+        ``what``" (for a part that cannot import it: losses.py, imported by training)."""
+        return NotCapturable(f"capture cannot record {what}")
+
     def layer(self, layer: "Module", x: Array) -> tuple[Array, "RecordedBackward"]:
         """``layer.record(self, x)``: its forward recorded on ``x``'s buffer, its output's
         buffer, and the function that records its backward.
@@ -58,14 +64,22 @@ class Tape:
         ``forward`` and ``backward`` run: a subclass that changes either without its own
         ``record`` raises ``NotCapturable`` (and trains eagerly).
         """
-        kind = type(layer)
-        owner = _defined_in(kind, "record")
-        if owner is None or not all(_defined_in(kind, name) is owner for name in _STEP):
-            raise NotCapturable(f"capture cannot record a {kind.__name__} layer")
+        _check_recorded(layer, ("forward", "backward"), "a", "layer")
         return layer.record(self, x)  # type: ignore[attr-defined,no-any-return]
 
+    def loss(self, loss_fn: "Loss", y_pred: Array, y: Array) -> tuple[Callable[[], float], Array]:
+        """``loss_fn.record(self, y_pred, y)``: the loss's forward and backward recorded; how
+        to read the loss after a replay, and grad_y_pred's buffer. As for ``layer``, only
+        where the class that records is the one whose ``total`` and ``backward`` run."""
+        _check_recorded(loss_fn, ("total", "backward"), "the loss", "")
+        return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
 
-_STEP = ("forward", "backward")
+
+def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
+    kind = type(part)
+    owner = _defined_in(kind, "record")
+    if owner is None or not all(_defined_in(kind, name) is owner for name in runs):
+        raise NotCapturable(f"capture cannot record {article} {kind.__name__} {noun}".rstrip())
 
 
 def _defined_in(kind: type, name: str) -> type | None:
