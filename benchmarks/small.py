@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.small                # float64, one BLAS thread
     .venv/bin/python -m benchmarks.small --dtype float32 --repeats 9
     .venv/bin/python -m benchmarks.small --instructions   # callgrind: instructions per step
+    .venv/bin/python -m benchmarks.small --instructions --epoch   # ... and per fit epoch
 
 Batch 32 through 64 -> 100 -> 10 with biases, ReLU, SoftmaxCrossEntropy and Adam
 (~1.4 MFLOP a step, ~10 us of arithmetic), the size tabular models train at. Rows, all
@@ -21,13 +22,17 @@ in this one process with one BLAS thread (``threadpool_limits(1)``):
 
 Each figure is the median of ``--repeats`` repeats (``--best``: the fastest, the least
 disturbed on a busy machine), each lasting about 0.2 s; the garbage collector is off
-while timing. ``--clock cpu`` times this thread's CPU time instead of
-the wall's (one BLAS thread runs in this thread): steadier while other processes share
-the cores. The machine is noisy: compare ratios from one run.
+while timing. The epoch, its steps and its scores are timed in turn within each repeat,
+and the ratios printed are the medians of the repeats' own ratios (figures timed a
+minute apart on a shared machine can differ by 30%). ``--clock cpu`` times this thread's
+CPU time instead of the wall's (one BLAS thread runs in this thread): steadier while
+other processes share the cores. The machine is noisy: compare ratios from one run, or
+count instructions (``--instructions``; ``--epoch`` adds the epoch's three rows, captured).
 """
 
 import argparse
 import gc
+import math
 import os
 import re
 import statistics
@@ -75,23 +80,37 @@ class Timer:
 
     def seconds_per_call(self, call: Callable[[], Any]) -> float:
         """Over the repeats, the mean time of K back-to-back calls (K: ~repeat_s)."""
-        clock, start, warm = self.clock, self.clock(), 0
-        while warm < 3 or clock() - start < 0.1:
-            call()
-            warm += 1
-        k = max(1, round(self.repeat_s / ((clock() - start) / warm)))
-        times = []
+        return self.summary(self.interleaved({"call": call})["call"])
+
+    def interleaved(self, calls: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
+        """Per repeat, each call for ~``repeat_s`` in turn: seconds per call, repeat by repeat.
+
+        Calls timed back to back see the machine in the same state, so their ratio within a
+        repeat is steadier than the ratio of figures timed minutes apart."""
+        counts = {name: self._calls_in_repeat(call) for name, call in calls.items()}
+        times: dict[str, list[float]] = {name: [] for name in calls}
         gc.collect()
         gc.disable()
         try:
             for _ in range(self.repeats):
-                start = clock()
-                for _ in range(k):
-                    call()
-                times.append((clock() - start) / k)
+                for name, call in calls.items():
+                    start = self.clock()
+                    for _ in range(counts[name]):
+                        call()
+                    times[name].append((self.clock() - start) / counts[name])
         finally:
             gc.enable()
+        return times
+
+    def summary(self, times: list[float]) -> float:
         return min(times) if self.best else statistics.median(times)
+
+    def _calls_in_repeat(self, call: Callable[[], Any]) -> int:
+        clock, start, warm = self.clock, self.clock(), 0
+        while warm < 3 or clock() - start < 0.1:
+            call()
+            warm += 1
+        return max(1, round(self.repeat_s / ((clock() - start) / warm)))
 
 
 def trainer(dtype: str) -> tuple[hp.Sequential, hp.SoftmaxCrossEntropy, hp.Adam]:
@@ -116,24 +135,25 @@ def step_rows(dtype: str, timer: Timer) -> dict[str, float]:
     return rows
 
 
-def epoch_rows(dtype: str, timer: Timer, captured: bool) -> dict[str, float]:
-    """One epoch of ``fit`` against the sum of its steps, each alone."""
+def epoch_rows(
+    dtype: str, timer: Timer, captured: bool
+) -> tuple[dict[str, float], tuple[float, float]]:
+    """One epoch of ``fit`` against the sum of its steps, each alone, timed in turn in every
+    repeat; and the median over the repeats of epoch / steps, and of (epoch - scores) / steps.
+    """
     x, y = make_data(dtype)
     options: dict[str, Any] = {}
     if _capture_step() is not None:
         options["options"] = FitOptions(capture=captured)
     elif captured:
-        return {}
+        return {}, (math.nan, math.nan)
     model, loss_fn, optimizer = trainer(dtype)
     rng = np.random.default_rng(0)
 
     def epochs() -> None:  # fit's set-up (and capture) shared by EPOCHS epochs
         fit(model, loss_fn, optimizer, (x, y), epochs=EPOCHS, batch_size=N, rng=rng, **options)
 
-    order = np.random.default_rng(0).permutation(SAMPLES)
-    parts = [order[start : start + N] for start in range(0, SAMPLES, N)]
-    batches = [(x[part], y[part]) for part in parts]
-    step = _steps(captured, x, y)
+    step, batches = _steps(captured, x, y), _batches(x, y)
 
     def steps() -> None:
         for xb, yb in batches:
@@ -145,11 +165,23 @@ def epoch_rows(dtype: str, timer: Timer, captured: bool) -> dict[str, float]:
         model.train()
 
     name = "captured" if captured else "eager"
-    rows = {"scores alone (an epoch's end)": timer.seconds_per_call(scores)}
-    return rows | {
-        f"fit epoch ({name})": timer.seconds_per_call(epochs) / EPOCHS,
-        f"sum of its steps ({name})": timer.seconds_per_call(steps),
+    times = timer.interleaved({"scores": scores, "epoch": epochs, "steps": steps})
+    times["epoch"] = [seconds / EPOCHS for seconds in times["epoch"]]
+    rows = {
+        "scores alone (an epoch's end)": timer.summary(times["scores"]),
+        f"fit epoch ({name})": timer.summary(times["epoch"]),
+        f"sum of its steps ({name})": timer.summary(times["steps"]),
     }
+    repeats = list(zip(times["epoch"], times["steps"], times["scores"], strict=True))
+    ratio = statistics.median(epoch / steps for epoch, steps, _ in repeats)
+    loop = statistics.median((epoch - scores) / steps for epoch, steps, scores in repeats)
+    return rows, (ratio, loop)
+
+
+def _batches(x: np.ndarray, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first epoch's batches of ``fit`` with ``rng=np.random.default_rng(0)``."""
+    order = np.random.default_rng(0).permutation(len(x))
+    return [(x[part], y[part]) for part in (order[i : i + N] for i in range(0, len(x), N))]
 
 
 def _steps(captured: bool, x: np.ndarray, y: np.ndarray) -> Callable[[Any, Any], Any]:
@@ -183,19 +215,45 @@ for _ in range(steps):
 """
 
 
+EPOCHS_SCRIPT = """
+import sys
+import numpy as np
+from handprop.training import FitOptions, evaluate, fit
+from benchmarks.small import N, _batches, _steps, make_data, trainer
+epochs, kind, dtype = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+x, y = make_data(dtype)
+model, loss_fn, optimizer = trainer(dtype)
+if kind == "fit epoch":
+    rng = np.random.default_rng(0)
+    fit(model, loss_fn, optimizer, (x, y), epochs=epochs, batch_size=N, rng=rng)
+elif kind == "sum of its steps":
+    step, batches = _steps(True, x, y), _batches(x, y)
+    for _ in range(epochs):
+        for xb, yb in batches:
+            step(xb, yb)
+else:
+    for _ in range(epochs):
+        evaluate(model, loss_fn, x, y, loss_fn.metric)
+"""
+EPOCH_KINDS = ("fit epoch", "sum of its steps", "scores")
+
+
 def instructions(kind: str, dtype: str) -> float:
-    """Instructions per step under callgrind (105 steps less 5, / 100), one BLAS thread."""
+    """Instructions per step under callgrind (105 steps less 5, / 100), one BLAS thread;
+    for the ``EPOCH_KINDS`` (captured), per epoch (6 epochs less 1, / 5)."""
+    epoch = kind in EPOCH_KINDS
     counts = []
-    for steps in (105, 5):
+    for repeats in (6, 1) if epoch else (105, 5):
         command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-        command += [sys.executable, "-c", STEPS, str(steps), kind, dtype]
+        command += [sys.executable, "-c", EPOCHS_SCRIPT if epoch else STEPS]
+        command += [str(repeats), kind, dtype]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": _paths()}
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
         if match is None:
             raise SystemExit(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
         counts.append(int(match.group(1).replace(",", "")))
-    return (counts[0] - counts[1]) / 100
+    return (counts[0] - counts[1]) / (5 if epoch else 100)
 
 
 def _paths() -> str:
@@ -224,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         help="count instructions per step under valgrind's callgrind instead of timing",
     )  # fmt: skip
     parser.add_argument(
+        "--epoch", action="store_true",
+        help="with --instructions: also an epoch of fit, its steps and its scores (captured)",
+    )  # fmt: skip
+    parser.add_argument(
         "--best", action="store_true",
         help="the fastest repeat, not the median: the least disturbed one on a busy machine",
     )  # fmt: skip
@@ -234,22 +296,32 @@ def main(argv: list[str] | None = None) -> int:
         for kind, count in counts.items():
             print(f"small {args.dtype} {kind} step: {count:,.0f} instructions")
         print(f"captured / eager: {counts['captured'] / counts['eager']:.3f}")
+        if args.epoch:
+            epoch = {kind: instructions(kind, args.dtype) for kind in EPOCH_KINDS}
+            for kind, count in epoch.items():
+                print(f"small {args.dtype} {kind} (captured): {count:,.0f} instructions")
+            steps = epoch["sum of its steps"]
+            loop = (epoch["fit epoch"] - epoch["scores"]) / steps
+            print(f"fit epoch / sum of its steps: {epoch['fit epoch'] / steps:.3f}"
+                  f"  (less the scores: {loop:.3f})")  # fmt: skip
         return 0
     print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
           f"SoftmaxCrossEntropy, Adam; one BLAS thread; {args.clock} clock; "
           f"{'fastest' if args.best else 'median'} of {args.repeats} repeats")  # fmt: skip
+    ratios = {}
     with threadpool_limits(limits=1):
         rows = step_rows(args.dtype, timer)
         for captured in (False, True):
-            rows |= epoch_rows(args.dtype, timer, captured)
+            epoch, ratios["captured" if captured else "eager"] = epoch_rows(
+                args.dtype, timer, captured
+            )
+            rows |= epoch
     for name, seconds in rows.items():
         print(f"  {name:28s} {seconds * 1e6:10.1f} us")
-    for name in ("eager", "captured"):
-        if f"fit epoch ({name})" in rows:
-            epoch, steps = rows[f"fit epoch ({name})"], rows[f"sum of its steps ({name})"]
-            loop = (epoch - rows["scores alone (an epoch's end)"]) / steps
-            print(f"  fit epoch / sum of its steps ({name}): {epoch / steps:.3f}"
-                  f"  (less the scores: {loop:.3f})")  # fmt: skip
+    for name, (ratio, loop) in ratios.items():
+        if math.isfinite(ratio):
+            print(f"  fit epoch / sum of its steps ({name}): {ratio:.3f}"
+                  f"  (less the scores: {loop:.3f}; medians of the repeats' ratios)")  # fmt: skip
     if "captured step" in rows:
         print(f"  eager / captured step: {rows['eager step'] / rows['captured step']:.2f}")
     return 0

@@ -144,8 +144,9 @@ def test_a_bad_batch_raises_what_train_step_raises() -> None:
     _, captured = twins("relu", "cross-entropy", "adam", "float64")
     step = capture_step(*captured, (N, D_IN), (N,))
     x, y = batches("cross-entropy", "float64", 1)[0]
-    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
-        step(x, np.full(N, D_OUT))
+    for labels in (np.full(N, D_OUT), np.full(N, -1), np.full(N, 2**63, np.uint64)):
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            step(x, labels)
     with pytest.raises(TypeError, match="computes in float64"):
         step(x.astype(np.float32), y)
     assert captured[2].t == 0  # nothing was replayed
@@ -259,3 +260,76 @@ def test_relu_at_exactly_zero_passes_the_gradient_as_eager_does(dtype: str) -> N
         x[1] = -0.0
         assert step(x, y) == train_step(*eager, x, y)
     assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+class Doubling(hp.Module):
+    """A layer written outside the library: ``y = 2 * x``, with its captured form beside."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.y = np.multiply(x, 2.0)
+        return self.y
+
+    def backward(self, grad_y: np.ndarray, grads: Any = None) -> np.ndarray:
+        return np.multiply(grad_y, 2.0)
+
+    def record(self, tape: Any, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        y = tape.buffer(x.shape)
+        tape.record(np.multiply, x, tape.constant(2.0), y)
+
+        def backward(grad_y: np.ndarray, need_input_grad: bool, grads: Any) -> Any:
+            if not need_input_grad:
+                return None
+            grad_x = tape.buffer(x.shape)
+            tape.record(np.multiply, grad_y, tape.constant(2.0), grad_x)
+            return grad_x
+
+        return y, backward
+
+
+class QuietReLU(hp.ReLU):
+    """A subclass that changes nothing the step runs: ReLU's captured form still holds."""
+
+    def __repr__(self) -> str:
+        return "QuietReLU()"
+
+
+class ShiftedReLU(hp.ReLU):
+    """A subclass with its own forward and no captured form of it."""
+
+    def forward(self, h: np.ndarray) -> np.ndarray:
+        return super().forward(h - 1.0)
+
+
+@pytest.mark.parametrize("middle", [Doubling, QuietReLU])
+def test_a_layer_that_states_its_captured_form_is_captured(middle: type[hp.Module]) -> None:
+    """Adding a capturable layer is one class: its ``record`` beside forward and backward."""
+    model = hp.Sequential(hp.Linear(D_IN, H, rng=1), middle(), hp.Linear(H, D_OUT, rng=2))
+    eager = (model, hp.MeanSquaredError(), hp.Adam(model.parameters(), lr=1e-2))
+    copied = copy.deepcopy(model)
+    captured = (copied, hp.MeanSquaredError(), hp.Adam(copied.parameters(), lr=1e-2))
+    step = capture_step(*captured, (N, D_IN), (N, D_OUT))
+    for x, y in batches("mse", "float64", 10):
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_a_subclass_with_its_own_forward_is_not_captured() -> None:
+    model = hp.Sequential(hp.Linear(D_IN, H, rng=1), ShiftedReLU(), hp.Linear(H, D_OUT, rng=2))
+    with pytest.raises(NotCapturable, match="cannot record a ShiftedReLU layer"):
+        capture_step(
+            model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT)
+        )
+
+
+class HalvedMSE(hp.MeanSquaredError):
+    """A loss subclass with its own total and no captured form of it."""
+
+    def total(self, y_pred: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        value, divisor = super().total(y_pred, y)
+        return value, 2 * divisor
+
+
+def test_a_loss_subclass_with_its_own_total_is_not_captured() -> None:
+    model = network("relu", "float64")
+    with pytest.raises(NotCapturable, match="cannot record the loss HalvedMSE"):
+        capture_step(model, HalvedMSE(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT))

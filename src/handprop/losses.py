@@ -7,7 +7,8 @@ weigh each row (scikit-learn's ``sample_weight``): a mean becomes a weighted mea
 """
 
 import math
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -15,6 +16,12 @@ from handprop._types import Array, check_dtype
 from handprop.backend import NUMPY, follow
 from handprop.registry import Registry
 from handprop.sample_weight import row_weights
+
+if TYPE_CHECKING:
+    from handprop.training.tape import Tape
+
+#: What a loss's ``record`` returns: how to read the loss after a replay, and grad_y_pred.
+Recorded = tuple[Callable[[], float], Array]
 
 #: Loss classes by the names the command line and model files use.
 LOSSES: Registry[type["Loss"]] = Registry("loss")
@@ -118,6 +125,18 @@ class _SquaredError(_ElementwiseError):
         error, grad_y_pred = self._grad_buffer()
         return self.xp.multiply(error, scale, out=grad_y_pred)  # type: ignore[no-any-return]
 
+    def _record(self, tape: "Tape", y_pred: Array, y: Array, scale: float) -> tuple[Array, Array]:
+        """``total`` and ``backward`` (``scale * (y_pred - y)``) on a tape's fixed buffers
+        (a captured step, training/capture.py): the same calls, so the same bits.
+        Returns the 0-d sum and grad_y_pred."""
+        error, squared, total = tape.buffer(y.shape), tape.buffer(y.shape), tape.scalar()
+        tape.record(np.subtract, y_pred, y, error)
+        tape.record(np.square, error, squared)
+        tape.record(np.add.reduce, squared, None, None, total)  # np.square(y_pred - y).sum()
+        grad_y_pred = tape.buffer(y.shape)
+        tape.record(np.multiply, error, tape.constant(scale), grad_y_pred)
+        return total, grad_y_pred
+
 
 @LOSSES.register("sse")
 class SumSquaredError(_SquaredError):
@@ -137,6 +156,11 @@ class SumSquaredError(_SquaredError):
         # grad_y_pred = 2.0 * (y_pred - y): the derivative of (y_pred - y)**2
         return self._weighed(self._times_error(2.0))
 
+    def record(self, tape: "Tape", y_pred: Array, y: Array) -> Recorded:
+        """``total`` and ``backward`` recorded (see ``_SquaredError._record``)."""
+        total, grad_y_pred = self._record(tape, y_pred, y, 2.0)
+        return lambda: float(total), grad_y_pred
+
 
 @LOSSES.register("mse")
 class MeanSquaredError(_SquaredError):
@@ -154,6 +178,12 @@ class MeanSquaredError(_SquaredError):
         # grad_y_pred = 2.0 * (y_pred - y) / y_pred.size
         error = self._require_cache(self.error)
         return self._weighed(self._times_error(2.0 / _size(error)))
+
+    def record(self, tape: "Tape", y_pred: Array, y: Array) -> Recorded:
+        """``total`` and ``backward`` recorded (see ``_SquaredError._record``)."""
+        size = _size(y)
+        total, grad_y_pred = self._record(tape, y_pred, y, 2.0 / size)
+        return lambda: float(total) / size, grad_y_pred
 
 
 @LOSSES.register("mae")
@@ -275,6 +305,36 @@ class SoftmaxCrossEntropy(Loss):
         else:
             xp.multiply(grad_y_pred, weights[:, None], out=grad_y_pred)
         return grad_y_pred
+
+    def record(self, tape: "Tape", scores: Array, y: Array) -> Recorded:
+        """``total`` and ``backward`` on a tape's fixed buffers (a captured step,
+        training/capture.py): log_softmax's calls, the same bits. Labels are checked before
+        each replay; class weights are not recorded."""
+        if self.weight is not None:
+            raise tape.cannot("SoftmaxCrossEntropy with class weights")
+        n, classes = scores.shape
+        picks = tape.buffer((n,), np.intp)  # the flat index of y's score in each row
+        tape.record(np.add, np.arange(n, dtype=np.intp) * classes, y, picks)
+        largest, shifted, total = tape.buffer((n, 1)), tape.buffer(scores.shape), tape.scalar()
+        tape.record(np.maximum.reduce, scores, -1, None, largest, True)
+        tape.record(np.subtract, scores, largest, shifted)  # shifted = scores - max(scores)
+        exp, log_sum = tape.buffer(scores.shape), tape.buffer((n, 1))
+        tape.record(np.exp, shifted, exp)
+        tape.record(np.add.reduce, exp, -1, None, log_sum, True)
+        tape.record(np.log, log_sum, log_sum)
+        log_probs, probs = tape.buffer(scores.shape), tape.buffer(scores.shape)
+        tape.record(np.subtract, shifted, log_sum, log_probs)
+        tape.record(np.exp, log_probs, probs)
+        picked = tape.buffer((n,))  # log_probs[np.arange(N), y]
+        tape.record(log_probs.reshape(-1).take, picks, None, picked, "clip")
+        tape.record(np.add.reduce, picked, None, None, total)  # -sum(nll), nll = -picked
+        grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
+        tape.record(one_hot.reshape(-1).put, picks, tape.constant(1))
+        tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
+        tape.record(one_hot.reshape(-1).put, picks, tape.constant(0))
+        tape.record(np.true_divide, grad_y_pred, tape.constant(n), grad_y_pred)  # / N
+        count = np.intp(n)  # nll.mean(): negating is exact, and a sum of negated numbers is
+        return lambda: float(total.dtype.type(-total[()] / count)), grad_y_pred  # negated
 
     def _sample_weights(self, y_pred: Array) -> Array | None:
         """``weight[y] * sample_weight / sum(weight[y] * sample_weight)`` (N,) in the scores'

@@ -5,13 +5,18 @@ Shape: any; the output and the gradients have the input's shape.
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from handprop._types import Array
 from handprop.backend import relu_mask
 from handprop.layers.module import LAYERS, Module, require_cache
 from handprop.parameter import ACCUMULATE, Gradients
 from handprop.registry import Registry
+
+if TYPE_CHECKING:
+    from handprop.training.tape import RecordedBackward, RecordedGradients, Tape
 
 #: Activation layers by the names ``mlp``, the command line and the estimators use.
 ACTIVATIONS: Registry[type[Module]] = Registry("activation")
@@ -52,6 +57,26 @@ class ReLU(Module):
         # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0
         self.keep = xp.relu_mask(grad_h_relu, h, out=self.grad_h, scratch=self.keep)
         return self.grad_h
+
+    def record(self, tape: "Tape", h: Array) -> tuple[Array, "RecordedBackward"]:
+        """``forward`` and ``backward`` on a tape's fixed buffers (see ``Linear.record``)."""
+        h_relu = tape.buffer(h.shape)
+        tape.record(np.maximum, h, tape.constant(0), out=h_relu)  # h_relu = np.maximum(h, 0)
+
+        def backward(
+            grad_h_relu: Array, need_input_grad: bool, grads: "RecordedGradients"
+        ) -> Array | None:
+            if not need_input_grad:
+                return None
+            bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes
+            grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
+            zero, one = tape.constant(0), tape.constant(1, bits)
+            tape.record(np.less, h, zero, keep)  # 1 where h < 0, else 0 (a bool to unsigned: safe)
+            tape.record(np.subtract, keep, one, keep)  # 0 where h < 0, else all ones
+            tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
+            return grad_h
+
+        return h_relu, backward
 
     def pieces(self) -> Array | None:
         """Which linear piece each input of the last forward fell on (for gradcheck)."""
@@ -139,6 +164,24 @@ class Tanh(Module):
         xp.multiply(self.grad_h, grad_h_tanh, out=self.grad_h)
         return self.grad_h
 
+    def record(self, tape: "Tape", h: Array) -> tuple[Array, "RecordedBackward"]:
+        """``forward`` and ``backward`` on a tape's fixed buffers (see ``Linear.record``)."""
+        h_tanh = tape.buffer(h.shape)
+        tape.record(np.tanh, h, h_tanh)
+
+        def backward(
+            grad_h_tanh: Array, need_input_grad: bool, grads: "RecordedGradients"
+        ) -> Array | None:
+            if not need_input_grad:
+                return None
+            grad_h = tape.buffer(h.shape)
+            tape.record(np.multiply, h_tanh, h_tanh, grad_h)
+            tape.record(np.subtract, tape.constant(1), grad_h, grad_h)
+            tape.record(np.multiply, grad_h, grad_h_tanh, grad_h)  # grad_h_tanh * (1 - h_tanh**2)
+            return grad_h
+
+        return h_tanh, backward
+
 
 @ACTIVATIONS.register("sigmoid")
 @LAYERS.register("Sigmoid")
@@ -193,6 +236,10 @@ class Identity(Module):
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         _, grad_h = require_cache("Identity", self.h, grad_y, None, self.xp)
         return grad_h
+
+    def record(self, tape: "Tape", h: Array) -> tuple[Array, "RecordedBackward"]:
+        """Nothing to record: the input is the output, the gradient passes."""
+        return h, lambda grad, need_input_grad, grads: grad if need_input_grad else None
 
 
 def activation(name: str) -> Module:

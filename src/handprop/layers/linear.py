@@ -1,7 +1,7 @@
 """The fully-connected layer: the tutorial's ``h = x.dot(w1)`` with its backward beneath it."""
 
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,9 @@ from handprop._types import Array, check_dtype, float_dtype, positive_int
 from handprop.init import Initializer, RandomSource, as_generator, he_normal, zeros
 from handprop.layers.module import LAYERS, Module, require_cache, weight_and_bias
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
+
+if TYPE_CHECKING:
+    from handprop.training.tape import RecordedBackward, RecordedGradients, Tape
 
 
 @LAYERS.register("Linear")
@@ -107,6 +110,29 @@ class Linear(Module):
         grads.add_product(self.weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
         if self.bias is not None:
             grads.add(self.bias, self.xp.sum(grad_h, axis=0))  # grad_b1 = grad_h.sum(axis=0)
+
+    def record(self, tape: "Tape", x: Array) -> tuple[Array, "RecordedBackward"]:
+        """``forward`` and ``backward``'s numpy calls on a tape's fixed buffers (a captured
+        step, training/capture.py): the same calls in the same order, so the same bits."""
+        weight, bias = self.weight, self.bias
+        h = tape.buffer((x.shape[0], self.out_features))
+        tape.record(np.matmul, x, weight.data, h)  # h = x.dot(w1)
+        if bias is not None:
+            tape.record(np.add, h, bias.data, h)  # h += b1
+
+        def backward(
+            grad_h: Array, need_input_grad: bool, grads: "RecordedGradients"
+        ) -> Array | None:
+            grad_x = None
+            if need_input_grad:  # grad_h_relu = grad_y_pred.dot(w2.T)
+                grad_x = tape.buffer(x.shape)
+                tape.record(np.matmul, grad_h, weight.data.T, grad_x)
+            grads.product(weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
+            if bias is not None:
+                grads.column_sum(bias, grad_h)  # grad_b1 = grad_h.sum(axis=0)
+            return grad_x
+
+        return h, backward
 
     def _cached_input(self, grad_h: Array) -> tuple[Array, Array]:
         out_shape = (-1 if self.x is None else self.x.shape[0], self.out_features)

@@ -1,10 +1,14 @@
 """Layers in a row: forward in order, backward in reverse."""
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from handprop._types import Array
 from handprop.layers.module import Module
 from handprop.parameter import ACCUMULATE, Gradients, Parameter
+
+if TYPE_CHECKING:
+    from handprop.training.tape import RecordedBackward, RecordedGradients, Tape
 
 
 class Sequential(Module):
@@ -34,6 +38,26 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad_y = layer.backward(grad_y, grads)
         return grad_y
+
+    def record(self, tape: "Tape", x: Array) -> tuple[Array, "RecordedBackward"]:
+        """``forward`` and ``backward`` on a tape's fixed buffers: each layer's, in order;
+        their backwards in reverse, none for the first layer's input."""
+        backwards = []
+        for layer in self.layers:
+            x, layer_backward = tape.layer(layer, x)
+            backwards.append(layer_backward)
+
+        def backward(
+            grad_y: Array, need_input_grad: bool, grads: "RecordedGradients"
+        ) -> Array | None:
+            for index in reversed(range(len(backwards))):
+                grad = backwards[index](grad_y, need_input_grad or index > 0, grads)
+                if grad is None:
+                    return None
+                grad_y = grad
+            return grad_y
+
+        return x, backward
 
     def backward_parameters(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> None:
         if not self.layers:

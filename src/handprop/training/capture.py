@@ -8,36 +8,32 @@ numpy functions, in the same order, on the same shapes and dtypes as ``train_ste
 the results are equal bit for bit. What changes between steps is read live: the learning
 rate and every other number of the optimizer, Adam's step count and bias corrections.
 
-What it records (exact types, not subclasses): ``Sequential``, ``Linear``, ``ReLU``,
+What it records: a layer or loss whose class states its captured form, a ``record``
+method beside the forward and backward it records (``Sequential``, ``Linear``, ``ReLU``,
 ``Tanh``, ``Identity``; ``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy``
-without class weights; ``SGD`` (fused or not) and ``Adam``. Anything else raises
-``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself). The model's
-part is recorded here; where the gradients go and the optimizer's update, in
-capture_update.py.
+without class weights; a subclass only with its own, see ``Tape.layer``); ``SGD`` (fused
+or not) and ``Adam``, in capture_update.py with where the gradients go. Anything else
+raises ``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself).
 """
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from handprop._types import Array
-from handprop.layers.activations import Identity, ReLU, Tanh
-from handprop.layers.linear import Linear
 from handprop.layers.module import Module
-from handprop.layers.sequential import Sequential
-from handprop.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, SumSquaredError
+from handprop.losses import Loss
 from handprop.optim import Optimizer
 from handprop.parameter import Parameter
-from handprop.training.capture_update import Destination, record_destination, record_optimizer
+from handprop.training.capture_update import record_destination, record_optimizer
 from handprop.training.step import train_step
 from handprop.training.tape import NotCapturable, Tape
 
 __all__ = ["CapturedStep", "NotCapturable", "Tape", "capture_step"]
 
-#: What a layer's backward records: ``backward(grad_y, need_input_grad, grads) -> grad_x``
-#: (None when the input's gradient is not needed).
-Backward = Callable[[Array, bool, Destination], Array | None]
+_data = operator.attrgetter("data")
 
 
 class CapturedStep:
@@ -60,23 +56,29 @@ class CapturedStep:
         self.tape, self.x, self.y = tape, *inputs
         self.read_loss, self.guard, self.eager = read_loss, guard, eager
         self.classes = classes  # labels must lie in [0, classes) (cross-entropy)
+        # the labels' bits as unsigned: a negative label reads as a huge one, so one max
+        # checks both ends
+        self.y_bits = self.y if classes is None else self.y.view(f"u{self.y.itemsize}")
 
     def __call__(self, x: Array, y: Array) -> float:
         if not self.fits(x, y):
             return self.eager(x, y)
         np.copyto(self.x, x)
         np.copyto(self.y, y)
+        if self.classes is not None and not self.classes > self.y_bits.max():
+            return self.eager(x, y)  # a label out of range: train_step says which
         return self.replay()
 
     def fits(self, x: object, y: object) -> bool:
-        """Whether (x, y) is a batch the tape trains on as ``train_step`` would."""
+        """Whether (x, y) has the shapes and dtypes the tape trains on as ``train_step``
+        would (labels: any integer dtype; their values are checked as they are copied in)."""
         if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
             return False
         if x.shape != self.x.shape or x.dtype != self.x.dtype or y.shape != self.y.shape:
             return False
         if self.classes is None:
             return bool(y.dtype == self.y.dtype)
-        return y.dtype.kind in "iu" and self.fits_labels(y)
+        return y.dtype.kind in "iu"
 
     def fits_labels(self, y: Array) -> bool:
         """Whether every label of ``y`` names a class (always, for a loss without labels)."""
@@ -113,23 +115,20 @@ def capture_step(
     dtype = params[0].dtype
     tape = Tape(dtype)
     x = tape.buffer(tuple(x_shape))
-    labels = type(loss_fn) is SoftmaxCrossEntropy
+    labels = loss_fn.task == "classification"  # (N,) integer labels
     y = tape.buffer(tuple(y_shape), y_dtype or (np.int64 if labels else dtype))
     if labels and not (y.dtype.kind in "iu" and np.can_cast(y.dtype, np.intp)):
         raise NotCapturable(f"capture needs integer labels, received dtype {y.dtype.name}")
-    y_pred, backward = _record_forward(tape, model, x)
-    read_loss, grad_y_pred = _record_loss(tape, loss_fn, y_pred, y)
+    y_pred, backward = tape.layer(model, x)
+    read_loss, grad_y_pred = tape.loss(loss_fn, y_pred, y)
     destination = record_destination(tape, optimizer, params, fold, exact)
     backward(grad_y_pred, False, destination)
     destination.finish(params)
     guard = record_optimizer(tape, optimizer, params, destination)
-    arrays = [(parameter, parameter.data) for parameter in params]
+    arrays = [parameter.data for parameter in params]
 
     def unchanged() -> bool:
-        for parameter, data in arrays:
-            if parameter.data is not data:
-                return False
-        return guard()
+        return all(map(operator.is_, map(_data, params), arrays)) and guard()
 
     def eager(x: Array, y: Array) -> float:
         return train_step(model, loss_fn, optimizer, x, y, fold=fold, exact=exact)
@@ -149,153 +148,3 @@ def _check_parameters(model: Module, optimizer: Optimizer) -> list[Parameter]:
     if len({id(p) for p in params}) != len(params) or len({p.dtype for p in params}) != 1:
         raise NotCapturable("capture needs distinct parameters of one dtype")
     return params
-
-
-# ----- the model: forward now, backward later, in reverse --------------------------------
-
-
-def _record_forward(tape: Tape, model: Module, x: Array) -> tuple[Array, Backward]:
-    record = _LAYERS.get(type(model))
-    if record is None:
-        raise NotCapturable(f"capture cannot record a {type(model).__name__} layer")
-    return record(tape, model, x)
-
-
-def _sequential(tape: Tape, model: Module, x: Array) -> tuple[Array, Backward]:
-    assert isinstance(model, Sequential)
-    backwards = []
-    for layer in model.layers:
-        x, layer_backward = _record_forward(tape, layer, x)
-        backwards.append(layer_backward)
-
-    def backward(grad_y: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        for index, layer_backward in reversed(list(enumerate(backwards))):
-            grad = layer_backward(grad_y, need_input_grad or index > 0, grads)
-            if grad is None:
-                return None
-            grad_y = grad
-        return grad_y
-
-    return x, backward
-
-
-def _linear(tape: Tape, layer: Module, x: Array) -> tuple[Array, Backward]:
-    assert isinstance(layer, Linear)
-    weight, bias = layer.weight, layer.bias
-    h = tape.buffer((x.shape[0], layer.out_features))
-    tape.record(np.matmul, x, weight.data, h)  # h = x.dot(w1)
-    if bias is not None:
-        tape.record(np.add, h, bias.data, h)
-
-    def backward(grad_h: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        grad_x = None
-        if need_input_grad:
-            grad_x = tape.buffer(x.shape)
-            tape.record(np.matmul, grad_h, weight.data.T, grad_x)
-        grads.product(weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
-        if bias is not None:
-            grads.column_sum(bias, grad_h)  # grad_b1 = grad_h.sum(axis=0)
-        return grad_x
-
-    return h, backward
-
-
-def _relu(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    h_relu = tape.buffer(h.shape)
-    tape.record(np.maximum, h, 0, out=h_relu)
-
-    def backward(grad_h_relu: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        if not need_input_grad:
-            return None
-        bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes, on fixed buffers
-        grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
-        tape.record(np.less, h, 0, keep)  # 1 where h < 0, else 0 (a bool to an unsigned: safe)
-        tape.record(np.subtract, keep, 1, keep)  # 0 where h < 0, else all ones
-        tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
-        return grad_h
-
-    return h_relu, backward
-
-
-def _tanh(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    h_tanh = tape.buffer(h.shape)
-    tape.record(np.tanh, h, h_tanh)
-
-    def backward(grad_h_tanh: Array, need_input_grad: bool, grads: Destination) -> Array | None:
-        if not need_input_grad:
-            return None
-        grad_h = tape.buffer(h.shape)
-        tape.record(np.multiply, h_tanh, h_tanh, grad_h)
-        tape.record(np.subtract, 1, grad_h, grad_h)
-        tape.record(np.multiply, grad_h, grad_h_tanh, grad_h)
-        return grad_h
-
-    return h_tanh, backward
-
-
-def _identity(tape: Tape, layer: Module, h: Array) -> tuple[Array, Backward]:
-    return h, lambda grad, need_input_grad, grads: grad if need_input_grad else None
-
-
-_LAYERS: dict[type[Module], Callable[[Tape, Any, Array], tuple[Array, Backward]]] = {
-    Sequential: _sequential,
-    Linear: _linear,
-    ReLU: _relu,
-    Tanh: _tanh,
-    Identity: _identity,
-}
-
-
-# ----- the loss ---------------------------------------------------------------------------
-
-
-def _record_loss(
-    tape: Tape, loss_fn: Loss, y_pred: Array, y: Array
-) -> tuple[Callable[[], float], Array]:
-    """The loss's forward and backward: how to read the loss, and grad_y_pred's buffer."""
-    kind = type(loss_fn)
-    if kind is SoftmaxCrossEntropy:
-        assert isinstance(loss_fn, SoftmaxCrossEntropy)
-        if loss_fn.weight is not None:
-            raise NotCapturable("capture cannot record SoftmaxCrossEntropy with class weights")
-        return _cross_entropy(tape, y_pred, y)
-    if kind not in (SumSquaredError, MeanSquaredError):
-        raise NotCapturable(f"capture cannot record the loss {kind.__name__}")
-    error, squared, total = tape.buffer(y.shape), tape.buffer(y.shape), tape.scalar()
-    tape.record(np.subtract, y_pred, y, error)
-    tape.record(np.square, error, squared)
-    tape.record(np.add.reduce, squared, None, None, total)  # np.square(y_pred - y).sum()
-    grad_y_pred = tape.buffer(y.shape)
-    if kind is SumSquaredError:
-        tape.record(np.multiply, error, 2.0, grad_y_pred)  # grad_y_pred = 2.0 * (y_pred - y)
-        return lambda: float(total), grad_y_pred
-    size = y.size
-    tape.record(np.multiply, error, 2.0 / size, grad_y_pred)
-    return lambda: float(total) / size, grad_y_pred
-
-
-def _cross_entropy(tape: Tape, scores: Array, y: Array) -> tuple[Callable[[], float], Array]:
-    """SoftmaxCrossEntropy's forward and backward, as log_softmax computes them."""
-    n, classes = scores.shape
-    picks = tape.buffer((n,), np.intp)  # the flat index of y's score in each row
-    tape.record(np.add, np.arange(n, dtype=np.intp) * classes, y, picks)
-    largest, shifted, total = tape.buffer((n, 1)), tape.buffer(scores.shape), tape.scalar()
-    tape.record(np.maximum.reduce, scores, -1, None, largest, True)
-    tape.record(np.subtract, scores, largest, shifted)  # shifted = scores - max(scores)
-    exp, log_sum = tape.buffer(scores.shape), tape.buffer((n, 1))
-    tape.record(np.exp, shifted, exp)
-    tape.record(np.add.reduce, exp, -1, None, log_sum, True)
-    tape.record(np.log, log_sum, log_sum)
-    log_probs, probs, nll = tape.buffer(scores.shape), tape.buffer(scores.shape), tape.buffer((n,))
-    tape.record(np.subtract, shifted, log_sum, log_probs)
-    tape.record(np.exp, log_probs, probs)
-    tape.record(log_probs.reshape(-1).take, picks, None, nll, "clip")  # labels are checked
-    tape.record(np.negative, nll, nll)  # nll = -log_probs[np.arange(len(y)), y]
-    tape.record(np.add.reduce, nll, None, None, total)
-    grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
-    tape.record(one_hot.reshape(-1).put, picks, 1)
-    tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
-    tape.record(one_hot.reshape(-1).put, picks, 0)
-    tape.record(np.true_divide, grad_y_pred, n, grad_y_pred)  # (probs - one_hot(y)) / N
-    count = np.intp(n)
-    return lambda: float(total.dtype.type(total[()] / count)), grad_y_pred  # nll.mean()

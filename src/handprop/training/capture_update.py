@@ -5,7 +5,9 @@ SGD, the update folded into the weight-gradient products; then ``SGD.step`` or
 ``Adam.step``, line for line, their numbers read live at every replay.
 """
 
+import itertools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -168,8 +170,8 @@ def _sgd(tape: Tape, optimizer: SGD, params: list[Parameter], fused: bool) -> Ca
 
 def _same(slots: list[Array], *now: list[Array]) -> bool:
     """Whether the optimizer still holds the arrays the tape was recorded on."""
-    current = [array for arrays in now for array in arrays]
-    return len(slots) == len(current) and all(a is b for a, b in zip(slots, current, strict=True))
+    current = [*itertools.chain.from_iterable(now)]
+    return len(slots) == len(current) and all(map(operator.is_, slots, current))
 
 
 def _adam(
@@ -182,18 +184,19 @@ def _adam(
     the optimizer's slots are set to these views, their values kept), so each line is
     one call, not one per parameter. The weights stay the model's own arrays.
     """
-    names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2", "eps")
-    names += ("weight_decay", "decay", "step_size", "sqrt_bias_correction2")
+    names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2")
+    names += ("eps_hat", "alpha", "weight_decay", "decay")
     values = tape.buffer((len(names),))
     live = dict(zip(names, (values[i : i + 1].reshape(()) for i in range(len(names))), strict=True))
 
     def read() -> None:  # the numbers Adam.step computes, from its attributes now
         optimizer.t += 1
         beta1, beta2, lr, weight_decay = *optimizer.betas, optimizer.lr, optimizer.weight_decay
+        sqrt_bias_correction2 = math.sqrt(1 - beta2**optimizer.t)
         values[:] = (
-            beta1, beta2, 1 - beta1, 1 - beta2, optimizer.eps, weight_decay,
-            1 - lr * weight_decay, lr / (1 - beta1**optimizer.t),
-            math.sqrt(1 - beta2**optimizer.t),
+            beta1, beta2, 1 - beta1, 1 - beta2, optimizer.eps * sqrt_bias_correction2,
+            lr / (1 - beta1**optimizer.t) * sqrt_bias_correction2,
+            weight_decay, 1 - lr * weight_decay,
         )  # fmt: skip
 
     tape.record(read)
@@ -236,10 +239,9 @@ def _adam_lines(
     tape.record(np.multiply, s, grad, s)
     tape.record(np.add, v, s, v)  # v = b2*v + (1-b2)*g*g
     tape.record(np.sqrt, v, s)
-    tape.record(np.true_divide, s, live["sqrt_bias_correction2"], s)
-    tape.record(np.add, s, live["eps"], s)  # sqrt(v) / sqrt(1-b2**t) + eps
+    tape.record(np.add, s, live["eps_hat"], s)  # denom = sqrt(v) + eps_hat
     tape.record(np.true_divide, m, s, s)
-    tape.record(np.multiply, live["step_size"], s, s)  # step_size * m / denom
+    tape.record(np.multiply, live["alpha"], s, s)  # alpha * m / denom
 
 
 class _Flat:

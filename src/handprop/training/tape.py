@@ -2,11 +2,16 @@
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from handprop._types import Array
+
+if TYPE_CHECKING:
+    from handprop.layers.module import Module
+    from handprop.losses import Loss
+    from handprop.parameter import Parameter
 
 
 class NotCapturable(ValueError):
@@ -32,6 +37,12 @@ class Tape:
         """A 0-d buffer of the tape's dtype: as an operand it rounds like a Python float does."""
         return np.zeros((), dtype=self.dtype)
 
+    def constant(self, value: float, dtype: Any = None) -> Array:
+        """``value`` as a 0-d array of the tape's dtype (or ``dtype``): the number a Python
+        operand becomes, without converting it again at every call (a third of a small
+        call's cost)."""
+        return np.full((), value, dtype=self.dtype if dtype is None else dtype)
+
     def record(self, function: Callable[..., object], *args: object, **keywords: object) -> None:
         """Record ``function(*args, **keywords)``, to be called on every replay."""
         self.calls.append((partial(function, **keywords) if keywords else function, args))
@@ -39,3 +50,54 @@ class Tape:
     def replay(self) -> None:
         for function, args in self.calls:
             function(*args)
+
+    def cannot(self, what: str) -> NotCapturable:
+        """The error a part raises for what the tape cannot record: "capture cannot record
+        ``what``" (for a part that cannot import it: losses.py, imported by training)."""
+        return NotCapturable(f"capture cannot record {what}")
+
+    def layer(self, layer: "Module", x: Array) -> tuple[Array, "RecordedBackward"]:
+        """``layer.record(self, x)``: its forward recorded on ``x``'s buffer, its output's
+        buffer, and the function that records its backward.
+
+        Only where the class that states the captured form (``record``) is the one whose
+        ``forward`` and ``backward`` run: a subclass that changes either without its own
+        ``record`` raises ``NotCapturable`` (and trains eagerly).
+        """
+        _check_recorded(layer, ("forward", "backward"), "a", "layer")
+        return layer.record(self, x)  # type: ignore[attr-defined,no-any-return]
+
+    def loss(self, loss_fn: "Loss", y_pred: Array, y: Array) -> tuple[Callable[[], float], Array]:
+        """``loss_fn.record(self, y_pred, y)``: the loss's forward and backward recorded; how
+        to read the loss after a replay, and grad_y_pred's buffer. As for ``layer``, only
+        where the class that records is the one whose ``total`` and ``backward`` run."""
+        _check_recorded(loss_fn, ("total", "backward"), "the loss", "")
+        return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
+
+
+def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
+    kind = type(part)
+    owner = _defined_in(kind, "record")
+    if owner is None or not all(_defined_in(kind, name) is owner for name in runs):
+        raise NotCapturable(f"capture cannot record {article} {kind.__name__} {noun}".rstrip())
+
+
+def _defined_in(kind: type, name: str) -> type | None:
+    """The class in ``kind``'s method resolution order that defines ``name``, if any."""
+    return next((owner for owner in kind.__mro__ if name in vars(owner)), None)
+
+
+class RecordedGradients(Protocol):
+    """Where a recorded backward sends its parameters' gradients (capture_update.py)."""
+
+    def product(self, parameter: "Parameter", a: Array, b: Array) -> None:
+        """Record ``grad = a @ b`` (or, fused, the update it makes)."""
+
+    def column_sum(self, parameter: "Parameter", grad_h: Array) -> None:
+        """Record ``grad = grad_h.sum(axis=0)``."""
+
+
+#: What a layer's ``record(tape, x)`` returns beside its output's buffer: a function that
+#: records its backward, ``backward(grad_y, need_input_grad, grads) -> grad_x`` (None when
+#: the input's gradient is not needed), called in reverse order after the loss's.
+RecordedBackward = Callable[[Array, bool, RecordedGradients], Array | None]
