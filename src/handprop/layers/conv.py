@@ -111,6 +111,8 @@ class Conv2d(Module):
         self.grad_h_pixels: Array | None = None
         self.grad_cols: Array | None = None
         self.grad_weight_cols: Array | None = None
+        self.grad_bias: Array | None = None
+        self.ones: Array | None = None  # (1, N * H_out * W_out) ones: grad_b1 as a product
         self.grad_x_pad: Array | None = None  # grad_x is the inside of it, a view
 
     def config(self) -> dict[str, Any]:
@@ -209,8 +211,24 @@ class Conv2d(Module):
         xp.matmul(grad_h_pixels.T, rows, out=self.grad_weight_cols.reshape(c_out, -1))
         # back to PyTorch's (C_out, C_in, kh, kw) layout on the way
         grads.add(self.weight, xp.transpose(self.grad_weight_cols, (0, 3, 1, 2)))
-        if self.bias is not None:
-            grads.add(self.bias, xp.sum(grad_h_pixels, axis=0))  # grad_b1 = grad_h.sum(axis=0)
+        if self.bias is None:
+            return
+        # grad_b1 = grad_h.sum(axis=0), as ones.dot(grad_h): one BLAS pass over grad_h
+        self.grad_bias = xp.reuse(self.grad_bias, (1, c_out), self.dtype)
+        xp.matmul(self._ones(len(grad_h_pixels)), grad_h_pixels, out=self.grad_bias)
+        grads.add(self.bias, self.grad_bias[0])
+
+    def _ones(self, pixels: int) -> Array:
+        """A reused (1, pixels) row of ones."""
+        shape = (1, pixels)
+        if (
+            self.ones is None
+            or self.ones.shape != shape
+            or self.xp.dtype_of(self.ones) != self.dtype
+        ):
+            self.ones = self.xp.empty(shape, self.dtype)
+            self.xp.fill(self.ones, 1)
+        return self.ones
 
     def _grad_pixels(self, grad_h: Array) -> tuple[Array, Array]:
         """The cache, and ``grad_h`` as (N * H_out * W_out, C_out) like ``h_pixels``: a view

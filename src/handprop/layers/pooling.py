@@ -176,13 +176,13 @@ class MaxPool2d(_Pool2d):
 
     def _max_along(self, x: Array, axis: int, out: Array, won: Array) -> None:
         """``out`` = the max of each window of ``x`` along ``axis``; ``won``: its offset."""
-        xp = self.xp
-        xp.copyto(out, self._slice(x, axis, 0, out.shape[axis]))
+        xp, first = self.xp, self._slice(x, axis, 0, out.shape[axis])
         if self.kernel_size == 2:  # won = 1 where the second is bigger (strictly), else 0
-            candidate = self._slice(x, axis, 1, out.shape[axis])
-            xp.greater(candidate, out, out=xp.view(won, np.bool_))
-            xp.maximum(out, candidate, out=out)
+            second = self._slice(x, axis, 1, out.shape[axis])
+            xp.greater(second, first, out=xp.view(won, np.bool_))
+            xp.maximum(first, second, out=out)  # two passes, no copy of the first
             return
+        xp.copyto(out, first)
         xp.fill(won, 0)
         assert self.bigger is not None and self.winners is not None
         bigger = self._first_rows(self.bigger, out.shape[2])
