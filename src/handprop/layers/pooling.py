@@ -93,8 +93,7 @@ class MaxPool2d(_Pool2d):
         self.x_w: Array | None = None  # windows side by side: the max along W (cached)
         self.w_won: Array | None = None  # which column won (cached)
         self.h_won: Array | None = None  # which row won (cached)
-        self.grad_x_w: Array | None = None  # work buffers
-        self.mask: Array | None = None
+        self.grad_x_w: Array | None = None  # work buffer
 
     def forward(self, x: Array) -> Array:
         xp = self.xp
@@ -167,11 +166,9 @@ class MaxPool2d(_Pool2d):
         self.grad_x_w = xp.reuse_like(self.grad_x_w, self.x_w.shape, x.dtype, x)
         if height % k:
             xp.fill(self.grad_x_w, 0)
-        self.mask = xp.reuse_like(self.mask, self.x_w.shape, x.dtype, x)  # for both passes
-        mask_h, mask_w = self._first_rows(self.mask, grad_y.shape[2]), self.mask
         # grad_x_w[h_won] = grad_y, then grad_x[w_won] = grad_x_w
-        self._route_back(grad_y, self.h_won, 2, self.grad_x_w, mask_h)
-        self._route_back(self.grad_x_w, self.w_won, 3, grad_x, mask_w)
+        self._route_back(grad_y, self.h_won, 2, self.grad_x_w)
+        self._route_back(self.grad_x_w, self.w_won, 3, grad_x)
         return grad_x
 
     def _max_along(self, x: Array, axis: int, out: Array, won: Array) -> None:
@@ -194,24 +191,22 @@ class MaxPool2d(_Pool2d):
             xp.multiply(xp.view(bigger, np.uint8), offset, out=winners, casting="unsafe")
             xp.maximum(won, winners, out=won)  # offsets only grow: a max sets them
 
-    def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array, mask: Array) -> None:
+    def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array) -> None:
         """Each window's gradient to the offset along ``axis`` that won it, 0 to the others.
 
-        ``mask``: a work buffer of grad's shape and dtype (a product of mixed dtypes would
-        cast through numpy's buffers)."""
+        A product with the 0/1 integers or booleans of ``won`` (numpy casts them in its
+        buffers: measured faster here than a cast copy into a float mask first)."""
         xp, size = self.xp, grad.shape[axis]
         if self.kernel_size == 2:  # the second gets grad * won, the first the rest
             second = self._slice(grad_x, axis, 1, size)
-            xp.copyto(mask, won)  # 1.0 where the second won (a cast copy, no buffers)
-            xp.multiply(grad, mask, out=second)
+            xp.multiply(grad, won, out=second)  # won: 1 where the second won
             xp.subtract(grad, second, out=self._slice(grad_x, axis, 0, size))
             return
         assert self.bigger is not None
         equal = self._first_rows(self.bigger, grad.shape[2])
         for offset in range(self.kernel_size):
             xp.equal(won, offset, out=equal)
-            xp.copyto(mask, equal)
-            xp.multiply(grad, mask, out=self._slice(grad_x, axis, offset, size))
+            xp.multiply(grad, equal, out=self._slice(grad_x, axis, offset, size))
 
     def _first_rows(self, buffer: Array, rows: int) -> Array:
         """The first ``rows`` image rows of a work buffer shaped like ``x_w``: a view for the
