@@ -58,15 +58,16 @@ def products_step(model: Any) -> Callable[[], None]:
     calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for index, layer in enumerate(model):
         if isinstance(layer, hp.Conv2d):
-            w1 = layer.weight_cols.reshape(layer.out_channels, -1).T  # (kh * kw * C_in, C_out)
+            w1 = layer.weight_cols.T  # (kh * kw * C_in (+ 1, the bias), C_out)
             by_rows = layer.cols.shape[0] == layer.h_pixels.shape[0]
             rows = layer.cols if by_rows else layer.cols.T  # one row per output pixel
             grad_h = layer.h_pixels.copy()  # numbers of a gradient's size
             calls.append((rows, w1, layer.h_pixels))  # forward
-            calls.append((grad_h.T, rows, np.empty_like(w1.T)))  # weight gradient
-            if index > 0:  # input gradient, into cols' orientation
-                pair = (grad_h, w1.T) if by_rows else (w1, grad_h.T)
-                calls.append((*pair, np.empty_like(layer.cols)))
+            calls.append((grad_h.T, rows, np.empty_like(layer.weight_cols)))  # weight gradient
+            if index > 0:  # input gradient, into cols' orientation, without the bias
+                w1_patch = w1[: layer.grad_cols.shape[1 if by_rows else 0]]
+                pair = (grad_h, w1_patch.T) if by_rows else (w1_patch, grad_h.T)
+                calls.append((*pair, np.empty_like(layer.grad_cols)))
         elif isinstance(layer, hp.Linear):
             grad_w = np.empty_like(layer.weight.data)
             grad_h = layer.h.copy()  # numbers of a gradient's size (np.empty may hold denormals)

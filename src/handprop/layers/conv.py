@@ -106,13 +106,11 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
         self.x_pad: Array | None = None  # the cache: the last input, zero-padded, NHWC
         self.cols: Array | None = None  # work buffers
-        self.weight_cols: Array | None = None  # the weight as (C_out, kh, kw, C_in)
+        self.weight_cols: Array | None = None  # w1.T: (C_out, kh * kw * C_in (+ 1, the bias))
         self.h_pixels: Array | None = None
         self.grad_h_pixels: Array | None = None
         self.grad_cols: Array | None = None
         self.grad_weight_cols: Array | None = None
-        self.grad_bias: Array | None = None
-        self.ones: Array | None = None  # (1, N * H_out * W_out) ones: grad_b1 as a product
         self.grad_x_pad: Array | None = None  # grad_x is the inside of it, a view
 
     def config(self) -> dict[str, Any]:
@@ -156,18 +154,23 @@ class Conv2d(Module):
         n, c_out, h_out, w_out = self.output_shape(x.shape[0], x.shape[2], x.shape[3])
         x_pad = self.x_pad = self._pad(x)  # (N, H + 2 * padding, W + 2 * padding, C_in)
         k, c_in, pixels = self.kernel_size, self.in_channels, n * h_out * w_out
+        features, columns = self._features(), self._columns()
+        cols = xp.reuse(self.cols, self._matrix_shape(pixels, columns, w_out), self.dtype)
+        if cols is not self.cols and self.bias is not None:  # the bias trick's ones, set once
+            xp.fill(self._part(cols, features, columns, w_out), 1)
+        self.cols = cols
         # im2col: cols[(n, i, j), (di, dj, c)] = x_pad[n, i * stride + di, j * stride + dj, c]
-        self.cols = xp.reuse(self.cols, self._cols_shape(pixels, w_out), self.dtype)
-        cols_6d = self._cols_6d(self.cols, n, h_out, w_out)
+        cols_6d = self._cols_6d(self._part(cols, 0, features, w_out), n, h_out, w_out)
         xp.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
-        # w1: the weight's columns in the patches' (kh, kw, C_in) order (a small copy)
-        self.weight_cols = xp.reuse(self.weight_cols, (c_out, k, k, c_in), self.dtype)
-        xp.copyto(self.weight_cols, xp.transpose(self.weight.data, (0, 2, 3, 1)))
-        w1 = self.weight_cols.reshape(c_out, -1).T  # (kh * kw * C_in, C_out)
-        self.h_pixels = xp.reuse(self.h_pixels, (pixels, c_out), self.dtype)
-        xp.matmul(self._rows(self.cols, w_out), w1, out=self.h_pixels)  # h = x.dot(w1)
+        # w1: the weight's columns in the patches' (kh, kw, C_in) order, then the bias
+        self.weight_cols = xp.reuse(self.weight_cols, (c_out, columns), self.dtype)
+        weight_4d = self.weight_cols[:, :features].reshape(c_out, k, k, c_in)
+        xp.copyto(weight_4d, xp.transpose(self.weight.data, (0, 2, 3, 1)))  # a small copy
         if self.bias is not None:
-            xp.add(self.h_pixels, self.bias.data, out=self.h_pixels)  # h = x.dot(w1) + b1
+            xp.copyto(self.weight_cols[:, features], self.bias.data)
+        self.h_pixels = xp.reuse(self.h_pixels, (pixels, c_out), self.dtype)
+        # h = x.dot(w1) + b1, the bias as one more row of w1 times a column of ones in x
+        xp.matmul(self._rows(cols, w_out), self.weight_cols.T, out=self.h_pixels)
         # (N, H_out, W_out, C_out) in memory, seen as (N, C_out, H_out, W_out): no copy
         h: Array = xp.transpose(self.h_pixels.reshape(n, h_out, w_out, c_out), (0, 3, 1, 2))
         return h
@@ -175,10 +178,12 @@ class Conv2d(Module):
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
         x_pad, grad_h_pixels = self._grad_pixels(grad_h)
         n, _, h_out, w_out = grad_h.shape
-        assert self.cols is not None and self.weight_cols is not None
-        xp, w1 = self.xp, self.weight_cols.reshape(self.out_channels, -1).T
+        assert self.weight_cols is not None
+        xp, features = self.xp, self._features()
+        w1 = self.weight_cols[:, :features].T  # (kh * kw * C_in, C_out), without the bias
         # grad_cols = grad_h.dot(w1.T), Linear's input gradient, for every patch
-        self.grad_cols = xp.reuse(self.grad_cols, tuple(self.cols.shape), self.dtype)
+        shape = self._matrix_shape(len(grad_h_pixels), features, w_out)
+        self.grad_cols = xp.reuse(self.grad_cols, shape, self.dtype)
         if self._cols_are_rows(w_out):
             xp.matmul(grad_h_pixels, w1.T, out=self.grad_cols)
         else:  # stored transposed: grad_cols.T = w1.dot(grad_h.T)
@@ -203,32 +208,16 @@ class Conv2d(Module):
 
     def _parameter_grads(self, grad_h_pixels: Array, w_out: int, grads: Gradients) -> None:
         assert self.cols is not None
-        xp, c_out = self.xp, self.out_channels
-        # grad_w1 = x.T.dot(grad_h), computed transposed: (C_out, kh * kw * C_in)
-        shape = (c_out, self.kernel_size, self.kernel_size, self.in_channels)
+        xp, c_out, k, features = self.xp, self.out_channels, self.kernel_size, self._features()
+        # grad_w1 = x.T.dot(grad_h), computed transposed: (C_out, kh * kw * C_in), then
+        # grad_b1 = grad_h.sum(axis=0) in the last column (the ones' column of x)
+        shape = (c_out, self._columns())
         self.grad_weight_cols = xp.reuse(self.grad_weight_cols, shape, self.dtype)
-        rows = self._rows(self.cols, w_out)
-        xp.matmul(grad_h_pixels.T, rows, out=self.grad_weight_cols.reshape(c_out, -1))
-        # back to PyTorch's (C_out, C_in, kh, kw) layout on the way
-        grads.add(self.weight, xp.transpose(self.grad_weight_cols, (0, 3, 1, 2)))
-        if self.bias is None:
-            return
-        # grad_b1 = grad_h.sum(axis=0), as ones.dot(grad_h): one BLAS pass over grad_h
-        self.grad_bias = xp.reuse(self.grad_bias, (1, c_out), self.dtype)
-        xp.matmul(self._ones(len(grad_h_pixels)), grad_h_pixels, out=self.grad_bias)
-        grads.add(self.bias, self.grad_bias[0])
-
-    def _ones(self, pixels: int) -> Array:
-        """A reused (1, pixels) row of ones."""
-        shape = (1, pixels)
-        if (
-            self.ones is None
-            or self.ones.shape != shape
-            or self.xp.dtype_of(self.ones) != self.dtype
-        ):
-            self.ones = self.xp.empty(shape, self.dtype)
-            self.xp.fill(self.ones, 1)
-        return self.ones
+        xp.matmul(grad_h_pixels.T, self._rows(self.cols, w_out), out=self.grad_weight_cols)
+        grad_w1 = self.grad_weight_cols[:, :features].reshape(c_out, k, k, self.in_channels)
+        grads.add(self.weight, xp.transpose(grad_w1, (0, 3, 1, 2)))  # PyTorch's layout
+        if self.bias is not None:
+            grads.add(self.bias, self.grad_weight_cols[:, features])
 
     def _grad_pixels(self, grad_h: Array) -> tuple[Array, Array]:
         """The cache, and ``grad_h`` as (N * H_out * W_out, C_out) like ``h_pixels``: a view
@@ -253,9 +242,21 @@ class Conv2d(Module):
         output row, else one column per pixel: every copy runs along the longer."""
         return self.kernel_size * self.in_channels >= w_out
 
-    def _cols_shape(self, pixels: int, w_out: int) -> tuple[int, int]:
-        features = self.in_channels * self.kernel_size**2
-        return (pixels, features) if self._cols_are_rows(w_out) else (features, pixels)
+    def _features(self) -> int:
+        """The values of one patch: kh * kw * C_in."""
+        return self.in_channels * self.kernel_size**2
+
+    def _columns(self) -> int:
+        """The columns of ``cols``: a patch, then a column of ones if there is a bias."""
+        return self._features() + (self.bias is not None)
+
+    def _matrix_shape(self, pixels: int, columns: int, w_out: int) -> tuple[int, int]:
+        """(pixels, columns), or transposed if ``cols`` is stored by columns."""
+        return (pixels, columns) if self._cols_are_rows(w_out) else (columns, pixels)
+
+    def _part(self, cols: Array, start: int, stop: int, w_out: int) -> Array:
+        """Columns ``start:stop`` of ``cols`` (rows of it if stored by columns): a view."""
+        return cols[:, start:stop] if self._cols_are_rows(w_out) else cols[start:stop]
 
     def _rows(self, cols: Array, w_out: int) -> Array:
         """``cols`` with one row per output pixel (a transposed view if stored by columns)."""
