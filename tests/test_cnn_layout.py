@@ -1,7 +1,7 @@
 """The CNN layers' memory layout: NCHW shapes over NHWC memory (docs/cnn.md, layers/conv.py).
 
-A convolution's output is its product's (pixels, C_out) rows seen as NCHW; ReLU, pooling
-and Flatten keep their input's memory order, forward and backward, so that no layer
+A convolution's output is its product's (pixels, C_out) rows seen as NCHW; ReLU, pooling,
+BatchNorm2d and Flatten keep their input's memory order, forward and backward, so that no layer
 between two convolutions transposes an activation. Whatever the layout, the numbers are
 PyTorch's: inputs in any memory order (NHWC, strided views) and gradients in another.
 """
@@ -56,6 +56,7 @@ LAYERS = {
     ),
     "conv 1 channel in": lambda: randomised(hp.Conv2d(1, 4, 3, padding=1, rng=0)),
     "relu": hp.ReLU,
+    "batchnorm2d": lambda: randomised(hp.BatchNorm2d(3)),
     "maxpool 2": lambda: hp.MaxPool2d(2),
     "maxpool 3 stride 2": lambda: hp.MaxPool2d(3, 2),
     "maxpool 3": lambda: hp.MaxPool2d(3),
