@@ -5,6 +5,10 @@ Both poolings loop over the kh * kw offsets inside a window: the slice
 so a window's max (or sum) is built up one offset at a time, with no temporaries,
 and the backward sends each output's gradient back along the same slices.
 
+Every output and gradient is laid out in memory as the input is (``xp.reuse_like``):
+after a convolution, NHWC memory under the NCHW shape (layers/conv.py), where these
+slices run over whole pixels of C channels side by side.
+
 The arithmetic goes through each layer's array namespace ``xp`` (``handprop.backend``):
 the same code computes on numpy arrays and on torch tensors.
 """
