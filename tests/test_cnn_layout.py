@@ -61,6 +61,8 @@ LAYERS = {
     "maxpool 3 stride 2": lambda: hp.MaxPool2d(3, 2),
     "maxpool 3": lambda: hp.MaxPool2d(3),
     "avgpool 2": lambda: hp.AvgPool2d(2),
+    "avgpool 3, windows tiling a 9x9 image": lambda: hp.AvgPool2d(3),
+    "avgpool 2 stride 3, gaps": lambda: hp.AvgPool2d(2, 3),
     "flatten": hp.Flatten,
 }
 

@@ -252,6 +252,10 @@ class AvgPool2d(_Pool2d):
     Each input of a window gets ``grad_y / kernel_size**2``.
     """
 
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        super().__init__(kernel_size, stride)
+        self.grad_share: Array | None = None  # work buffer: grad_y / kernel_size**2
+
     def forward(self, x: Array) -> Array:
         xp = self.xp
         self.x = x = self._check_input(x)
@@ -267,11 +271,18 @@ class AvgPool2d(_Pool2d):
         xp = self.xp
         x, grad_y = self._cached(grad_y)
         self.grad_x = xp.reuse_like(self.grad_x, x.shape, x.dtype, x)
-        xp.fill(self.grad_x, 0)
+        self.grad_share = xp.reuse_like(self.grad_share, grad_y.shape, x.dtype, x)
+        xp.divide(grad_y, self.kernel_size**2, out=self.grad_share)  # each input's share
+        k, s, (height, width) = self.kernel_size, self.stride, x.shape[2:]
+        tiled = s == k and height % k == 0 and width % k == 0  # every input in one window
+        if not tiled:
+            xp.fill(self.grad_x, 0)
         for di, dj in self._offsets():
             target = self._window(self.grad_x, di, dj, grad_y.shape)
-            xp.add(target, grad_y, out=target)  # each input of the window gets grad_y
-        xp.divide(self.grad_x, self.kernel_size**2, out=self.grad_x)
+            if s < k:  # windows overlap: an input gets the shares of each window it is in
+                xp.add(target, self.grad_share, out=target)
+            else:
+                xp.copyto(target, self.grad_share)
         return self.grad_x
 
 
