@@ -29,10 +29,16 @@ runs. A backward pass hands gradients in the same order, so ``grad_h`` is
 ``grad_h_pixels`` without a copy. The weight's columns follow the patches'
 (kh, kw, C_in) order, so ``w1`` is a small reordered copy of the weight, made each
 forward, and ``grad_w1`` goes back to PyTorch's (C_out, C_in, kh, kw) layout. Any
-input works (NCHW arrays, views): it is copied into the zero-padded NHWC buffer.
+input works (NCHW arrays, views): it is copied into the zero-padded NHWC buffer
+(read through an NHWC view of it without padding; slower if its memory is not NHWC).
 With one input channel a patch row is short (kw values), so ``cols`` is then
 stored transposed, one column per output pixel, and the copies run along an image
 row instead (``_cols_are_rows``); the products read either orientation.
+
+The bias is cs231n's "bias trick": ``cols`` ends with a column of ones (written once)
+and ``w1`` with a row holding the bias, so ``cols.dot(w1)`` adds it, and the weight
+gradient's product returns ``grad_b1 = grad_h.sum(axis=0)`` (the ones' column times
+``grad_h``) in its last row: no separate pass over ``h`` or ``grad_h`` for either.
 
 The arithmetic goes through the layer's array namespace ``xp`` (``handprop.backend``):
 the same code computes on numpy arrays and on torch tensors.
