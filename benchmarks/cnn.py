@@ -7,8 +7,9 @@ The network (the issue's sizes): x (256, 1, 28, 28) random images, 10 random cla
 SoftmaxCrossEntropy, plain SGD (lr 0.01). Contenders, timed in turn in one run:
 
 - ``products``: the step's matrix products alone, ``np.matmul(out=)`` on handprop's own
-  buffers after a step (weights times im2col columns, the weight gradients, the input
-  gradients but the first layer's): the floor handprop's step is measured against.
+  buffers after a step (im2col rows times weights, the weight gradients, the input
+  gradients but the first layer's), in the orientations the step uses: the floor
+  handprop's step is measured against.
 - ``handprop``: ``handprop.train_step`` (im2col, pooling, ReLU, loss, the SGD update folded
   into the weight-gradient products).
 - ``torch``: the same network in ``torch.nn`` eager mode, ``loss.backward()`` and
@@ -57,12 +58,16 @@ def products_step(model: Any) -> Callable[[], None]:
     calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for index, layer in enumerate(model):
         if isinstance(layer, hp.Conv2d):
-            w = layer.weight.data.reshape(layer.out_channels, -1)
-            grad_w = np.empty_like(w)
-            calls.append((w, layer.cols, layer.h_cols))  # forward
-            calls.append((layer.grad_h_cols, layer.cols.T, grad_w))  # weight gradient
-            if index > 0:
-                calls.append((w.T, layer.grad_h_cols, layer.grad_cols))  # input gradient
+            w1 = layer.weight_cols.T  # (kh * kw * C_in (+ 1, the bias), C_out)
+            by_rows = layer.cols.shape[0] == layer.h_pixels.shape[0]
+            rows = layer.cols if by_rows else layer.cols.T  # one row per output pixel
+            grad_h = layer.h_pixels.copy()  # numbers of a gradient's size
+            calls.append((rows, w1, layer.h_pixels))  # forward
+            calls.append((grad_h.T, rows, np.empty_like(layer.weight_cols)))  # weight gradient
+            if index > 0:  # input gradient, into cols' orientation, without the bias
+                w1_patch = w1[: layer.grad_cols.shape[1 if by_rows else 0]]
+                pair = (grad_h, w1_patch.T) if by_rows else (w1_patch, grad_h.T)
+                calls.append((*pair, np.empty_like(layer.grad_cols)))
         elif isinstance(layer, hp.Linear):
             grad_w = np.empty_like(layer.weight.data)
             grad_h = layer.h.copy()  # numbers of a gradient's size (np.empty may hold denormals)

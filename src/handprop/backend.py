@@ -212,6 +212,29 @@ class Numpy:
         """``x``'s strides in elements (numpy counts bytes; torch's ``stride()`` elements)."""
         return tuple(stride // x.itemsize for stride in x.strides)
 
+    def memory_axes(self, x: Array) -> list[int]:
+        """``x``'s axes from outermost to innermost in memory: ``transpose(x, memory_axes(x))``
+        is a C-contiguous view when ``x`` is dense (one block in some order of its axes)."""
+        return laid_out(x.shape, x.shape, self.strides(x))
+
+    def is_contiguous(self, x: Array) -> bool:
+        """Whether ``x`` is one C-ordered block of memory (then ``reshape`` is a view)."""
+        return bool(x.flags.c_contiguous)
+
+    def reuse_like(
+        self, buffer: Array | None, shape: tuple[int, ...], dtype: npt.DTypeLike, like: Array
+    ) -> Array:
+        """``reuse``, with the axes laid out in memory in ``like``'s order (see ``laid_out``)."""
+        order = laid_out(shape, like.shape, self.strides(like))
+        if (
+            buffer is not None
+            and buffer.shape == shape
+            and buffer.dtype == dtype
+            and memory_order(shape, self.strides(buffer)) == longer_than_1(order, shape)
+        ):
+            return buffer
+        return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
+
     def as_strided(self, x: Array, shape: tuple[int, ...], strides: tuple[int, ...]) -> Array:
         """A read-only view of ``x``'s memory with ``shape`` and ``strides`` in elements
         (windows that overlap: every patch of an image, for im2col)."""
@@ -259,6 +282,28 @@ def relu_mask(grad: Array, h: Array, out: Array, scratch: Array | None = None) -
     np.subtract(keep, 1, out=keep)  # 0 where h < 0, else all ones
     np.bitwise_and(grad.view(bits), keep, out=out.view(bits))
     return keep
+
+
+def memory_order(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:
+    """The axes longer than 1, from the largest stride to the smallest: how an array lies
+    in memory. (0, 1, 2, 3) for a C-ordered NCHW image, (0, 2, 3, 1) for an NCHW view of
+    NHWC memory (``x.transpose(0, 3, 1, 2)``)."""
+    axes = [axis for axis in range(len(shape)) if shape[axis] > 1]
+    return tuple(sorted(axes, key=lambda axis: -abs(strides[axis])))
+
+
+def longer_than_1(order: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """``order`` without the axes of length 1 in ``shape`` (they lie anywhere in memory)."""
+    return tuple(axis for axis in order if shape[axis] > 1)
+
+
+def laid_out(
+    shape: Sequence[int], like_shape: Sequence[int], like_strides: Sequence[int]
+) -> list[int]:
+    """The axes of a new array of ``shape`` from outermost to innermost in memory, in the
+    order of an array ``like`` (then the axes that ``like`` does not order: length 1 there)."""
+    known = [axis for axis in memory_order(like_shape, like_strides) if shape[axis] > 1]
+    return known + [axis for axis in range(len(shape)) if axis not in known]
 
 
 def _mixing(owner: str, xp: Any, x: object) -> TypeError:
@@ -589,6 +634,28 @@ class TorchNamespace:
 
     def strides(self, x: Any) -> tuple[int, ...]:
         return tuple(x.stride())
+
+    def memory_axes(self, x: Any) -> list[int]:
+        return laid_out(x.shape, x.shape, self.strides(x))
+
+    def is_contiguous(self, x: Any) -> bool:
+        return bool(x.is_contiguous())
+
+    def reuse_like(
+        self, buffer: Any, shape: tuple[int, ...], dtype: npt.DTypeLike, like: Any
+    ) -> Any:
+        wanted = self._torch_dtype(dtype)
+        order = laid_out(shape, like.shape, self.strides(like))
+        if (
+            buffer is not None
+            and buffer.shape == shape
+            and buffer.dtype == wanted
+            and memory_order(shape, self.strides(buffer)) == longer_than_1(order, shape)
+        ):
+            return buffer
+        inverse = sorted(range(len(order)), key=order.__getitem__)
+        permuted = [shape[axis] for axis in order]
+        return self.torch.empty(permuted, dtype=wanted, device=self.device).permute(*inverse)
 
     def as_strided(self, x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
         """A view of ``x``'s memory with ``shape`` and ``strides`` in elements (not to be

@@ -46,16 +46,19 @@ class ReLU(Module):
     def forward(self, h: Array) -> Array:
         xp = self.xp
         self.h = xp.require("ReLU", h)
-        self.h_relu = xp.reuse(self.h_relu, h.shape, h.dtype)
+        self.h_relu = xp.reuse_like(self.h_relu, h.shape, h.dtype, h)  # in h's memory order
         xp.maximum(h, 0, out=self.h_relu)  # h_relu = np.maximum(h, 0)
         return self.h_relu
 
     def backward(self, grad_h_relu: Array, grads: Gradients = ACCUMULATE) -> Array:
         xp = self.xp
         h, grad_h_relu = require_cache("ReLU", self.h, grad_h_relu, None, xp)
-        self.grad_h = xp.reuse(self.grad_h, h.shape, h.dtype)
-        # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0
-        self.keep = xp.relu_mask(grad_h_relu, h, out=self.grad_h, scratch=self.keep)
+        self.grad_h = xp.reuse_like(self.grad_h, h.shape, h.dtype, h)
+        # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0, element by element, so on views
+        # that all run in h's memory order (an NHWC image: channels innermost)
+        axes = xp.memory_axes(h)
+        grad_h_relu, h, grad_h = (xp.transpose(a, axes) for a in (grad_h_relu, h, self.grad_h))
+        self.keep = xp.relu_mask(grad_h_relu, h, out=grad_h, scratch=self.keep)
         return self.grad_h
 
     def record(self, tape: "Tape", h: Array) -> tuple[Array, "RecordedBackward"]:

@@ -1,24 +1,44 @@
 """The 2-D convolution, as im2col and one matrix product: ``Linear`` over image patches.
 
 Every output pixel is a dot product of the weight with one patch of the input.
-Copy every patch into a column of ``cols`` (im2col) and the convolution is
-``Linear``'s ``h = x.dot(w)`` with ``x = cols.T`` (one row per output pixel) and
-``w = weight.T`` (the weight as a (C_out, C_in * kh * kw) matrix)::
+Copy every patch into a row of ``cols`` (im2col) and the convolution is
+``Linear``'s ``h = x.dot(w1)``, with one row of ``x`` per output pixel and the
+weight as a (kh * kw * C_in, C_out) matrix ``w1``::
 
-    cols: (C_in * kh * kw, N * H_out * W_out)    one column per output pixel
-    h_cols = weight.dot(cols)                    (C_out, N * H_out * W_out)
+    cols: (N * H_out * W_out, kh * kw * C_in)    one row per output pixel
+    h_pixels = cols.dot(w1)                       (N * H_out * W_out, C_out)
 
-and its backward is Linear's two transpose products, transposed::
+and its backward is Linear's::
 
-    grad_weight = grad_h_cols.dot(cols.T)        Linear's x.T.dot(grad_h)
-    grad_cols = weight.T.dot(grad_h_cols)        Linear's grad_h.dot(w.T)
+    grad_w1 = cols.T.dot(grad_h_pixels)
+    grad_cols = grad_h_pixels.dot(w1.T)
 
 followed by col2im, im2col's transpose: each patch's gradient is added back
 where the patch came from. Patches overlap, so col2im adds; it loops over the
 kh * kw kernel offsets, each adding one strided slice of the input's gradient
 (im2col copies all of them at once, from a strided view of the input that holds
-every patch: ``_patches``). Pixels are the columns, not the rows, so
-that every copy runs along an image row and both products are one BLAS call.
+every patch: ``_patches``).
+
+The layout. Images keep PyTorch's NCHW *shape*, but this layer's output lies in
+memory as NHWC (channels last): ``h_pixels`` is already (N, H_out, W_out, C_out),
+so ``h`` is a view of it, ``h_pixels.reshape(N, H_out, W_out, C_out)
+.transpose(0, 3, 1, 2)``, with no copy. ReLU and pooling keep their input's memory
+order, so the next convolution receives NHWC memory too: one patch row (kw pixels
+of C_in channels) is then kw * C_in values side by side, and im2col copies those
+runs. A backward pass hands gradients in the same order, so ``grad_h`` is
+``grad_h_pixels`` without a copy. The weight's columns follow the patches'
+(kh, kw, C_in) order, so ``w1`` is a small reordered copy of the weight, made each
+forward, and ``grad_w1`` goes back to PyTorch's (C_out, C_in, kh, kw) layout. Any
+input works (NCHW arrays, views): it is copied into the zero-padded NHWC buffer
+(read through an NHWC view of it without padding; slower if its memory is not NHWC).
+With one input channel a patch row is short (kw values), so ``cols`` is then
+stored transposed, one column per output pixel, and the copies run along an image
+row instead (``_cols_are_rows``); the products read either orientation.
+
+The bias is cs231n's "bias trick": ``cols`` ends with a column of ones (written once)
+and ``w1`` with a row holding the bias, so ``cols.dot(w1)`` adds it, and the weight
+gradient's product returns ``grad_b1 = grad_h.sum(axis=0)`` (the ones' column times
+``grad_h``) in its last row: no separate pass over ``h`` or ``grad_h`` for either.
 
 The arithmetic goes through the layer's array namespace ``xp`` (``handprop.backend``):
 the same code computes on numpy arrays and on torch tensors.
@@ -90,12 +110,13 @@ class Conv2d(Module):
         scale = math.sqrt(2.0 / (self.in_channels * k * k))  # He normal
         self.weight = Parameter((as_generator(rng).standard_normal(shape) * scale).astype(dtype))
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
-        self.x_pad: Array | None = None  # the cache: the last input, zero-padded
+        self.x_pad: Array | None = None  # the cache: the last input, zero-padded, NHWC
         self.cols: Array | None = None  # work buffers
-        self.h_cols: Array | None = None
-        self.h: Array | None = None
-        self.grad_h_cols: Array | None = None
+        self.weight_cols: Array | None = None  # w1.T: (C_out, kh * kw * C_in (+ 1, the bias))
+        self.h_pixels: Array | None = None
+        self.grad_h_pixels: Array | None = None
         self.grad_cols: Array | None = None
+        self.grad_weight_cols: Array | None = None
         self.grad_x_pad: Array | None = None  # grad_x is the inside of it, a view
 
     def config(self) -> dict[str, Any]:
@@ -137,56 +158,76 @@ class Conv2d(Module):
         xp = self.xp
         x = self._check_input(x)
         n, c_out, h_out, w_out = self.output_shape(x.shape[0], x.shape[2], x.shape[3])
-        x_pad = self.x_pad = self._pad(x)
+        x_pad = self.x_pad = self._pad(x)  # (N, H + 2 * padding, W + 2 * padding, C_in)
         k, c_in, pixels = self.kernel_size, self.in_channels, n * h_out * w_out
-        # im2col: cols[(c, di, dj), (n, i, j)] = x_pad[n, c, i * stride + di, j * stride + dj]
-        self.cols = xp.reuse(self.cols, (c_in * k * k, pixels), self.dtype)
-        cols_6d = self.cols.reshape(c_in, k, k, n, h_out, w_out)
+        features, columns = self._features(), self._columns()
+        cols = xp.reuse(self.cols, self._matrix_shape(pixels, columns, w_out), self.dtype)
+        if cols is not self.cols and self.bias is not None:  # the bias trick's ones, set once
+            xp.fill(self._part(cols, features, columns, w_out), 1)
+        self.cols = cols
+        # im2col: cols[(n, i, j), (di, dj, c)] = x_pad[n, i * stride + di, j * stride + dj, c]
+        cols_6d = self._cols_6d(self._part(cols, 0, features, w_out), n, h_out, w_out)
         xp.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
-        self.h_cols = xp.reuse(self.h_cols, (c_out, pixels), self.dtype)
-        weight = self.weight.data.reshape(c_out, -1)
-        xp.matmul(weight, self.cols, out=self.h_cols)  # h = x.dot(w1)
-        # the columns back to images (N, C_out, H_out, W_out), the bias added on the way
-        self.h = xp.reuse(self.h, (n, c_out, h_out, w_out), self.dtype)
-        h_pixels = xp.transpose(self.h_cols.reshape(c_out, n, -1), (1, 0, 2))
-        if self.bias is None:
-            xp.copyto(self.h.reshape(n, c_out, -1), h_pixels)
-        else:  # h = x.dot(w1) + b1
-            xp.add(h_pixels, self.bias.data[:, None], out=self.h.reshape(n, c_out, -1))
-        return self.h
+        # w1: the weight's columns in the patches' (kh, kw, C_in) order, then the bias
+        self.weight_cols = xp.reuse(self.weight_cols, (c_out, columns), self.dtype)
+        weight_4d = self.weight_cols[:, :features].reshape(c_out, k, k, c_in)
+        xp.copyto(weight_4d, xp.transpose(self.weight.data, (0, 2, 3, 1)))  # a small copy
+        if self.bias is not None:
+            xp.copyto(self.weight_cols[:, features], self.bias.data)
+        self.h_pixels = xp.reuse(self.h_pixels, (pixels, c_out), self.dtype)
+        # h = x.dot(w1) + b1, the bias as one more row of w1 times a column of ones in x
+        xp.matmul(self._rows(cols, w_out), self.weight_cols.T, out=self.h_pixels)
+        # (N, H_out, W_out, C_out) in memory, seen as (N, C_out, H_out, W_out): no copy
+        h: Array = xp.transpose(self.h_pixels.reshape(n, h_out, w_out, c_out), (0, 3, 1, 2))
+        return h
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
-        x_pad, grad_h_cols = self._grad_cols(grad_h)
-        k, (n, c_in, _, _), (h_out, w_out) = self.kernel_size, x_pad.shape, grad_h.shape[2:]
-        weight = self.weight.data.reshape(self.out_channels, -1)
-        xp = self.xp
+        x_pad, grad_h_pixels = self._grad_pixels(grad_h)
+        n, _, h_out, w_out = grad_h.shape
+        assert self.weight_cols is not None
+        xp, features = self.xp, self._features()
+        w1 = self.weight_cols[:, :features].T  # (kh * kw * C_in, C_out), without the bias
         # grad_cols = grad_h.dot(w1.T), Linear's input gradient, for every patch
-        self.grad_cols = xp.reuse(self.grad_cols, self.cols_shape(grad_h_cols), self.dtype)
-        xp.matmul(weight.T, grad_h_cols, out=self.grad_cols)
-        self._parameter_grads(grad_h_cols, grads)  # after the weight's last read
+        shape = self._matrix_shape(len(grad_h_pixels), features, w_out)
+        self.grad_cols = xp.reuse(self.grad_cols, shape, self.dtype)
+        if self._cols_are_rows(w_out):
+            xp.matmul(grad_h_pixels, w1.T, out=self.grad_cols)
+        else:  # stored transposed: grad_cols.T = w1.dot(grad_h.T)
+            xp.matmul(w1, grad_h_pixels.T, out=self.grad_cols)
+        self._parameter_grads(grad_h_pixels, w_out, grads)  # after the weight's last read
         # col2im: each patch's gradient goes back where the patch came from, adding up
         # (patches overlap: one strided add per kernel offset, no scatter).
         self.grad_x_pad = xp.reuse(self.grad_x_pad, tuple(x_pad.shape), self.dtype)
         xp.fill(self.grad_x_pad, 0)
-        grad_cols_6d = self.grad_cols.reshape(c_in, k, k, n, h_out, w_out)
+        grad_cols_6d = self._cols_6d(self.grad_cols, n, h_out, w_out)
         for di, dj in self._offsets():
             window = self._window(self.grad_x_pad, di, dj, h_out, w_out)
-            xp.add(window, xp.transpose(grad_cols_6d[:, di, dj], (1, 0, 2, 3)), out=window)
-        p, height, width = self.padding, x_pad.shape[2], x_pad.shape[3]
-        return self.grad_x_pad[:, :, p : height - p, p : width - p]  # a view: no copy
+            xp.add(window, grad_cols_6d[:, :, :, di, dj], out=window)
+        p, height, width = self.padding, x_pad.shape[1], x_pad.shape[2]
+        grad_x = self.grad_x_pad[:, p : height - p, p : width - p]  # a view: no copy
+        grad_x_nchw: Array = xp.transpose(grad_x, (0, 3, 1, 2))  # NHWC memory, like h
+        return grad_x_nchw
 
     def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
-        _, grad_h_cols = self._grad_cols(grad_h)
-        self._parameter_grads(grad_h_cols, grads)
+        _, grad_h_pixels = self._grad_pixels(grad_h)
+        self._parameter_grads(grad_h_pixels, grad_h.shape[3], grads)
 
-    def _parameter_grads(self, grad_h_cols: Array, grads: Gradients) -> None:
+    def _parameter_grads(self, grad_h_pixels: Array, w_out: int, grads: Gradients) -> None:
         assert self.cols is not None
-        grads.add_product(self.weight, grad_h_cols, self.cols.T)  # grad_w1 = x.T.dot(grad_h)
+        xp, c_out, k, features = self.xp, self.out_channels, self.kernel_size, self._features()
+        # grad_w1 = x.T.dot(grad_h), computed transposed: (C_out, kh * kw * C_in), then
+        # grad_b1 = grad_h.sum(axis=0) in the last column (the ones' column of x)
+        shape = (c_out, self._columns())
+        self.grad_weight_cols = xp.reuse(self.grad_weight_cols, shape, self.dtype)
+        xp.matmul(grad_h_pixels.T, self._rows(self.cols, w_out), out=self.grad_weight_cols)
+        grad_w1 = self.grad_weight_cols[:, :features].reshape(c_out, k, k, self.in_channels)
+        grads.add(self.weight, xp.transpose(grad_w1, (0, 3, 1, 2)))  # PyTorch's layout
         if self.bias is not None:
-            grads.add(self.bias, self.xp.sum(grad_h_cols, axis=1))  # grad_b1 = grad_h.sum(axis=0)
+            grads.add(self.bias, self.grad_weight_cols[:, features])
 
-    def _grad_cols(self, grad_h: Array) -> tuple[Array, Array]:
-        """The cache, and ``grad_h`` as columns (C_out, N * H_out * W_out) like ``h_cols``."""
+    def _grad_pixels(self, grad_h: Array) -> tuple[Array, Array]:
+        """The cache, and ``grad_h`` as (N * H_out * W_out, C_out) like ``h_pixels``: a view
+        if ``grad_h`` lies in memory as NHWC (as ``h`` does), else a copy."""
         x_pad = self.x_pad
         shape = None
         if x_pad is not None:
@@ -195,44 +236,79 @@ class Conv2d(Module):
         xp = self.xp
         x_pad, grad_h = require_cache("Conv2d", x_pad, grad_h, shape, xp)
         n, c_out, h_out, w_out = grad_h.shape
-        self.grad_h_cols = xp.reuse(self.grad_h_cols, (c_out, n * h_out * w_out), self.dtype)
-        grad_h_3d = xp.transpose(grad_h.reshape(n, c_out, -1), (1, 0, 2))
-        xp.copyto(self.grad_h_cols.reshape(c_out, n, -1), grad_h_3d)
-        return x_pad, self.grad_h_cols
+        grad_h_nhwc = xp.transpose(grad_h, (0, 2, 3, 1))
+        if xp.is_contiguous(grad_h_nhwc):
+            return x_pad, grad_h_nhwc.reshape(-1, c_out)
+        self.grad_h_pixels = xp.reuse(self.grad_h_pixels, (n * h_out * w_out, c_out), self.dtype)
+        xp.copyto(self.grad_h_pixels.reshape(n, h_out, w_out, c_out), grad_h_nhwc)
+        return x_pad, self.grad_h_pixels
 
-    def cols_shape(self, grad_h_cols: Array) -> tuple[int, int]:
-        return self.in_channels * self.kernel_size**2, grad_h_cols.shape[1]
+    def _cols_are_rows(self, w_out: int) -> bool:
+        """One row per pixel if a patch row (kw * C_in values) is at least as long as an
+        output row, else one column per pixel: every copy runs along the longer."""
+        return self.kernel_size * self.in_channels >= w_out
+
+    def _features(self) -> int:
+        """The values of one patch: kh * kw * C_in."""
+        return self.in_channels * self.kernel_size**2
+
+    def _columns(self) -> int:
+        """The columns of ``cols``: a patch, then a column of ones if there is a bias."""
+        return self._features() + (self.bias is not None)
+
+    def _matrix_shape(self, pixels: int, columns: int, w_out: int) -> tuple[int, int]:
+        """(pixels, columns), or transposed if ``cols`` is stored by columns."""
+        return (pixels, columns) if self._cols_are_rows(w_out) else (columns, pixels)
+
+    def _part(self, cols: Array, start: int, stop: int, w_out: int) -> Array:
+        """Columns ``start:stop`` of ``cols`` (rows of it if stored by columns): a view."""
+        return cols[:, start:stop] if self._cols_are_rows(w_out) else cols[start:stop]
+
+    def _rows(self, cols: Array, w_out: int) -> Array:
+        """``cols`` with one row per output pixel (a transposed view if stored by columns)."""
+        return cols if self._cols_are_rows(w_out) else cols.T
+
+    def _cols_6d(self, cols: Array, n: int, h_out: int, w_out: int) -> Array:
+        """``cols`` as a view (N, H_out, W_out, kh, kw, C_in), like ``_patches``."""
+        k, c_in = self.kernel_size, self.in_channels
+        if self._cols_are_rows(w_out):
+            return cols.reshape(n, h_out, w_out, k, k, c_in)
+        by_columns = cols.reshape(k, k, c_in, n, h_out, w_out)
+        return self.xp.transpose(by_columns, (3, 4, 5, 0, 1, 2))  # type: ignore[no-any-return]
 
     def _offsets(self) -> list[tuple[int, int]]:
         return [(di, dj) for di in range(self.kernel_size) for dj in range(self.kernel_size)]
 
     def _patches(self, x_pad: Array, h_out: int, w_out: int) -> Array:
-        """Every patch of ``x_pad`` as a read-only view (C_in, k, k, N, H_out, W_out) of it:
-        ``[c, di, dj, n, i, j]`` is ``x_pad[n, c, i * stride + di, j * stride + dj]``."""
-        s_n, s_c, s_h, s_w = self.xp.strides(x_pad)
-        shape = (self.in_channels, self.kernel_size, self.kernel_size, len(x_pad), h_out, w_out)
-        strides = (s_c, s_h, s_w, s_n, s_h * self.stride, s_w * self.stride)
+        """Every patch of ``x_pad`` (N, H, W, C_in) as a read-only view (N, H_out, W_out, k,
+        k, C_in): ``[n, i, j, di, dj, c]`` is ``x_pad[n, i * stride + di, j * stride + dj, c]``."""
+        s_n, s_h, s_w, s_c = self.xp.strides(x_pad)
+        k, s = self.kernel_size, self.stride
+        shape = (len(x_pad), h_out, w_out, k, k, self.in_channels)
+        strides = (s_n, s_h * s, s_w * s, s_h, s_w, s_c)
         return self.xp.as_strided(x_pad, shape, strides)  # type: ignore[no-any-return]
 
     def _window(self, image: Array, di: int, dj: int, h_out: int, w_out: int) -> Array:
-        """Element (di, dj) of every patch of ``image``: a strided view (N, C, H_out, W_out)."""
+        """Element (di, dj) of every patch of ``image`` (N, H, W, C): a view (N, H_out, W_out,
+        C)."""
         s = self.stride
-        return image[:, :, di : di + s * (h_out - 1) + 1 : s, dj : dj + s * (w_out - 1) + 1 : s]
+        return image[:, di : di + s * (h_out - 1) + 1 : s, dj : dj + s * (w_out - 1) + 1 : s]
 
     def _unpadded_shape(self, x_pad: Array) -> tuple[int, int, int, int]:
-        n, c, height, width = x_pad.shape
+        n, height, width, c = x_pad.shape
         return n, c, height - 2 * self.padding, width - 2 * self.padding
 
     def _pad(self, x: Array) -> Array:
-        """``x`` with ``padding`` zeros around each image, in a reused buffer (``x`` if none)."""
-        p = self.padding
+        """``x`` as (N, H, W, C) with ``padding`` zeros around each image, in a reused NHWC
+        buffer (a view of ``x`` if no padding)."""
+        p, x_nhwc = self.padding, self.xp.transpose(x, (0, 2, 3, 1))
         if not p:
-            return x
-        n, c, height, width = x.shape
-        shape = (n, c, height + 2 * p, width + 2 * p)
+            return x_nhwc  # type: ignore[no-any-return]
+        n, height, width, c = x_nhwc.shape
+        shape = (n, height + 2 * p, width + 2 * p, c)
         if self.x_pad is None or self.x_pad.shape != shape or self.x_pad.dtype != x.dtype:
             self.x_pad = self.xp.zeros(shape, self.dtype)  # the border stays zero from here on
-        self.xp.copyto(self.x_pad[:, :, p:-p, p:-p], x)
+        self.xp.copyto(self.x_pad[:, p:-p, p:-p], x_nhwc)
         return self.x_pad
 
     def _check_input(self, x: Array) -> Array:

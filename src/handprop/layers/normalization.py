@@ -153,8 +153,8 @@ class _BatchNorm(Module):
         x = self._check_input(x)
         n = math.prod(x.shape) // self.num_features  # the values each channel's mean covers
         self.batch_stats = self.training
-        self.x_hat = xp.reuse(self.x_hat, x.shape, self.dtype)
-        self.y = xp.reuse(self.y, x.shape, self.dtype)
+        self.x_hat = xp.reuse_like(self.x_hat, x.shape, self.dtype, x)  # in x's memory order
+        self.y = xp.reuse_like(self.y, x.shape, self.dtype, x)
         if self.training:
             mean_shape = self._per_channel(self.weight.data).shape
             self.mean = xp.reuse(self.mean, mean_shape, self.dtype)
@@ -189,7 +189,7 @@ class _BatchNorm(Module):
         x_hat, grad_y = require_cache(type(self).__name__, self.x_hat, grad_y, None, xp)
         assert self.inv_std is not None
         grad_bias = xp.sum(grad_y, axis=self.axes)  # grad_bias = sum(grad_y)
-        self.grad_x = xp.reuse(self.grad_x, x_hat.shape, self.dtype)
+        self.grad_x = xp.reuse_like(self.grad_x, x_hat.shape, self.dtype, x_hat)
         xp.multiply(grad_y, x_hat, out=self.grad_x)
         grad_weight = xp.sum(self.grad_x, axis=self.axes)  # grad_weight = sum(grad_y * x_hat)
         # grad_x_hat = grad_y * weight, then through (x - mean) / sqrt(var + eps)

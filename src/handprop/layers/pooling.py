@@ -5,6 +5,10 @@ Both poolings loop over the kh * kw offsets inside a window: the slice
 so a window's max (or sum) is built up one offset at a time, with no temporaries,
 and the backward sends each output's gradient back along the same slices.
 
+Every output and gradient is laid out in memory as the input is (``xp.reuse_like``):
+after a convolution, NHWC memory under the NCHW shape (layers/conv.py), where these
+slices run over whole pixels of C channels side by side.
+
 The arithmetic goes through each layer's array namespace ``xp`` (``handprop.backend``):
 the same code computes on numpy arrays and on torch tensors.
 """
@@ -93,19 +97,18 @@ class MaxPool2d(_Pool2d):
         self.x_w: Array | None = None  # windows side by side: the max along W (cached)
         self.w_won: Array | None = None  # which column won (cached)
         self.h_won: Array | None = None  # which row won (cached)
-        self.grad_x_w: Array | None = None  # work buffers
-        self.mask: Array | None = None
+        self.grad_x_w: Array | None = None  # work buffer
 
     def forward(self, x: Array) -> Array:
         xp = self.xp
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
-        self.y = xp.reuse(self.y, shape, x.dtype)
+        self.y = xp.reuse_like(self.y, shape, x.dtype, x)  # every buffer in x's memory order
         if self.stride == self.kernel_size:  # windows side by side: one axis, then the other
             return self._forward_separable(x, self.y)
-        self.argmax = xp.reuse(self.argmax, shape, self._offset_dtype())
-        self.winners = xp.reuse(self.winners, shape, self._offset_dtype())
-        self.bigger = xp.reuse(self.bigger, shape, np.dtype(np.bool_))
+        self.argmax = xp.reuse_like(self.argmax, shape, self._offset_dtype(), x)
+        self.winners = xp.reuse_like(self.winners, shape, self._offset_dtype(), x)
+        self.bigger = xp.reuse_like(self.bigger, shape, np.dtype(np.bool_), x)
         xp.copyto(self.y, self._window(x, 0, 0, shape))  # y = the first offset's element
         xp.fill(self.argmax, 0)
         for offset, (di, dj) in enumerate(self._offsets()[1:], start=1):
@@ -121,11 +124,11 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         xp = self.xp
         x, grad_y = self._cached(grad_y)
-        self.grad_x = xp.reuse(self.grad_x, x.shape, x.dtype)
+        self.grad_x = xp.reuse_like(self.grad_x, x.shape, x.dtype, x)
         if self.stride == self.kernel_size:
             return self._backward_separable(x, grad_y, self.grad_x)
         assert self.argmax is not None
-        self.grad_part = xp.reuse(self.grad_part, grad_y.shape, x.dtype)
+        self.grad_part = xp.reuse_like(self.grad_part, grad_y.shape, x.dtype, x)
         k, s = self.kernel_size, self.stride
         overlapping = s < k  # then an input may win several windows
         xp.fill(self.grad_x, 0)
@@ -149,13 +152,12 @@ class MaxPool2d(_Pool2d):
     def _forward_separable(self, x: Array, y: Array) -> Array:
         xp, (n, c, height, _) = self.xp, x.shape
         shape, w_shape = y.shape, (n, c, height, y.shape[3])
-        self.x_w = xp.reuse(self.x_w, w_shape, x.dtype)
-        self.w_won = xp.reuse(self.w_won, w_shape, self._offset_dtype())
-        self.h_won = xp.reuse(self.h_won, shape, self._offset_dtype())
+        self.x_w = xp.reuse_like(self.x_w, w_shape, x.dtype, x)
+        self.w_won = xp.reuse_like(self.w_won, w_shape, self._offset_dtype(), x)
+        self.h_won = xp.reuse_like(self.h_won, shape, self._offset_dtype(), x)
         if self.kernel_size > 2:  # work buffers for both passes, as large as the first's output
-            size = (math.prod(w_shape),)
-            self.bigger = xp.reuse(self.bigger, size, np.dtype(np.bool_))
-            self.winners = xp.reuse(self.winners, size, self._offset_dtype())
+            self.bigger = xp.reuse_like(self.bigger, w_shape, np.dtype(np.bool_), x)
+            self.winners = xp.reuse_like(self.winners, w_shape, self._offset_dtype(), x)
         self._max_along(x, 3, self.x_w, self.w_won)
         self._max_along(self.x_w, 2, y, self.h_won)
         return y
@@ -165,34 +167,27 @@ class MaxPool2d(_Pool2d):
         xp, k, (height, width) = self.xp, self.kernel_size, x.shape[2:]
         if height % k or width % k:  # rows or columns no window covers
             xp.fill(grad_x, 0)
-        self.grad_x_w = xp.reuse(self.grad_x_w, self.x_w.shape, x.dtype)
+        self.grad_x_w = xp.reuse_like(self.grad_x_w, self.x_w.shape, x.dtype, x)
         if height % k:
             xp.fill(self.grad_x_w, 0)
-        size = math.prod(self.x_w.shape)
-        self.mask = xp.reuse(self.mask, (size,), x.dtype)  # for both passes
-        mask_h, mask_w = (
-            self.mask[: math.prod(grad_y.shape)].reshape(grad_y.shape),
-            self.mask.reshape(self.x_w.shape),
-        )
         # grad_x_w[h_won] = grad_y, then grad_x[w_won] = grad_x_w
-        self._route_back(grad_y, self.h_won, 2, self.grad_x_w, mask_h)
-        self._route_back(self.grad_x_w, self.w_won, 3, grad_x, mask_w)
+        self._route_back(grad_y, self.h_won, 2, self.grad_x_w)
+        self._route_back(self.grad_x_w, self.w_won, 3, grad_x)
         return grad_x
 
     def _max_along(self, x: Array, axis: int, out: Array, won: Array) -> None:
         """``out`` = the max of each window of ``x`` along ``axis``; ``won``: its offset."""
-        xp = self.xp
-        xp.copyto(out, self._slice(x, axis, 0, out.shape[axis]))
+        xp, first = self.xp, self._slice(x, axis, 0, out.shape[axis])
         if self.kernel_size == 2:  # won = 1 where the second is bigger (strictly), else 0
-            candidate = self._slice(x, axis, 1, out.shape[axis])
-            xp.greater(candidate, out, out=xp.view(won, np.bool_))
-            xp.maximum(out, candidate, out=out)
+            second = self._slice(x, axis, 1, out.shape[axis])
+            xp.greater(second, first, out=xp.view(won, np.bool_))
+            xp.maximum(first, second, out=out)  # two passes, no copy of the first
             return
+        xp.copyto(out, first)
         xp.fill(won, 0)
         assert self.bigger is not None and self.winners is not None
-        size = math.prod(out.shape)
-        bigger = self.bigger[:size].reshape(out.shape)
-        winners = self.winners[:size].reshape(out.shape)
+        bigger = self._first_rows(self.bigger, out.shape[2])
+        winners = self._first_rows(self.winners, out.shape[2])
         for offset in range(1, self.kernel_size):
             candidate = self._slice(x, axis, offset, out.shape[axis])
             xp.greater(candidate, out, out=bigger)  # strictly: the first max stays
@@ -200,24 +195,27 @@ class MaxPool2d(_Pool2d):
             xp.multiply(xp.view(bigger, np.uint8), offset, out=winners, casting="unsafe")
             xp.maximum(won, winners, out=won)  # offsets only grow: a max sets them
 
-    def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array, mask: Array) -> None:
+    def _route_back(self, grad: Array, won: Array, axis: int, grad_x: Array) -> None:
         """Each window's gradient to the offset along ``axis`` that won it, 0 to the others.
 
-        ``mask``: a work buffer of grad's shape and dtype (a product of mixed dtypes would
-        cast through numpy's buffers)."""
+        A product with the 0/1 integers or booleans of ``won`` (numpy casts them in its
+        buffers: measured faster here than a cast copy into a float mask first)."""
         xp, size = self.xp, grad.shape[axis]
         if self.kernel_size == 2:  # the second gets grad * won, the first the rest
             second = self._slice(grad_x, axis, 1, size)
-            xp.copyto(mask, won)  # 1.0 where the second won (a cast copy, no buffers)
-            xp.multiply(grad, mask, out=second)
+            xp.multiply(grad, won, out=second)  # won: 1 where the second won
             xp.subtract(grad, second, out=self._slice(grad_x, axis, 0, size))
             return
         assert self.bigger is not None
-        equal = self.bigger[: math.prod(grad.shape)].reshape(grad.shape)
+        equal = self._first_rows(self.bigger, grad.shape[2])
         for offset in range(self.kernel_size):
             xp.equal(won, offset, out=equal)
-            xp.copyto(mask, equal)
-            xp.multiply(grad, mask, out=self._slice(grad_x, axis, offset, size))
+            xp.multiply(grad, equal, out=self._slice(grad_x, axis, offset, size))
+
+    def _first_rows(self, buffer: Array, rows: int) -> Array:
+        """The first ``rows`` image rows of a work buffer shaped like ``x_w``: a view for the
+        pass along H, whose output has fewer rows (in the same memory order)."""
+        return buffer[:, :, :rows]
 
     def _slice(self, array: Array, axis: int, offset: int, size: int) -> Array:
         """Element ``offset`` of every window along ``axis``: a strided view."""
@@ -254,11 +252,15 @@ class AvgPool2d(_Pool2d):
     Each input of a window gets ``grad_y / kernel_size**2``.
     """
 
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        super().__init__(kernel_size, stride)
+        self.grad_share: Array | None = None  # work buffer: grad_y / kernel_size**2
+
     def forward(self, x: Array) -> Array:
         xp = self.xp
         self.x = x = self._check_input(x)
         shape = self.output_shape(x.shape)
-        self.y = xp.reuse(self.y, shape, x.dtype)
+        self.y = xp.reuse_like(self.y, shape, x.dtype, x)  # in x's memory order
         xp.copyto(self.y, self._window(x, 0, 0, shape))
         for di, dj in self._offsets()[1:]:
             xp.add(self.y, self._window(x, di, dj, shape), out=self.y)  # y = sum over the window
@@ -268,12 +270,19 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
         xp = self.xp
         x, grad_y = self._cached(grad_y)
-        self.grad_x = xp.reuse(self.grad_x, x.shape, x.dtype)
-        xp.fill(self.grad_x, 0)
+        self.grad_x = xp.reuse_like(self.grad_x, x.shape, x.dtype, x)
+        self.grad_share = xp.reuse_like(self.grad_share, grad_y.shape, x.dtype, x)
+        xp.divide(grad_y, self.kernel_size**2, out=self.grad_share)  # each input's share
+        k, s, (height, width) = self.kernel_size, self.stride, x.shape[2:]
+        tiled = s == k and height % k == 0 and width % k == 0  # every input in one window
+        if not tiled:
+            xp.fill(self.grad_x, 0)
         for di, dj in self._offsets():
             target = self._window(self.grad_x, di, dj, grad_y.shape)
-            xp.add(target, grad_y, out=target)  # each input of the window gets grad_y
-        xp.divide(self.grad_x, self.kernel_size**2, out=self.grad_x)
+            if s < k:  # windows overlap: an input gets the shares of each window it is in
+                xp.add(target, self.grad_share, out=target)
+            else:
+                xp.copyto(target, self.grad_share)
         return self.grad_x
 
 
@@ -282,20 +291,35 @@ class Flatten(Module):
     """Each sample as one row: ``x.reshape(N, -1)``, as ``torch.nn.Flatten()``.
 
     Shape: x (N, C, H, W) (or any (N, ...)) -> (N, C * H * W); the gradient is reshaped back.
+    The rows are in PyTorch's order (C, then H, then W) whatever ``x``'s memory order: an
+    NHWC image (a convolution's output) is copied into a reused buffer, and its gradient
+    copied back into ``x``'s memory order, where the layers before it work fastest.
     """
 
     array_libraries = ("numpy", "torch")
 
     def __init__(self) -> None:
         self.x: Array | None = None  # the cache: the last input (its shape)
+        self.y: Array | None = None  # work buffers, for an input that is not C-contiguous
+        self.grad_x: Array | None = None
 
     def forward(self, x: Array) -> Array:
-        self.x = self.xp.require("Flatten", x)
+        xp = self.xp
+        self.x = xp.require("Flatten", x)
         if x.ndim < 1:
             raise ValueError(f"Flatten expected input of shape (N, ...), received {tuple(x.shape)}")
-        return x.reshape(len(x), -1)
+        if xp.is_contiguous(x):
+            return x.reshape(len(x), -1)  # a view
+        self.y = xp.reuse(self.y, (len(x), math.prod(x.shape[1:])), xp.dtype_of(x))
+        xp.copyto(self.y.reshape(x.shape), x)
+        return self.y
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
+        xp = self.xp
         shape = None if self.x is None else (len(self.x), math.prod(self.x.shape[1:]))
-        x, grad_y = require_cache("Flatten", self.x, grad_y, shape, self.xp)
-        return grad_y.reshape(x.shape)
+        x, grad_y = require_cache("Flatten", self.x, grad_y, shape, xp)
+        if xp.is_contiguous(x):
+            return grad_y.reshape(x.shape)
+        self.grad_x = xp.reuse_like(self.grad_x, tuple(x.shape), xp.dtype_of(x), x)
+        xp.copyto(self.grad_x, grad_y.reshape(x.shape))
+        return self.grad_x
