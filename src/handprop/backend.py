@@ -225,6 +225,10 @@ class Numpy:
         self, buffer: Array | None, shape: tuple[int, ...], dtype: npt.DTypeLike, like: Array
     ) -> Array:
         """``reuse``, with the axes laid out in memory in ``like``'s order (see ``laid_out``)."""
+        if like.flags.c_contiguous:  # the usual case (a table's rows): C order, checked cheaply
+            if buffer is not None and buffer.flags.c_contiguous:
+                return self.reuse(buffer, shape, np.dtype(dtype))
+            return np.empty(shape, dtype)
         order = laid_out(shape, like.shape, self.strides(like))
         if (
             buffer is not None

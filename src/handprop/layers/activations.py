@@ -53,11 +53,12 @@ class ReLU(Module):
     def backward(self, grad_h_relu: Array, grads: Gradients = ACCUMULATE) -> Array:
         xp = self.xp
         h, grad_h_relu = require_cache("ReLU", self.h, grad_h_relu, None, xp)
-        self.grad_h = xp.reuse_like(self.grad_h, h.shape, h.dtype, h)
+        self.grad_h = grad_h = xp.reuse_like(self.grad_h, h.shape, h.dtype, h)
         # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0, element by element, so on views
         # that all run in h's memory order (an NHWC image: channels innermost)
-        axes = xp.memory_axes(h)
-        grad_h_relu, h, grad_h = (xp.transpose(a, axes) for a in (grad_h_relu, h, self.grad_h))
+        if not xp.is_contiguous(h):
+            axes = xp.memory_axes(h)
+            grad_h_relu, h, grad_h = (xp.transpose(a, axes) for a in (grad_h_relu, h, grad_h))
         self.keep = xp.relu_mask(grad_h_relu, h, out=grad_h, scratch=self.keep)
         return self.grad_h
 
