@@ -60,25 +60,29 @@ class Tape:
         """``layer.record(self, x)``: its forward recorded on ``x``'s buffer, its output's
         buffer, and the function that records its backward.
 
-        Only where the class that states the captured form (``record``) is the one whose
-        ``forward`` and ``backward`` run: a subclass that changes either without its own
+        Only where what ``train_step`` runs is what ``record`` states: a subclass that
+        changes ``forward``, ``backward`` or ``backward_parameters`` without its own
         ``record`` raises ``NotCapturable`` (and trains eagerly).
         """
-        _check_recorded(layer, ("forward", "backward"), "a", "layer")
+        _check_recorded(layer, ("forward", "backward", "backward_parameters"), "a", "layer")
         return layer.record(self, x)  # type: ignore[attr-defined,no-any-return]
 
     def loss(self, loss_fn: "Loss", y_pred: Array, y: Array) -> tuple[Callable[[], float], Array]:
         """``loss_fn.record(self, y_pred, y)``: the loss's forward and backward recorded; how
         to read the loss after a replay, and grad_y_pred's buffer. As for ``layer``, only
-        where the class that records is the one whose ``total`` and ``backward`` run."""
-        _check_recorded(loss_fn, ("total", "backward"), "the loss", "")
+        where no subclass changes ``forward``, ``total`` or ``backward`` below ``record``."""
+        _check_recorded(loss_fn, ("forward", "total", "backward"), "the loss", "")
         return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
 
 
 def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
+    """Raise NotCapturable unless ``part``'s class has a ``record`` and no class below the
+    one that defines it (a subclass) redefines a method of ``runs``, which the eager step
+    calls and the tape would not."""
     kind = type(part)
     owner = _defined_in(kind, "record")
-    if owner is None or not all(_defined_in(kind, name) is owner for name in runs):
+    below = [] if owner is None else kind.__mro__[: kind.__mro__.index(owner)]
+    if owner is None or any(name in vars(c) for c in below for name in runs):
         raise NotCapturable(f"capture cannot record {article} {kind.__name__} {noun}".rstrip())
 
 
