@@ -112,6 +112,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
         self.x_pad: Array | None = None  # the cache: the last input, zero-padded, NHWC
         self.cols: Array | None = None  # work buffers
+        self.cols_rows = True  # whether cols holds one row per pixel (see _cols_are_rows)
         self.weight_cols: Array | None = None  # w1.T: (C_out, kh * kw * C_in (+ 1, the bias))
         self.h_pixels: Array | None = None
         self.grad_h_pixels: Array | None = None
@@ -161,10 +162,13 @@ class Conv2d(Module):
         x_pad = self.x_pad = self._pad(x)  # (N, H + 2 * padding, W + 2 * padding, C_in)
         k, c_in, pixels = self.kernel_size, self.in_channels, n * h_out * w_out
         features, columns = self._features(), self._columns()
-        cols = xp.reuse(self.cols, self._matrix_shape(pixels, columns, w_out), self.dtype)
+        # a square cols of the other orientation has the same shape, not the ones' place
+        same_way = self.cols is not None and self.cols_rows == self._cols_are_rows(w_out)
+        shape = self._matrix_shape(pixels, columns, w_out)
+        cols = xp.reuse(self.cols if same_way else None, shape, self.dtype)
         if cols is not self.cols and self.bias is not None:  # the bias trick's ones, set once
             xp.fill(self._part(cols, features, columns, w_out), 1)
-        self.cols = cols
+        self.cols, self.cols_rows = cols, self._cols_are_rows(w_out)
         # im2col: cols[(n, i, j), (di, dj, c)] = x_pad[n, i * stride + di, j * stride + dj, c]
         cols_6d = self._cols_6d(self._part(cols, 0, features, w_out), n, h_out, w_out)
         xp.copyto(cols_6d, self._patches(x_pad, h_out, w_out))  # one copy of every patch
