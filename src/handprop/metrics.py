@@ -26,8 +26,11 @@ METRICS: Registry[Metric] = Registry("metric")
 def accuracy(y_pred: Array, y: Array, sample_weight: Array | None = None) -> float:
     """The fraction of rows whose highest score is the true label.
 
-    ``sample_weight`` (N,): each row counts its weight instead of 1 (scikit-learn's).
+    ``sample_weight`` (N,): each row counts its weight instead of 1 (scikit-learn's);
+    NaN if every weight is 0 (no row counts).
     """
+    if _weighs_nothing(sample_weight):
+        return float("nan")
     return float(np.average(np.argmax(y_pred, axis=1) == y, weights=sample_weight))
 
 
@@ -37,16 +40,25 @@ def r2_score(y_pred: Array, y: Array, sample_weight: Array | None = None) -> flo
 
     1 is perfect, 0 is the mean's score; a constant output column counts 1 if
     predicted exactly, else 0, as scikit-learn does. ``sample_weight`` (N,): each row's
-    squares count its weight, around the weighted mean (scikit-learn's).
+    squares count its weight, around the weighted mean (scikit-learn's); NaN if every
+    weight is 0. Shape: y and y_pred (N,) or (N, D_out).
     """
-    w = np.ones((len(y), 1)) if sample_weight is None else np.reshape(sample_weight, (-1, 1))
+    if _weighs_nothing(sample_weight):
+        return float("nan")
+    w = 1.0 if sample_weight is None else np.reshape(sample_weight, (-1,) + (1,) * (y.ndim - 1))
+    mean = np.average(y, axis=0, weights=sample_weight)
     residual = (w * np.square(y - y_pred)).sum(axis=0)
-    total = (w * np.square(y - np.average(y, axis=0, weights=w[:, 0]))).sum(axis=0)
+    total = (w * np.square(y - mean)).sum(axis=0)
     constant = total == 0
     scores = np.where(
         constant, np.where(residual == 0, 1.0, 0.0), 1 - residual / np.where(constant, 1, total)
     )
     return float(scores.mean())
+
+
+def _weighs_nothing(sample_weight: Array | None) -> bool:
+    """Whether there are weights and all are 0 (a weighted mean of nothing)."""
+    return sample_weight is not None and not np.any(sample_weight)
 
 
 def mean_squared_error(y_pred: Array, y: Array) -> float:
