@@ -185,6 +185,8 @@ class MaxPool2d(_Pool2d):
             return
         xp.copyto(out, first)
         xp.fill(won, 0)
+        if self.kernel_size == 1:  # one candidate a window: it wins
+            return
         assert self.bigger is not None and self.winners is not None
         bigger = self._first_rows(self.bigger, out.shape[2])
         winners = self._first_rows(self.winners, out.shape[2])
@@ -201,6 +203,9 @@ class MaxPool2d(_Pool2d):
         A product with the 0/1 integers or booleans of ``won`` (numpy casts them in its
         buffers: measured faster here than a cast copy into a float mask first)."""
         xp, size = self.xp, grad.shape[axis]
+        if self.kernel_size == 1:  # every window is its one element
+            xp.copyto(self._slice(grad_x, axis, 0, size), grad)
+            return
         if self.kernel_size == 2:  # the second gets grad * won, the first the rest
             second = self._slice(grad_x, axis, 1, size)
             xp.multiply(grad, won, out=second)  # won: 1 where the second won
