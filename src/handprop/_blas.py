@@ -61,6 +61,13 @@ def _layout(m: Array) -> tuple[int, int] | None:
         return _NO_TRANS, max(1, m.shape[1])
     if m.flags.f_contiguous:  # the transpose of a C-contiguous matrix
         return _TRANS, max(1, m.shape[0])
+    # columns of a wider C-ordered matrix (``x_all[:, rows]``), or their transpose: rows
+    # of unit-stride numbers, a leading dimension larger than the width
+    item, (rows, columns), (step0, step1) = m.itemsize, m.shape, m.strides
+    if step1 == item and step0 % item == 0 and step0 >= columns * item:
+        return _NO_TRANS, step0 // item
+    if step0 == item and step1 % item == 0 and step1 >= rows * item:
+        return _TRANS, step1 // item
     return None
 
 
@@ -69,7 +76,8 @@ def _address(m: Array) -> int:
 
     ``ctypes.c_char.from_buffer`` takes it through the buffer protocol in a third of
     the time of ``m.ctypes.data`` (which builds a helper object per call), a
-    microsecond per gemm; read-only memory refuses it and takes the long way.
+    microsecond per gemm; read-only memory and a view with a leading dimension (not
+    contiguous) refuse it and take the long way.
     """
     contiguous = m if m.flags.c_contiguous else m.T
     try:

@@ -114,17 +114,30 @@ class Communicator:
         write past it.
         Collective: every rank calls it.
         """
+        node = self._machine((self.size + 1) * n * np.dtype(dtype).itemsize)
+        return None if node is None else SharedSum(node, n, dtype)
+
+    def shared_array(self, n: int, dtype: np.dtype[Any]) -> "SharedArray | None":
+        """A ``SharedArray`` of ``n`` numbers if every rank runs on this machine, else None.
+
+        None as ``shared_sum`` says. Collective: every rank calls it.
+        """
+        node = self._machine(n * np.dtype(dtype).itemsize)
+        return None if node is None else SharedArray(node, n, dtype)
+
+    def _machine(self, needed: int) -> Any:
+        """The communicator of this machine's ranks if it holds every rank and ``needed``
+        bytes fit in ``/dev/shm`` on every rank, else None (see ``shared_sum``)."""
         if not self.shared_memory or self.size < 2:
             return None
         from mpi4py import MPI
 
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
-        needed = (self.size + 1) * n * np.dtype(dtype).itemsize
         fits = node.Get_size() == self.size and shared_memory_room() >= needed
         if not node.allreduce(fits, op=MPI.LAND):  # several machines, or no room
             node.Free()
             return None
-        return SharedSum(node, n, dtype)
+        return node
 
     def allgather(self, value: Any) -> list[Any]:
         """Every rank's ``value`` (small Python objects), in rank order."""
@@ -265,6 +278,34 @@ class RowShard:
         )
 
 
+class SharedArray:
+    """``n`` numbers in one MPI shared window, which every rank of one machine maps.
+
+    Rank 0 allocates it; every rank's ``array`` views the same memory. What a rank
+    writes, the others read after a ``barrier``. Shape: array (n,).
+    """
+
+    def __init__(self, node: Any, n: int, dtype: np.dtype[Any]) -> None:
+        from mpi4py import MPI
+
+        self.node, itemsize = node, np.dtype(dtype).itemsize
+        self.rank, self.size = node.Get_rank(), node.Get_size()
+        self.window = MPI.Win.Allocate_shared(
+            n * itemsize if self.rank == 0 else 0, itemsize, comm=node
+        )
+        memory, _ = self.window.Shared_query(0)
+        self.array: Array = np.ndarray((n,), dtype=dtype, buffer=memory)  # type: ignore[arg-type]
+
+    def barrier(self) -> None:
+        """Wait for every rank of the machine."""
+        self.node.Barrier()
+
+    def close(self) -> None:
+        """Free the window (collective); ``array`` and its views must not be read after."""
+        self.window.Free()
+        self.node.Free()
+
+
 class SharedSum:
     """The ranks of one machine sum their buffers in shared memory, each a part of the sum.
 
@@ -279,16 +320,9 @@ class SharedSum:
     part_size = 32768
 
     def __init__(self, node: Any, n: int, dtype: np.dtype[Any]) -> None:
-        from mpi4py import MPI
-
         self.node, self.size, rank = node, node.Get_size(), node.Get_rank()
-        itemsize = np.dtype(dtype).itemsize
-        rows = self.size + 1
-        self.window = MPI.Win.Allocate_shared(
-            rows * n * itemsize if rank == 0 else 0, itemsize, comm=node
-        )
-        memory, _ = self.window.Shared_query(0)
-        self.rows: Array = np.ndarray((rows, n), dtype=dtype, buffer=memory)  # type: ignore[arg-type]
+        self.shared = SharedArray(node, (self.size + 1) * n, dtype)
+        self.rows: Array = self.shared.array.reshape(self.size + 1, n)
         self.mine, self.total = self.rows[rank], self.rows[self.size]
         self.part = shard(n, rank, self.size)
 
@@ -315,8 +349,7 @@ class SharedSum:
 
     def close(self) -> None:
         """Free the shared window (collective); ``rows`` and its views must not be read after."""
-        self.window.Free()
-        self.node.Free()
+        self.shared.close()
 
 
 class GradientExchange:
@@ -339,11 +372,15 @@ class GradientExchange:
     """
 
     def __init__(
-        self, comm: Communicator, params: Sequence[Parameter], normalise: bool = False
+        self,
+        comm: Communicator,
+        params: Sequence[Parameter],
+        normalise: bool = False,
+        dtype: np.dtype[Any] | None = None,
     ) -> None:
         params = list({id(p): p for p in params}.values())  # a parameter held twice: once
-        dtypes = {p.dtype for p in params}
-        if len(dtypes) != 1:
+        dtypes = {p.dtype for p in params} | ({np.dtype(dtype)} if dtype is not None else set())
+        if len(dtypes) != 1:  # ``dtype``: that of the loss when no parameter is left here
             names = sorted(map(str, dtypes))
             raise TypeError(f"the parameters must share one dtype, received {names}")
         self.comm, self.params, self.normalise = comm, list(params), normalise

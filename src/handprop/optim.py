@@ -280,6 +280,17 @@ class _FusedSGD(Gradients):
             xp.gemm(a, b, out=as_matrix(parameter.data, rows, columns), alpha=factor, beta=1.0)
         self.updated.add(index)
 
+    def add_rows(self, parameter: Parameter, rows: slice, a: Array, b: Array) -> None:
+        """``w[rows] += -lr * (a @ b)``: a block of a weight's rows, which counts as moved.
+
+        A data-parallel rank's share of the update, the other rows another rank's
+        (``training/row_split.py``). Shape: w (D_in, D_out); a (len(rows), N); b (N, D_out).
+        """
+        index = self.position[id(parameter)]
+        out = parameter.data[rows]
+        self.optimizer.xp.gemm(a, b, out=out, alpha=-self.optimizer.lr, beta=1.0)
+        self.updated.add(index)
+
 
 @OPTIMIZERS.register("adam")
 class Adam(Optimizer):

@@ -23,6 +23,7 @@ from handprop.schedules import Schedule
 from handprop.training.callbacks import Callback
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
 from handprop.training.graphed import GraphedStep, read_losses
+from handprop.training.row_split import RowSplitSGD
 from handprop.training.sharded import gradient_exchange, sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
@@ -222,9 +223,8 @@ class _Trainer:
         # what a snapshot holds: the parameters, and the buffers (BatchNorm's running statistics)
         self.arrays = [p.data for p in self.params] + [b for _, b in model.named_buffers()]
         self.comm = comm if comm is not None and comm.size > 1 else None  # 1: the plain path
-        self.exchange = None
-        if self.comm is not None:
-            self.exchange = gradient_exchange(self.comm, optimizer, loss_fn)
+        self.exchange: GradientExchange | None = None  # made by run(), which knows the batch
+        self.split: RowSplitSGD | None = None  # plain SGD's weights shared on one machine
         self.buffers = [b for _, b in model.named_buffers()]  # averaged over the ranks
         self.xp = optimizer.xp  # numpy, or torch on the model's device
         self.deferred = _deferred_steps(
@@ -241,9 +241,22 @@ class _Trainer:
         rng: np.random.Generator,
         state: TrainingState,
     ) -> History:
-        history = self._run(data, validation, epochs, batch_size, rng, state)
         if self.comm is not None:
-            self.comm.check_same(self.arrays, "the weights and buffers after training")
+            batch_rows = min(batch_size, len(data[0]))
+            self.split, self.exchange = gradient_exchange(
+                self.comm, self.model, self.optimizer, self.loss_fn, self.options.clip_norm,
+                batch_rows,
+            )  # fmt: skip
+            self.arrays = [p.data for p in self.params] + self.buffers  # the shared weights'
+        completed = False
+        try:
+            history = self._run(data, validation, epochs, batch_size, rng, state)
+            if self.comm is not None:
+                self.comm.check_same(self.arrays, "the weights and buffers after training")
+            completed = True
+        finally:
+            if self.split is not None:  # the weights back in the parameters' own arrays
+                self.split.close(free=completed)  # collective: not after an exception
         if self.exchange is not None:
             self.exchange.close()  # the shared memory of the ranks of one machine
         return history
@@ -317,7 +330,7 @@ class _Trainer:
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
-                    self.options.clip_norm,
+                    self.options.clip_norm, self.split,
                 )  # fmt: skip
             elif len(batch) in captured:
                 step = captured[len(batch)]
@@ -470,8 +483,12 @@ class _Trainer:
 
     def _restore(self, saved: list[Array] | None) -> None:
         if saved is not None:
+            if self.split is not None:  # no rank reads the shared weights (rank 0 saving them)
+                self.split.barrier()
             for target, array in zip(self.arrays, saved, strict=True):
                 self.xp.copyto(target, array)
+            if self.split is not None:  # ... nor goes on before they are whole
+                self.split.barrier()
 
     def _history(
         self,

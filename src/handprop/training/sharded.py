@@ -6,7 +6,9 @@ each data set it scores), and reads no other row: it may hold only those
 generator), so the global batches are the single-process run's; each rank computes
 the gradients of the rows of each batch that it owns, weighted by their share of the
 batch, and one exchange sums them (``GradientExchange``: an Allreduce, or shared memory
-when every rank runs on one machine).
+when every rank runs on one machine). On one machine plain SGD's weights are not
+exchanged: they live in shared memory, each rank moving its block of their rows
+(``RowSplitSGD``).
 
 Dropout draws the whole batch's masks on every rank, from its copy of the layer's
 generator, and keeps the rows the rank owns (``BatchRows``): the single process's masks.
@@ -23,6 +25,7 @@ from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.moments import Moments
 from handprop.optim import Optimizer
+from handprop.training.row_split import RowSplitSGD, first_input, split_weights
 from handprop.training.step import train_step
 
 
@@ -34,6 +37,7 @@ def sharded_step(
     data: tuple[Array, Array],
     batch: Array,
     clip_norm: float | None,
+    split: RowSplitSGD | None = None,
 ) -> float:
     """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
     comm, x, y = exchange.comm, *data
@@ -43,7 +47,12 @@ def sharded_step(
     mine = comm.rows(len(x))
     owned = (batch >= mine.start) & (batch < mine.stop)  # this rank's positions in the batch
     rows = batch[owned]
-    x_rows, y_rows = x[rows], y[rows]
+    if split is not None:  # ranks < this one own the rows before ``mine``: theirs go first
+        split.begin(int(np.count_nonzero(batch < mine.start)), len(rows), len(batch))
+        x_rows = split.gather(x, rows)
+    else:
+        x_rows = x[rows]
+    y_rows = y[rows]
     dropouts = [m for m in model.modules() if isinstance(m, Dropout) and m.training]
     for layer in dropouts:  # the whole batch's masks drawn, this rank's rows kept
         layer.rng = BatchRows(layer.rng, len(batch), np.flatnonzero(owned))  # type: ignore[assignment]
@@ -52,7 +61,7 @@ def sharded_step(
             _draw_masks(model, dropouts, x[mine.start : mine.start + 1])
         return train_step(
             model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
-            share=_share(loss_fn, y_rows, len(batch)),
+            share=_share(loss_fn, y_rows, len(batch)), split=split,
         )  # fmt: skip
     finally:
         for layer in dropouts:
@@ -89,9 +98,32 @@ class BatchRows:
         return out
 
 
-def gradient_exchange(comm: Communicator, optimizer: Optimizer, loss_fn: Loss) -> GradientExchange:
-    """The exchange of ``optimizer``'s gradients for ``loss_fn`` (class weights: normalised)."""
-    return GradientExchange(comm, optimizer.params, normalise=_class_weights(loss_fn) is not None)
+def gradient_exchange(
+    comm: Communicator,
+    model: Module,
+    optimizer: Optimizer,
+    loss_fn: Loss,
+    clip_norm: float | None = None,
+    batch_rows: int = 0,
+) -> tuple[RowSplitSGD | None, GradientExchange]:
+    """The row split of plain SGD's weights (or None), and the exchange of the other gradients.
+
+    The split where every rank runs on this machine and the update is plain SGD's, not
+    clipped, over a loss whose shares every rank knows (no class weights); then the
+    exchange leaves those weights out. ``batch_rows``: the most rows a batch has.
+    Collective: every rank calls it, with the same arguments.
+    """
+    normalise = _class_weights(loss_fn) is not None
+    weights = [] if normalise or clip_norm is not None else split_weights(model, optimizer)
+    window = None
+    if weights and batch_rows:
+        window = comm.shared_array(RowSplitSGD.size(weights, batch_rows), weights[0].dtype)
+    if window is None:
+        return None, GradientExchange(comm, optimizer.params, normalise=normalise)
+    split = RowSplitSGD(window, weights, optimizer, batch_rows)
+    split.first = first_input(model, weights)
+    rest = [p for p in optimizer.params if id(p) not in split.slots]
+    return split, GradientExchange(comm, rest, normalise=normalise, dtype=weights[0].dtype)
 
 
 def _class_weights(loss_fn: Loss) -> Array | None:

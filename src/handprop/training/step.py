@@ -11,6 +11,7 @@ from handprop.parameter import ACCUMULATE
 
 if TYPE_CHECKING:  # only a data-parallel run has one; a plain run never imports MPI's module
     from handprop.distributed import GradientExchange
+    from handprop.training.row_split import RowSplitSGD
 
 
 def train_step(
@@ -25,6 +26,7 @@ def train_step(
     clip_norm: float | None = None,
     exchange: "GradientExchange | None" = None,
     share: float = 1.0,
+    split: "RowSplitSGD | None" = None,
 ) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
 
@@ -51,9 +53,14 @@ def train_step(
     the batch's rows for a mean loss, 1 for a sum); the gradients of every rank are
     summed with these weights before the update (no fusion then: it would update
     before the exchange), and the batch's loss is returned. A rank with no rows adds 0.
+    On one machine ``split`` may take plain SGD's weights instead: each rank moves its
+    block of their rows over the whole batch (``training/row_split.py``), and the
+    exchange sums the other gradients.
     """
     if exchange is not None:
-        return _exchanged_step(model, loss_fn, optimizer, x, y, clip_norm, exchange, share)
+        return _exchanged_step(
+            model, loss_fn, optimizer, x, y, clip_norm, exchange, share, split
+        )  # fmt: skip
     y_pred = model.forward(x)
     loss = loss_fn.forward(y_pred, y)
     optimizer.zero_grad()
@@ -77,6 +84,7 @@ def _exchanged_step(
     clip_norm: float | None,
     exchange: "GradientExchange",
     share: float,
+    split: "RowSplitSGD | None" = None,
 ) -> float:
     """``train_step`` on one rank's rows: backward, one exchange, then the same update.
 
@@ -94,7 +102,9 @@ def _exchanged_step(
         grad_y_pred = loss_fn.backward()
         if share != 1.0:
             grad_y_pred = grad_y_pred * share
-        model.backward_parameters(grad_y_pred, ACCUMULATE)
+        model.backward_parameters(grad_y_pred, split or ACCUMULATE)
+    if split is not None:
+        split.update()  # every rank's rows of the shared weights, moved over the whole batch
     loss = exchange.average(loss * share, share, private=clip_norm is not None)
     if clip_norm is not None:
         clip_gradients(optimizer, clip_norm)
