@@ -4,11 +4,14 @@
     .venv/bin/python -m benchmarks.distributed --ranks 1,2,4 --steps 30
 
 The medium size: global batch 512, D_in 4096, H 1024, D_out 256 (Linear, ReLU, Linear,
-mean squared error, plain SGD). K ranks each take 512 / K rows of every batch and
-exchange the gradients once a step, by default both ways: summed in shared memory (the
-ranks of one machine) and by one Allreduce (between machines); one rank runs the plain path
-(train_step, the fused SGD update). Every rank gets one BLAS thread
-(OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment), so K ranks
+mean squared error, plain SGD). K ranks each take 512 / K rows of every batch, by default
+both ways: on one machine ("shared") the weights live in shared memory and each rank moves
+its block of their rows over the whole batch (``RowSplitSGD``), the biases summed in
+shared memory; between machines ("allreduce") every gradient goes through one Allreduce;
+one rank runs the plain path (train_step, the fused SGD update). The steps are
+``fit``'s (``training.sharded``'s exchange and row split), on fixed rows. Every rank gets
+one BLAS thread (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment),
+so K ranks
 use K cores: on a machine with fewer idle cores than ranks the ratio says so. Rank 0's
 CPU time per step (its arithmetic, copies and Allreduce, busy-waiting included) tells
 what the ranks would give with a core each, when other work holds the cores; the load
@@ -58,15 +61,19 @@ def child(steps: int, warmup: int, way: int, ranks: int) -> None:
             plain.step()
             plain_times.append(time.perf_counter() - start)
     exchange, exchange_times = run.exchange, [0.0]
-    if exchange is not None:  # the exchange alone, on the same buffer
+    if exchange is not None:  # the exchange alone (the row split's update), on the same buffers
         exchange_times = []
         for _ in range(steps):
             start = time.perf_counter()
-            if exchange.shared is None:
+            if run.split is not None:
+                run.split.update()
+            elif exchange.shared is None:
                 exchange.comm.allreduce_sum(exchange.buffer)
             else:
                 exchange.shared.add_up()
             exchange_times.append(time.perf_counter() - start)
+        if run.split is not None:
+            run.split.close(free=True)
         exchange.close()
     if comm is None or comm.rank == 0:
         medians = [np.median(t) for t in (times, cpu, exchange_times, plain_times or [0.0])]
@@ -78,7 +85,8 @@ class _Run:
 
     def __init__(self, comm: Any) -> None:
         import handprop as hp
-        from handprop.distributed import GradientExchange, shard
+        from handprop.distributed import shard
+        from handprop.training.sharded import gradient_exchange
 
         rng = np.random.default_rng(0)
         x, y = rng.standard_normal((BATCH, D_IN)), rng.standard_normal((BATCH, D_OUT))
@@ -86,17 +94,26 @@ class _Run:
             hp.Linear(D_IN, H, rng=rng), hp.ReLU(), hp.Linear(H, D_OUT, rng=rng)
         )
         self.loss_fn, self.sgd = hp.MeanSquaredError(), hp.SGD(self.model.parameters(), lr=1e-3)
-        self.exchange = None if comm is None else GradientExchange(comm, self.sgd.params)
-        rows = slice(None) if comm is None else shard(BATCH, comm.rank, comm.size)
-        self.x, self.y = np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
+        self.split = self.exchange = None
+        if comm is not None:
+            self.split, self.exchange = gradient_exchange(
+                comm, self.model, self.sgd, self.loss_fn, None, BATCH
+            )
+        self.rows = slice(0, BATCH) if comm is None else shard(BATCH, comm.rank, comm.size)
+        self.x, self.y = np.ascontiguousarray(x[self.rows]), np.ascontiguousarray(y[self.rows])
+        if self.split is not None:  # the rows, gathered once into the first layer's shared input
+            self.split.begin(self.rows.start, len(self.x), BATCH)
+            self.x = self.split.gather(x, np.arange(self.rows.start, self.rows.stop))
         self.share = len(self.x) / BATCH
 
     def step(self) -> None:
         from handprop.training import train_step
 
+        if self.split is not None:
+            self.split.begin(self.rows.start, len(self.x), BATCH)
         train_step(
             self.model, self.loss_fn, self.sgd, self.x, self.y, exchange=self.exchange,
-            share=self.share,
+            share=self.share, split=self.split,
         )  # fmt: skip
 
 
@@ -109,9 +126,22 @@ class _Alone:
     """
 
     rank = 0
+    shared_memory = True
 
     def __init__(self, size: int) -> None:
         self.size = size
+
+    def shared_array(self, n: int, dtype: np.dtype[Any]) -> Any:
+        class Unshared:  # in this process, barriers that pass
+            rank, size, array = 0, self.size, np.zeros(n, dtype=dtype)
+
+            def barrier(self) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return Unshared()
 
     def shared_sum(self, n: int, dtype: np.dtype[Any]) -> Any:
         from handprop.distributed import SharedSum, shard
