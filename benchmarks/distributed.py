@@ -11,11 +11,10 @@ shared memory; between machines ("allreduce") every gradient goes through one Al
 one rank runs the plain path (train_step, the fused SGD update). The steps are
 ``fit``'s (``training.sharded``'s exchange and row split), on fixed rows. Every rank gets
 one BLAS thread (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1 in the children's environment),
-so K ranks
-use K cores: on a machine with fewer idle cores than ranks the ratio says so. Rank 0's
-CPU time per step (its arithmetic, copies and Allreduce, busy-waiting included) tells
-what the ranks would give with a core each, when other work holds the cores; the load
-average is printed before and after.
+so K ranks use K cores: on a machine with fewer idle cores than ranks the ratio says so.
+Rank 0's CPU time per step (its arithmetic, copies and Allreduce, busy-waiting included)
+tells what the ranks would give with a core each, when other work holds the cores; the
+load average is printed before and after.
 """
 
 import argparse

@@ -28,6 +28,7 @@ class Case:
     rows: int = 300
     shards: bool = False  # each rank holds its own rows alone (RowShard)
     dropout: float = 0.0  # a Dropout layer after the hidden layer's Tanh
+    bias: bool = True
 
 
 CASES = {
@@ -76,6 +77,31 @@ CASES = {
     "dropout-batches-smaller-than-the-world": Case(
         hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 2, 1, rows=21, dropout=0.3
     ),
+    # no bias: every parameter moves by rows in shared memory, the exchange sums the loss alone
+    "sgd-no-bias": Case(
+        hp.MeanSquaredError, lambda p: hp.SGD(p, lr=0.05), False, 32, 2, bias=False
+    ),
+    # early stopping writes the best weights back into the shared ones
+    "sgd-cross-entropy-early-stopping": Case(
+        hp.SoftmaxCrossEntropy,
+        lambda p: hp.SGD(p, lr=0.5),
+        True,
+        30,
+        30,
+        True,
+        FitOptions(patience=1),
+    ),
+}
+
+#: The cases whose Linear weights move by rows in shared memory on one machine (plain SGD,
+#: unclipped, no class weights): ``RowSplitSGD``.
+ROW_SPLIT = {
+    "sgd-mse",
+    "batches-smaller-than-the-world",
+    "row-shards-sgd-mse",
+    "dropout-batches-smaller-than-the-world",
+    "sgd-no-bias",
+    "sgd-cross-entropy-early-stopping",
 }
 
 
@@ -101,7 +127,11 @@ def train(name: str, comm: Any = None) -> tuple[list[np.ndarray], History]:
     case = CASES[name]
     rng = np.random.default_rng(1)
     d_out = 3 if case.classification else 2
-    layers = [hp.Linear(4, 16, rng=rng), hp.Tanh(), hp.Linear(16, d_out, rng=rng)]
+    layers = [
+        hp.Linear(4, 16, rng=rng, bias=case.bias),
+        hp.Tanh(),
+        hp.Linear(16, d_out, rng=rng, bias=case.bias),
+    ]
     if case.dropout:
         layers.insert(2, hp.Dropout(case.dropout, rng=5))
     model = hp.Sequential(*layers)
@@ -144,10 +174,11 @@ def main(out: str) -> None:
     from mpi4py import MPI
 
     from handprop.distributed import Communicator, GradientExchange, SharedSum, world
+    from handprop.training.row_split import RowSplitSGD
 
     comm = world()
     assert comm is not None, "run under mpiexec -n K with K > 1"
-    calls = {"allreduce": 0, "shared": 0}
+    calls = {"allreduce": 0, "shared": 0, "split": 0}
 
     def counted(method: Callable[..., None], path: str) -> Callable[..., None]:
         def counting(*args: Any) -> None:
@@ -158,18 +189,24 @@ def main(out: str) -> None:
 
     Communicator.allreduce_sum = counted(Communicator.allreduce_sum, "allreduce")  # type: ignore[method-assign]
     SharedSum.add_up = counted(SharedSum.add_up, "shared")  # type: ignore[method-assign]
+    RowSplitSGD.update = counted(RowSplitSGD.update, "split")  # type: ignore[method-assign]
     saved: dict[str, Any] = {}
     # the ranks of one machine sum in shared memory; the Allreduce is the path between machines
     paths = {"shared": comm, "allreduce": Communicator(MPI.COMM_WORLD, shared_memory=False)}
     for path, world_of_path in paths.items():
         for name in CASES:
-            calls.update(allreduce=0, shared=0)
+            calls.update(allreduce=0, shared=0, split=0)
             weights, history = train(name, world_of_path)
-            everyone = comm.allgather(weights)
-            for rank, arrays in enumerate(everyone):
+            # after fit every parameter holds its own array again, not a view of shared memory
+            own = all(w.flags.owndata for w in weights)
+            everyone = comm.allgather((weights, own))
+            for rank, (arrays, owned) in enumerate(everyone):
                 for index, array in enumerate(arrays):
                     saved[f"{path}/{name}/rank{rank}/{index}"] = array
-            saved[f"{path}/{name}/calls"] = np.array([calls["allreduce"], calls["shared"]])
+                saved[f"{path}/{name}/rank{rank}/owndata"] = np.array(owned)
+            saved[f"{path}/{name}/calls"] = np.array(
+                [calls["allreduce"], calls["shared"], calls["split"]]
+            )
             saved[f"{path}/{name}/steps"] = np.array(len(history.logs) * steps_per_epoch(name))
             saved[f"{path}/{name}/logs"] = np.array(
                 [[log.train_loss, log.train_metric, log.val_loss or 0, log.val_metric or 0]

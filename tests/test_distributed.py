@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import handprop as hp
+from handprop import _blas
 from handprop.checkpoint import load_model
 from handprop.cli import main
 from handprop.cli.ranks import watched
@@ -30,7 +31,9 @@ from handprop.distributed import (
 from handprop.moments import Moments
 from handprop.training import train_step
 from handprop.training.sharded import check_batch_statistics, sharded_step
-from tests.distributed_cases import CASES, batch_norm_run, steps_per_epoch, train
+from tests.distributed_cases import CASES, ROW_SPLIT, batch_norm_run, steps_per_epoch, train
+from tests.distributed_raise import model_and_data
+from tests.distributed_raise import train as train_raising
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -229,6 +232,23 @@ def test_the_unfused_sgd_update_rounds_as_the_whole_array_update(options: dict[s
         np.testing.assert_array_equal(parameter.data, w)
 
 
+def test_a_block_of_weight_rows_moves_over_the_whole_batch_in_one_gemm() -> None:
+    """``w[rows] += -lr * x_all[:, rows].T @ grad_h_all``: BLAS reads the columns in place."""
+    rng = np.random.default_rng(0)
+    x_all, grad_h_all = rng.standard_normal((9, 7)), rng.standard_normal((9, 5))
+    w = rng.standard_normal((7, 5))
+    parameter = hp.Parameter(w.copy())
+    sgd = hp.SGD([parameter], lr=0.1)
+    fused = sgd.fused_gradients()
+    for rows in (slice(0, 3), slice(3, 7)):  # two ranks' blocks
+        fused.add_rows(parameter, rows, x_all[:, rows].T, grad_h_all)  # type: ignore[union-attr]
+    np.testing.assert_allclose(parameter.data, w - 0.1 * x_all.T @ grad_h_all, rtol=1e-13)
+    parameter.grad = np.ones_like(w)
+    sgd.step()  # moved by rows: step leaves it alone
+    np.testing.assert_allclose(parameter.data, w - 0.1 * x_all.T @ grad_h_all, rtol=1e-13)
+    assert _blas._layout(x_all[:, 3:7].T) == (112, 7)  # transposed, leading dimension 7
+
+
 class SecondOfTwoRanks:
     """Rank 1 of 2 that sums with no one (its sums are its own buffer)."""
 
@@ -336,8 +356,13 @@ def test_k_ranks_train_the_single_process_weights(distributed_runs, name: str, p
     assert str(saved[f"{key}/stop"]) == history.stop_reason
     # one exchange a step, the fused SGD's included, by the path asked for alone
     steps = int(saved[f"{key}/steps"])
-    assert saved[f"{key}/calls"].tolist() == ([0, steps] if path == "shared" else [steps, 0])
+    assert saved[f"{key}/calls"][:2].tolist() == ([0, steps] if path == "shared" else [steps, 0])
     assert steps == len(history.logs) * steps_per_epoch(name)
+    # on one machine plain SGD moves the weights by rows in shared memory, once a step;
+    # after fit each parameter holds its own array again
+    split = path == "shared" and name in ROW_SPLIT
+    assert saved[f"{key}/calls"][2] == (steps if split else 0)
+    assert all(saved[f"{key}/rank{rank}/owndata"] for rank in range(ranks))
 
 
 @pytest.mark.parametrize("path", ["shared", "allreduce"])
@@ -352,6 +377,23 @@ def test_the_exchange_sums_every_ranks_gradients_and_losses(distributed_runs, pa
         assert loss == ranks * (ranks - 1) / 2
         assert on_one_machine == (path == "shared")
         assert own_data or path == "allreduce"  # no .grad left viewing freed shared memory
+
+
+def test_a_fit_that_raises_on_a_rank_gives_its_parameters_their_own_arrays_back(
+    tmp_path: Path,
+) -> None:
+    """Plain SGD on one machine trains weights in shared memory; rank 1 raises after epoch 1."""
+    out = tmp_path / "rank1.npz"
+    done = launch(2, "-m", "tests.distributed_raise", out, timeout=60)
+    assert done.returncode != 0  # rank 1 ended the job
+    assert "injected failure" not in done.stderr  # caught: fit raised it, and gave arrays back
+    model, data = model_and_data()
+    train_raising(model, data, 1)  # one process, the first epoch
+    with np.load(out) as saved:
+        assert saved["own"].tolist() == [True] * 4  # the arrays the parameters held before fit
+        for index, parameter in enumerate(model.parameters()):
+            expected, got = parameter.data, saved[f"weight{index}"]
+            assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
 
 
 def test_every_rank_takes_the_allreduce_when_one_has_no_room_in_dev_shm(distributed_runs) -> None:  # type: ignore[no-untyped-def]
@@ -413,8 +455,10 @@ def regression_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TRAIN = ["--optimizer", "sgd", "--hidden", "16", "--batch-size", "25", "--patience", "0"]
 
 
-def single_process_model(data: Path, out: Path, epochs: int) -> list[np.ndarray]:
-    args = ["train", "--data", data, *TRAIN, "--epochs", epochs, "--out", out, "--quiet"]
+def single_process_model(
+    data: Path, out: Path, epochs: int, more: tuple[str, ...] = ()
+) -> list[np.ndarray]:
+    args = ["train", "--data", data, *TRAIN, *more, "--epochs", epochs, "--out", out, "--quiet"]
     code = main([str(a) for a in args])
     assert code == 0
     return [p.data for p in load_model(out)[0].parameters()]
@@ -426,11 +470,13 @@ def assert_same_weights(path: Path, expected: list[np.ndarray]) -> None:
         assert np.abs(a - b).max() <= 1e-12 * np.abs(b).max()
 
 
+# momentum 0: plain SGD, whose weights live in shared memory during fit (RowSplitSGD)
+@pytest.mark.parametrize("more", [(), ("--momentum", "0")])
 def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
-    regression_csv: Path, tmp_path: Path
+    regression_csv: Path, tmp_path: Path, more: tuple[str, ...]
 ) -> None:
     out, checkpoint, log = tmp_path / "m.safetensors", tmp_path / "c.safetensors", tmp_path / "log"
-    args = ["-m", "handprop", "train", "--data", regression_csv, *TRAIN, "--epochs", 3]
+    args = ["-m", "handprop", "train", "--data", regression_csv, *TRAIN, *more, "--epochs", 3]
     done = launch(
         2, *args, "--out", out, "--checkpoint", checkpoint, "--checkpoint-every", 3, "--log", log
     )
@@ -438,7 +484,7 @@ def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
     assert done.stdout.count("saved ") == 1  # rank 0 alone speaks and writes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors", "log", "m.safetensors"]
     assert len(log.read_text().splitlines()) == 3
-    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one3", 3))
+    assert_same_weights(out, single_process_model(regression_csv, tmp_path / "one3", 3, more))
 
     resumed = tmp_path / "resumed.safetensors"
     done = launch(
@@ -446,7 +492,7 @@ def test_train_on_2_ranks_then_resume_on_3_is_the_single_process_run(
         "--quiet",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6))
+    assert_same_weights(resumed, single_process_model(regression_csv, tmp_path / "one6", 6, more))
 
 
 def test_a_csv_on_3_ranks_is_held_in_disjoint_shards_and_trains_the_single_process_model(
