@@ -153,8 +153,11 @@ def own_rows(data: tuple[np.ndarray, np.ndarray], comm: Any) -> tuple[Any, Any]:
     return RowShard.of(data[0], comm), RowShard.of(data[1], comm)
 
 
-def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray], str]:
-    """A BatchNorm network trained 2 epochs: its weights and running statistics, or the error."""
+def batch_norm_run(
+    batch_size: int, comm: Any = None, momentum: float = 0.9
+) -> tuple[list[np.ndarray], str]:
+    """A BatchNorm network trained 2 epochs: its weights and running statistics, or its
+    weights where fit raised, and the error."""
     rng = np.random.default_rng(1)
     model = hp.Sequential(
         hp.Linear(4, 8, rng=rng), hp.BatchNorm1d(8), hp.Tanh(), hp.Linear(8, 2, rng=rng)
@@ -162,11 +165,11 @@ def batch_norm_run(batch_size: int, comm: Any = None) -> tuple[list[np.ndarray],
     data, _ = problem(CASES["sgd-mse"])
     try:
         fit(
-            model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.05, momentum=0.9),
+            model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.05, momentum=momentum),
             data, epochs=2, batch_size=batch_size, rng=np.random.default_rng(2), comm=comm,
         )  # fmt: skip
     except ValueError as error:
-        return [], str(error)
+        return [p.data for p in model.parameters()], str(error)
     return [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()], ""
 
 
@@ -213,12 +216,15 @@ def main(out: str) -> None:
                  for log in history.logs]
             )  # fmt: skip
             saved[f"{path}/{name}/stop"] = np.array(history.stop_reason)
-    for batch_size in (64, 2):  # 2: some batch gives a rank one row
-        arrays, error = batch_norm_run(batch_size, comm)
-        for rank, (held, said) in enumerate(comm.allgather((arrays, error))):
-            saved[f"batch-norm-{batch_size}/rank{rank}/error"] = np.array(said)
+    # 2: some batch gives a rank one row; momentum 0: plain SGD, the weights in shared memory
+    for key, batch_size, momentum in (("64", 64, 0.9), ("2", 2, 0.9), ("2-plain", 2, 0.0)):
+        arrays, error = batch_norm_run(batch_size, comm, momentum)
+        owned = all(a.flags.owndata for a in arrays)
+        for rank, (held, said, own) in enumerate(comm.allgather((arrays, error, owned))):
+            saved[f"batch-norm-{key}/rank{rank}/error"] = np.array(said)
+            saved[f"batch-norm-{key}/rank{rank}/owndata"] = np.array(own)
             for index, array in enumerate(held):
-                saved[f"batch-norm-{batch_size}/rank{rank}/{index}"] = array
+                saved[f"batch-norm-{key}/rank{rank}/{index}"] = array
     for path, world_of_path in paths.items():  # the exchange alone: rank r adds (r + 1) * g
         params = [hp.Parameter(np.zeros((5, 7))), hp.Parameter(np.zeros(3))]
         exchange = GradientExchange(world_of_path, params)

@@ -423,8 +423,10 @@ def test_a_rank_with_one_row_for_batch_norm_stops_every_rank_alike(distributed_r
     ranks, saved = distributed_runs
     assert batch_norm_run(2)[1] == ""  # one process: every batch has 2 rows
     for rank in range(ranks):  # none left waiting in an Allreduce
-        error = str(saved[f"batch-norm-2/rank{rank}/error"])
-        assert error.startswith("BatchNorm needs 2 rows or more of each batch on every rank")
+        for key in ("2", "2-plain"):  # plain SGD: its weights in shared memory, given back
+            error = str(saved[f"batch-norm-{key}/rank{rank}/error"])
+            assert error.startswith("BatchNorm needs 2 rows or more of each batch on every rank")
+            assert saved[f"batch-norm-{key}/rank{rank}/owndata"]
 
 
 def test_a_row_shard_reads_only_its_own_rows() -> None:

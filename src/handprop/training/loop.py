@@ -248,15 +248,18 @@ class _Trainer:
                 batch_rows,
             )  # fmt: skip
             self.arrays = [p.data for p in self.params] + self.buffers  # the shared weights'
-        completed = False
+        together = False  # whether every rank leaves fit here: then the window can be freed
         try:
             history = self._run(data, validation, epochs, batch_size, rng, state)
             if self.comm is not None:
                 self.comm.check_same(self.arrays, "the weights and buffers after training")
-            completed = True
+            together = True
+        except EveryRankError:
+            together = True
+            raise
         finally:
             if self.split is not None:  # the weights back in the parameters' own arrays
-                self.split.close(free=completed)  # collective: not after an exception
+                self.split.close(free=together)  # collective: not after one rank's exception
         if self.exchange is not None:
             self.exchange.close()  # the shared memory of the ranks of one machine
         return history
