@@ -36,29 +36,33 @@ WAYS = ("shared", "allreduce", "alone")
 def child(steps: int, warmup: int, way: int, ranks: int) -> None:
     """One rank's part (run under mpiexec, or alone): prints rank 0's seconds per step.
 
-    "alone" alternates rank 0's step with the one-rank step, in one process, and prints
-    that one's median too: the two see the same machine, a step apart.
+    "alone" alternates rank 0's step with the one-rank step and with rank 0's step split
+    by batch rows (every gradient summed in shared memory, then the update: the path before
+    the row split), in one process, and prints their medians too: all see the same
+    machine, a step apart.
     """
     from handprop.distributed import Communicator, world
 
     comm: Any = world()
     if comm is not None and WAYS[way] == "allreduce":
         comm = Communicator(comm.comm, shared_memory=False)
-    plain = None
+    between: list[_Run] = []  # "alone": the one-rank step, rank 0's by batch rows
     if comm is None and ranks > 1:  # "alone": rank 0's work of K ranks, no rank to wait for
-        comm, plain = _Alone(ranks), _Run(None)
+        comm, between = _Alone(ranks), [_Run(None), _Run(_Alone(ranks, shared_weights=False))]
     run = _Run(comm)
-    times, cpu, plain_times = [], [], []
+    times: list[float] = []
+    cpu: list[float] = []
+    between_times: list[list[float]] = [[] for _ in between]
     for step in range(warmup + steps):
         start, start_cpu = time.perf_counter(), time.process_time()
         run.step()
         if step >= warmup:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-        if plain is not None:
+        for other, other_times in zip(between, between_times, strict=True):
             start = time.perf_counter()
-            plain.step()
-            plain_times.append(time.perf_counter() - start)
+            other.step()
+            other_times.append(time.perf_counter() - start)
     exchange, exchange_times = run.exchange, [0.0]
     if exchange is not None:  # the exchange alone (the row split's update), on the same buffers
         exchange_times = []
@@ -75,7 +79,8 @@ def child(steps: int, warmup: int, way: int, ranks: int) -> None:
             run.split.close(free=True)
         exchange.close()
     if comm is None or comm.rank == 0:
-        medians = [np.median(t) for t in (times, cpu, exchange_times, plain_times or [0.0])]
+        others = between_times or [[0.0], [0.0]]
+        medians = [np.median(t) for t in (times, cpu, exchange_times, *others)]
         print(" ".join(f"{m:.6f}" for m in medians))
 
 
@@ -125,12 +130,14 @@ class _Alone:
     """
 
     rank = 0
-    shared_memory = True
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, shared_weights: bool = True) -> None:
+        self.size, self.shared_weights = size, shared_weights  # False: split by batch rows
 
     def shared_array(self, n: int, dtype: np.dtype[Any]) -> Any:
+        if not self.shared_weights:
+            return None
+
         class Unshared:  # in this process, barriers that pass
             rank, size, array = 0, self.size, np.zeros(n, dtype=dtype)
 
@@ -160,10 +167,11 @@ class _Alone:
         return Unshared(self.size)
 
 
-def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float, float, float]:
+def measure(ranks: int, steps: int, warmup: int, way: str) -> list[float]:
     """Median seconds per global step on ``ranks`` ranks (wall clock, then rank 0's CPU
     time), of its exchange alone (``way``: in shared memory, by an Allreduce, or rank 0's
-    work in one process), and for "alone", of the one-rank step between its steps."""
+    work in one process), and for "alone", of the one-rank step and of rank 0's step
+    split by batch rows between its steps."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["MKL_NUM_THREADS"] = "1"
     child = [
@@ -177,8 +185,7 @@ def measure(ranks: int, steps: int, warmup: int, way: str) -> tuple[float, float
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     command = me if ranks == 1 or way == "alone" else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    step, cpu, exchange, plain = done.stdout.split()[-4:]
-    return float(step), float(cpu), float(exchange), float(plain)
+    return [float(median) for median in done.stdout.split()[-5:]]
 
 
 def main() -> None:
@@ -203,7 +210,7 @@ def main() -> None:
         for way in ["plain"] if ranks == 1 else args.exchange.split(","):
             if way not in WAYS and ranks > 1:
                 parser.error(f"--exchange takes {', '.join(WAYS)}, received {way!r}")
-            seconds, cpu, exchange, plain = measure(ranks, args.steps, args.warmup, way)
+            seconds, cpu, exchange, plain, batch_rows = measure(ranks, args.steps, args.warmup, way)
             base, base_cpu = base or seconds, base_cpu or cpu
             print(
                 f"{ranks} rank(s), {way:9}: {seconds * 1e3:7.2f} ms/step "
@@ -215,6 +222,11 @@ def main() -> None:
                 print(
                     f"    the one-rank step between these: {plain * 1e3:7.2f} ms, "
                     f"{plain / seconds:.2f}x rank 0's step"
+                )
+                print(
+                    f"    rank 0's step split by batch rows (every gradient summed, then the "
+                    f"update), between these: {batch_rows * 1e3:7.2f} ms; the one-rank step "
+                    f"{plain / batch_rows:.2f}x it"
                 )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
