@@ -42,15 +42,21 @@ class RowSplitSGD(Gradients):
     """The Gradients of one rank's backward: shared weights staged, the rest accumulated.
 
     ``window``: a ``SharedArray`` (or one process's stand-in) of ``size(weights,
-    capacity)`` numbers; ``capacity``: the most rows a batch has. Every rank calls each
-    method in the same order. Shape: each weight (D_in, D_out); its staged inputs
-    (capacity, D_in) and output gradients (capacity, D_out).
+    capacity)`` numbers; ``capacity``: the most rows a batch has; ``first``: the index of
+    the weight whose layer reads the model's input (``first_input``), if any. Every rank
+    calls each method in the same order. Shape: each weight (D_in, D_out); its staged
+    inputs (capacity, D_in) and output gradients (capacity, D_out).
     """
 
     def __init__(
-        self, window: SharedArray, weights: list[Parameter], optimizer: Optimizer, capacity: int
+        self,
+        window: SharedArray,
+        weights: list[Parameter],
+        optimizer: Optimizer,
+        capacity: int,
+        first: int | None = None,
     ) -> None:
-        self.window, self.optimizer, self.weights = window, optimizer, weights
+        self.window, self.optimizer, self.weights, self.first = window, optimizer, weights, first
         rank, size = window.rank, window.size
         self.own = [p.data for p in weights]  # the parameters' own arrays, given back at close
         self.slots: dict[int, int] = {id(p): index for index, p in enumerate(weights)}
@@ -108,8 +114,6 @@ class RowSplitSGD(Gradients):
         out = self.inputs[first][self.start : self.start + self.rows]
         np.take(x, rows, axis=0, out=out)
         return out
-
-    first: int | None = None  # set by ``row_split``: the weight whose input is the model's
 
     def add(self, parameter: Parameter, grad: Array) -> None:
         if id(parameter) in self.slots:
@@ -173,12 +177,15 @@ def _aligned(offset: int) -> int:
 def split_weights(model: Module, optimizer: Optimizer) -> list[Parameter]:
     """The weights plain SGD can move by rows over the ranks: each ``Linear``'s it holds.
 
-    None (an empty list) unless ``optimizer`` folds its update (plain SGD) and no
-    parameter of the model is used twice.
+    None (an empty list) unless ``optimizer`` folds its update (plain SGD), no parameter
+    of the model is used twice, and the optimizer's parameters share one dtype (else the
+    exchange refuses them, as before).
     """
     params = model.parameters()
     fused = optimizer.fused_gradients()
     if not isinstance(fused, RowUpdates) or len({id(p) for p in params}) != len(params):
+        return []
+    if len({p.dtype for p in optimizer.params}) != 1:
         return []
     held = {id(p) for p in optimizer.params}
     weights = [
@@ -186,8 +193,6 @@ def split_weights(model: Module, optimizer: Optimizer) -> list[Parameter]:
         for m in model.modules()
         if type(m) is Linear and id(m.weight) in held and isinstance(m.weight.data, np.ndarray)
     ]
-    if len({p.dtype for p in weights}) != 1:
-        return []
     return weights
 
 

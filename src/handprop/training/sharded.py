@@ -120,8 +120,7 @@ def gradient_exchange(
         window = comm.shared_array(RowSplitSGD.size(weights, batch_rows), weights[0].dtype)
     if window is None:
         return None, GradientExchange(comm, optimizer.params, normalise=normalise)
-    split = RowSplitSGD(window, weights, optimizer, batch_rows)
-    split.first = first_input(model, weights)
+    split = RowSplitSGD(window, weights, optimizer, batch_rows, first_input(model, weights))
     rest = [p for p in optimizer.params if id(p) not in split.slots]
     return split, GradientExchange(comm, rest, normalise=normalise, dtype=weights[0].dtype)
 
