@@ -225,6 +225,18 @@ def main(out: str) -> None:
             saved[f"batch-norm-{key}/rank{rank}/owndata"] = np.array(own)
             for index, array in enumerate(held):
                 saved[f"batch-norm-{key}/rank{rank}/{index}"] = array
+    # ranks that start from different weights: refused by every rank before the weights
+    # go into one shared copy (the end of fit could not tell then)
+    model = hp.Sequential(hp.Linear(4, 2, rng=np.random.default_rng(comm.rank)))
+    data, _ = problem(CASES["sgd-mse"])
+    try:
+        fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.05), data, epochs=1,
+            comm=comm)  # fmt: skip
+        error = ""
+    except RuntimeError as raised:
+        error = str(raised)
+    for rank, said in enumerate(comm.allgather(error)):
+        saved[f"different-weights/rank{rank}"] = np.array(said)
     for path, world_of_path in paths.items():  # the exchange alone: rank r adds (r + 1) * g
         params = [hp.Parameter(np.zeros((5, 7))), hp.Parameter(np.zeros(3))]
         exchange = GradientExchange(world_of_path, params)

@@ -396,6 +396,15 @@ def test_a_fit_that_raises_on_a_rank_gives_its_parameters_their_own_arrays_back(
             assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
 
 
+def test_different_starting_weights_are_refused(distributed_runs) -> None:  # type: ignore[no-untyped-def]
+    """Plain SGD shares one copy of the weights, rank 0's: every rank checks them first."""
+    ranks, saved = distributed_runs
+    others = list(range(1, ranks))
+    for rank in range(ranks):
+        error = str(saved[f"different-weights/rank{rank}"])
+        assert error == f"the weights before training differ between rank 0 and rank(s) {others}"
+
+
 def test_every_rank_takes_the_allreduce_when_one_has_no_room_in_dev_shm(distributed_runs) -> None:  # type: ignore[no-untyped-def]
     ranks, saved = distributed_runs
     assert [bool(saved[f"no-room/rank{rank}"]) for rank in range(ranks)] == [True] * ranks

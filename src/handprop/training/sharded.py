@@ -117,6 +117,8 @@ def gradient_exchange(
     weights = [] if normalise or clip_norm is not None else split_weights(model, optimizer)
     window = None
     if weights and batch_rows:
+        # one copy of them, rank 0's, for every rank: the end of fit could not tell otherwise
+        comm.check_same([p.data for p in weights], "the weights before training")
         window = comm.shared_array(RowSplitSGD.size(weights, batch_rows), weights[0].dtype)
     if window is None:
         return None, GradientExchange(comm, optimizer.params, normalise=normalise)
