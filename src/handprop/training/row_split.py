@@ -177,9 +177,11 @@ def _aligned(offset: int) -> int:
 def split_weights(model: Module, optimizer: Optimizer) -> list[Parameter]:
     """The weights plain SGD can move by rows over the ranks: each ``Linear``'s it holds.
 
-    None (an empty list) unless ``optimizer`` folds its update (plain SGD), no parameter
-    of the model is used twice, and the optimizer's parameters share one dtype (else the
-    exchange refuses them, as before).
+    Only a Linear that is a layer of ``Sequential`` (nested or not), or the model: one
+    inside another module may see other rows than the batch's (a user's layer that runs
+    it on N * T tokens). None (an empty list) unless ``optimizer`` folds its update
+    (plain SGD), no parameter of the model is used twice, and the optimizer's parameters
+    share one dtype (else the exchange refuses them, as before).
     """
     params = model.parameters()
     fused = optimizer.fused_gradients()
@@ -190,10 +192,17 @@ def split_weights(model: Module, optimizer: Optimizer) -> list[Parameter]:
     held = {id(p) for p in optimizer.params}
     weights = [
         m.weight
-        for m in model.modules()
+        for m in _layers(model)
         if type(m) is Linear and id(m.weight) in held and isinstance(m.weight.data, np.ndarray)
     ]
     return weights
+
+
+def _layers(model: Module) -> list[Module]:
+    """``model`` and, through every ``Sequential``, its layers (not inside other modules)."""
+    if not isinstance(model, Sequential):
+        return [model]
+    return [model, *(m for layer in model.layers for m in _layers(layer))]
 
 
 def first_input(model: Module, weights: list[Parameter]) -> int | None:
