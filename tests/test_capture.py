@@ -6,13 +6,16 @@ at the end, every weight, gradient and optimizer slot with ``array_equal`` (no t
 """
 
 import copy
+import operator
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoint
 from handprop.training import FitOptions, fit, train_step
 from handprop.training import capture as capture_module
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
@@ -333,3 +336,112 @@ def test_a_loss_subclass_with_its_own_total_is_not_captured() -> None:
     model = network("relu", "float64")
     with pytest.raises(NotCapturable, match="cannot record the loss HalvedMSE"):
         capture_step(model, HalvedMSE(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT))
+
+
+class QuietAdam(hp.Adam):
+    """An optimizer subclass that changes nothing the step runs: Adam's captured form holds."""
+
+    def __repr__(self) -> str:
+        return "QuietAdam()"
+
+
+class SignSGD(hp.SGD):
+    """An optimizer written outside the library, ``w -= lr * sign(grad)``, with its captured
+    form beside its step (the same numpy calls on the tape)."""
+
+    def step(self) -> None:
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            np.multiply(self.lr, np.sign(parameter.grad, out=scratch), out=scratch)
+            np.subtract(parameter.data, scratch, out=parameter.data)
+
+    def fused_gradients(self, exact: bool = False) -> None:
+        return None
+
+    def record(self, tape: Any, grad: np.ndarray | None) -> Callable[[], bool]:
+        lr = tape.scalar()
+        tape.record(lambda: lr.fill(self.lr))
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            tape.record(np.sign, parameter.grad, scratch)
+            tape.record(np.multiply, lr, scratch, scratch)
+            tape.record(np.subtract, parameter.data, scratch, parameter.data)
+        return lambda: True
+
+
+class ClippedAdam(hp.Adam):
+    """An optimizer subclass with its own step and no captured form of it."""
+
+    def step(self) -> None:
+        for parameter in self.params:
+            np.clip(parameter.grad, -1.0, 1.0, out=parameter.grad)
+        super().step()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda p: QuietAdam(p, lr=1e-2, weight_decay=1e-2),
+        lambda p: SignSGD(p, lr=1e-2),
+    ],
+)
+def test_an_optimizer_that_states_its_captured_form_is_captured(
+    build: Callable[[list[hp.Parameter]], hp.Optimizer],
+) -> None:
+    """Adding a capturable optimizer is one class: its ``record`` beside its ``step``."""
+    (model, loss_fn, _), (copied, copied_loss, _) = twins("relu", "cross-entropy", "sgd", "float64")
+    eager = (model, loss_fn, build(model.parameters()))
+    captured = (copied, copied_loss, build(copied.parameters()))
+    step = capture_step(*captured, (N, D_IN), (N,))
+    for x, y in batches("cross-entropy", "float64", 10):
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_an_optimizer_subclass_with_its_own_step_is_not_captured() -> None:
+    model = network("relu", "float64")
+    with pytest.raises(NotCapturable, match="cannot record the optimizer ClippedAdam"):
+        capture_step(
+            model, hp.MeanSquaredError(), ClippedAdam(model.parameters()), (N, D_IN), (N, D_OUT)
+        )
+
+
+def test_adam_state_is_one_flat_buffer_each_from_the_start() -> None:
+    """m and v are views of one flat buffer each, set up by Adam itself: the tape updates
+    them in one call a line and never replaces the arrays it was given."""
+    model = network("relu", "float64")
+    optimizer = hp.Adam(model.parameters())
+    m, v = list(optimizer.m), list(optimizer.v)
+    for slot in (m, v):
+        assert all(a.base is slot[0].base for a in slot)
+        assert slot[0].base.size == sum(p.data.size for p in model.parameters())
+    capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
+    assert all(map(operator.is_, optimizer.m + optimizer.v, m + v))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-nesterov-decay"])
+def test_checkpoint_and_train_step_after_a_captured_fit_continue_as_eager(
+    optimizer: str, tmp_path: Path
+) -> None:
+    """After a captured fit, the optimizer's state saves, restores and trains on (eagerly,
+    with train_step, and captured again) bit for bit as after an eager fit."""
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((45, D_IN)), rng.integers(0, D_OUT, 45)
+    eager, captured = twins("relu", "cross-entropy", optimizer, "float64")
+    run: dict[str, Any] = {"epochs": 3, "batch_size": N}
+    fit(*eager, (x, y), rng=np.random.default_rng(0), options=FitOptions(capture=False), **run)
+    fit(*captured, (x, y), rng=np.random.default_rng(0), **run)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+    save_checkpoint(tmp_path / "captured.safetensors", captured[0], captured[2])
+    model, _, saved = load_checkpoint(tmp_path / "captured.safetensors")
+    resumed = (model, hp.SoftmaxCrossEntropy(), build_optimizer(model.parameters(), saved))
+    later = batches("cross-entropy", "float64", 6)
+    for x_batch, y_batch in later[:3]:
+        loss = train_step(*eager, x_batch, y_batch)
+        assert train_step(*captured, x_batch, y_batch) == loss
+        assert train_step(*resumed, x_batch, y_batch) == loss
+    again = capture_step(*resumed, (N, D_IN), (N,))
+    for x_batch, y_batch in later[3:]:
+        loss = train_step(*eager, x_batch, y_batch)
+        assert train_step(*captured, x_batch, y_batch) == loss
+        assert again(x_batch, y_batch) == loss
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+    assert_same(state(*eager[::2]), state(*resumed[::2]))

@@ -1,5 +1,6 @@
 """The tape a captured step replays: array calls on fixed buffers, recorded in order."""
 
+import operator
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -7,10 +8,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from handprop._types import Array
+from handprop.optim import views_of
 
 if TYPE_CHECKING:
     from handprop.layers.module import Module
     from handprop.losses import Loss
+    from handprop.optim import Optimizer
     from handprop.parameter import Parameter
 
 
@@ -73,6 +76,59 @@ class Tape:
         where no subclass changes ``forward``, ``total`` or ``backward`` below ``record``."""
         _check_recorded(loss_fn, ("forward", "total", "backward"), "the loss", "")
         return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
+
+    def optimizer(self, optimizer: "Optimizer", grad: Array | None) -> Callable[[], bool]:
+        """``optimizer.record(self, grad)``: its ``step`` recorded, after the backward that
+        left every gradient in ``grad`` (a flat buffer that each ``.grad`` views, in order;
+        None when a fused backward already made the update). Returns a check that the tape
+        still fits the optimizer (its structure, the arrays it holds). As for ``layer``, only
+        where no subclass changes a method of the eager step (``check_optimizer``)."""
+        check_optimizer(optimizer)
+        return optimizer.record(self, grad)  # type: ignore[attr-defined,no-any-return]
+
+    def flatten(self, arrays: list[Array]) -> tuple[Array, list[Array]]:
+        """One flat buffer and views of it shaped like ``arrays``, holding their values, so
+        that an element-wise line runs over all of them in one call (it rounds each element
+        alike, whatever array it sits in). Arrays that already are such views (an
+        optimizer's state, an earlier tape's gradients) are kept as they are: two tapes, say
+        one per batch size, share them."""
+        base = arrays[0].base
+        if isinstance(base, np.ndarray) and _are_views(base, arrays):
+            return base, arrays
+        flat = self.buffer((sum(a.size for a in arrays),), arrays[0].dtype)
+        views = views_of(flat, arrays)
+        for view, array in zip(views, arrays, strict=True):
+            view[...] = array
+        return flat, views
+
+    def holds(self, *arrays: list[Array]) -> Callable[[], bool]:
+        """A check that the lists ``arrays`` still hold the very arrays they hold now (the
+        buffers the tape was recorded on): ``holds(optimizer.m, optimizer.v)``."""
+        recorded = [a for part in arrays for a in part]
+
+        def same() -> bool:
+            now = [a for part in arrays for a in part]
+            return len(now) == len(recorded) and all(map(operator.is_, now, recorded))
+
+        return same
+
+
+def check_optimizer(optimizer: "Optimizer") -> None:
+    """Raise NotCapturable unless ``optimizer``'s class states its captured form, ``record``
+    beside ``step``, and no subclass below that changes what ``train_step`` calls on it
+    (``zero_grad``, ``fused_gradients``, ``step``)."""
+    _check_recorded(optimizer, ("zero_grad", "fused_gradients", "step"), "the optimizer", "")
+
+
+def _are_views(base: Array, arrays: list[Array]) -> bool:
+    """Whether ``arrays`` are ``views_of(base, arrays)``, in order, and fill ``base``."""
+    if base.ndim != 1 or base.size != sum(a.size for a in arrays) or base.dtype != arrays[0].dtype:
+        return False
+    expected = views_of(base, arrays)
+    return all(
+        a.base is base and a.ctypes.data == e.ctypes.data and a.shape == e.shape
+        for a, e in zip(arrays, expected, strict=True)
+    )
 
 
 def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
