@@ -182,14 +182,14 @@ class SGD(Optimizer):
             _subtract_scaled(xp, parameter.data, self.lr, grad, scratch)  # w -= lr * g
 
     def record(self, tape: "Tape", grad: Array | None) -> Callable[[], bool]:
-        """``step``'s numpy calls on a tape (a captured step, training/capture.py), line for
+        """``step``'s array calls on a tape (a captured step, training/capture.py), line for
         line, its numbers read live at every replay; ``grad`` is None when the fused
         backward already moved every weight. Returns a check that the tape still fits."""
 
         def structure() -> tuple[bool, ...]:
             return (self.momentum != 0, self.nesterov, self.weight_decay != 0)
 
-        recorded = structure()
+        recorded, xp = structure(), tape.xp
         if grad is None:
             return lambda: structure() == recorded
         lr, momentum, weight_decay = tape.scalar(), tape.scalar(), tape.scalar()
@@ -197,27 +197,27 @@ class SGD(Optimizer):
         def read() -> None:
             lr[()], momentum[()], weight_decay[()] = self.lr, self.momentum, self.weight_decay
 
-        tape.record(read)
+        tape.host(read)
         for index, parameter in enumerate(self.params):
             grad, data, scratch = parameter.grad, parameter.data, self.scratch[index]
             if self.weight_decay:  # g = grad + weight_decay * w
                 decayed = self.decayed[index]
-                tape.record(np.multiply, weight_decay, data, decayed)
-                tape.record(np.add, grad, decayed, decayed)
+                tape.record(xp.multiply, weight_decay, data, decayed)
+                tape.record(xp.add, grad, decayed, decayed)
                 grad = decayed
             if self.momentum:
                 velocity = self.velocities[index]
-                tape.record(np.multiply, velocity, momentum, velocity)
-                tape.record(np.add, velocity, grad, velocity)  # v = momentum * v + g
+                tape.record(xp.multiply, velocity, momentum, velocity)
+                tape.record(xp.add, velocity, grad, velocity)  # v = momentum * v + g
                 if self.nesterov:  # g + momentum * v
-                    tape.record(np.multiply, momentum, velocity, scratch)
-                    tape.record(np.add, grad, scratch, scratch)
+                    tape.record(xp.multiply, momentum, velocity, scratch)
+                    tape.record(xp.add, grad, scratch, scratch)
                     grad = scratch
                 else:
                     grad = velocity
-            tape.record(np.multiply, lr, grad, scratch)
-            tape.record(np.subtract, data, scratch, data)  # w -= lr * g
-        holds = tape.holds(self.velocities, self.scratch, self.decayed)
+            tape.record(xp.multiply, lr, grad, scratch)
+            tape.record(xp.subtract, data, scratch, data)  # w -= lr * g
+        holds = tape.holds(lambda: (self.velocities, self.scratch, self.decayed))
         return lambda: structure() == recorded and holds()
 
     def zero_grad(self) -> None:
@@ -419,54 +419,53 @@ class Adam(Optimizer):
         """
         if grad is None:
             raise tape.cannot("Adam without the gradients")
+        xp = tape.xp
         names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2")
         names += ("eps_hat", "alpha", "weight_decay", "decay")
-        values = tape.buffer((len(names),))
-        live = dict(
-            zip(names, (values[i : i + 1].reshape(()) for i in range(len(names))), strict=True)
-        )
+        buffers, fill = tape.numbers(len(names))
+        live = dict(zip(names, buffers, strict=True))
 
         def read() -> None:  # the numbers step computes, from the attributes now
             self.t += 1
             beta1, beta2, lr, weight_decay = *self.betas, self.lr, self.weight_decay
             sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
-            values[:] = (
+            fill((
                 beta1, beta2, 1 - beta1, 1 - beta2, self.eps * sqrt_bias_correction2,
                 lr / (1 - beta1**self.t) * sqrt_bias_correction2,
                 weight_decay, 1 - lr * weight_decay,
-            )  # fmt: skip
+            ))  # fmt: skip
 
-        tape.record(read)
+        tape.host(read)
         (m, self.m[:]), (v, self.v[:]) = tape.flatten(self.m), tape.flatten(self.v)
         data = [parameter.data for parameter in self.params]
         s = tape.buffer(m.shape)  # the step, then each w -= its part
         if self.weight_decay and self.decoupled:
             for w in data:  # w *= 1 - lr * weight_decay
-                tape.record(np.multiply, w, live["decay"], w)
+                tape.record(xp.multiply, w, live["decay"], w)
         elif self.weight_decay:  # g = grad + weight_decay * w
             g = tape.buffer(m.shape)
             for w, decayed in zip(data, views_of(g, data), strict=True):
-                tape.record(np.multiply, live["weight_decay"], w, decayed)
-            tape.record(np.add, grad, g, g)
+                tape.record(xp.multiply, live["weight_decay"], w, decayed)
+            tape.record(xp.add, grad, g, g)
             grad = g
-        tape.record(np.multiply, m, live["beta1"], m)
-        tape.record(np.multiply, live["one_minus_beta1"], grad, s)
-        tape.record(np.add, m, s, m)  # m = b1*m + (1-b1)*g
-        tape.record(np.multiply, v, live["beta2"], v)
-        tape.record(np.multiply, live["one_minus_beta2"], grad, s)
-        tape.record(np.multiply, s, grad, s)
-        tape.record(np.add, v, s, v)  # v = b2*v + (1-b2)*g*g
-        tape.record(np.sqrt, v, s)
-        tape.record(np.add, s, live["eps_hat"], s)  # denom = sqrt(v) + eps_hat
-        tape.record(np.true_divide, m, s, s)
-        tape.record(np.multiply, live["alpha"], s, s)  # alpha * m / denom
+        tape.record(xp.multiply, m, live["beta1"], m)
+        tape.record(xp.multiply, live["one_minus_beta1"], grad, s)
+        tape.record(xp.add, m, s, m)  # m = b1*m + (1-b1)*g
+        tape.record(xp.multiply, v, live["beta2"], v)
+        tape.record(xp.multiply, live["one_minus_beta2"], grad, s)
+        tape.record(xp.multiply, s, grad, s)
+        tape.record(xp.add, v, s, v)  # v = b2*v + (1-b2)*g*g
+        tape.record(xp.sqrt, v, s)
+        tape.record(xp.add, s, live["eps_hat"], s)  # denom = sqrt(v) + eps_hat
+        tape.record(xp.divide, m, s, s)
+        tape.record(xp.multiply, live["alpha"], s, s)  # alpha * m / denom
         for w, step in zip(data, views_of(s, data), strict=True):
-            tape.record(np.subtract, w, step, w)  # w -= alpha * m / denom
+            tape.record(xp.subtract, w, step, w)  # w -= alpha * m / denom
 
         def structure() -> tuple[bool, bool]:
             return self.weight_decay != 0, self.decoupled
 
-        recorded, holds = structure(), tape.holds(self.m, self.v)
+        recorded, holds = structure(), tape.holds(lambda: (self.m, self.v))
         return lambda: structure() == recorded and holds()
 
     def hyperparameters(self) -> dict[str, Any]:

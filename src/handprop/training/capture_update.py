@@ -57,7 +57,7 @@ class FusedSGD(Destination):
         super().__init__(tape)
         self.optimizer, self.exact = optimizer, exact
         self.lr = tape.scalar()
-        tape.record(self._read_rate)
+        tape.host(self._read_rate)
 
     def _read_rate(self) -> None:
         self.lr[()] = self.optimizer.lr

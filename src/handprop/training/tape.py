@@ -1,13 +1,16 @@
 """The tape a captured step replays: array calls on fixed buffers, recorded in order."""
 
+import itertools
+import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import NUMPY
 from handprop.optim import views_of
 
 if TYPE_CHECKING:
@@ -25,20 +28,41 @@ class Tape:
     """Calls of array functions on fixed buffers, recorded in order and replayed as they are.
 
     A call is a function and its positional arguments (the output buffer among them);
-    a number that changes between steps lives in a 0-d buffer (``scalar``) that a recorded
-    call of the owner fills first.
+    a number that changes between steps lives in a 0-d buffer (``scalar``) that a host
+    call of the owner (``host``) fills first.
+
+    ``xp``: the buffers' namespace (``handprop.backend``), numpy by default. A part records
+    through ``xp``'s functions where it may run on torch tensors (``Adam.record``): then the
+    tape's array calls, without its host calls, are what a CUDA graph records (graphed.py),
+    and the host calls run before each replay of the graph.
     """
 
-    def __init__(self, dtype: np.dtype[Any]) -> None:
-        self.dtype = dtype
+    def __init__(self, dtype: np.dtype[Any], xp: Any = NUMPY) -> None:
+        self.dtype, self.xp = dtype, xp
         self.calls: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        self.hosts: list[Callable[[], object]] = []  # the calls that compute on the host
 
     def buffer(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
-        return np.empty(shape, dtype=self.dtype if dtype is None else dtype)
+        if self.xp is NUMPY:
+            return np.empty(shape, dtype=self.dtype if dtype is None else dtype)
+        return self.xp.empty(shape, self.dtype if dtype is None else dtype)  # type: ignore[no-any-return]
 
     def scalar(self) -> Array:
         """A 0-d buffer of the tape's dtype: as an operand it rounds like a Python float does."""
-        return np.zeros((), dtype=self.dtype)
+        if self.xp is NUMPY:
+            return np.zeros((), dtype=self.dtype)
+        return self.xp.zeros((), self.dtype)  # type: ignore[no-any-return]
+
+    def numbers(self, count: int) -> tuple[list[Array], Callable[[Sequence[float]], None]]:
+        """``count`` 0-d buffers of the tape's dtype (views of one), and the function that a
+        host call fills them with, all at once, from a sequence of Python numbers."""
+        values = self.buffer((count,))
+        views = [values[i : i + 1].reshape(()) for i in range(count)]
+        if self.xp is NUMPY:
+            return views, partial(values.__setitem__, slice(None))
+        torch, tensor = self.xp.torch, cast(Any, values)
+        dtype = self.xp.dtypes[np.dtype(self.dtype)]
+        return views, lambda numbers: tensor.copy_(torch.tensor(numbers, dtype=dtype))
 
     def constant(self, value: float, dtype: Any = None) -> Array:
         """``value`` as a 0-d array of the tape's dtype (or ``dtype``): the number a Python
@@ -50,9 +74,25 @@ class Tape:
         """Record ``function(*args, **keywords)``, to be called on every replay."""
         self.calls.append((partial(function, **keywords) if keywords else function, args))
 
+    def host(self, function: Callable[[], object]) -> None:
+        """Record ``function()``, which computes on the host (reads the owner's numbers, fills
+        its 0-d buffers): called in order on a numpy replay, before the array calls in a
+        CUDA graph's (``array_calls``)."""
+        self.record(function)
+        self.hosts.append(function)
+
     def replay(self) -> None:
         for function, args in self.calls:
             function(*args)
+
+    def array_calls(self) -> list[tuple[Callable[..., object], tuple[object, ...]]]:
+        """The calls on arrays alone, in order, without the host calls."""
+        return [(f, args) for f, args in self.calls if not any(f is h for h in self.hosts)]
+
+    def replay_hosts(self) -> None:
+        """The host calls alone, in order (before a replay of ``array_calls``)."""
+        for function in self.hosts:
+            function()
 
     def cannot(self, what: str) -> NotCapturable:
         """The error a part raises for what the tape cannot record: "capture cannot record
@@ -92,22 +132,22 @@ class Tape:
         alike, whatever array it sits in). Arrays that already are such views (an
         optimizer's state, an earlier tape's gradients) are kept as they are: two tapes, say
         one per batch size, share them."""
-        base = arrays[0].base
-        if isinstance(base, np.ndarray) and _are_views(base, arrays):
+        base = _base(arrays[0])
+        if base is not None and _are_views(base, arrays):
             return base, arrays
-        flat = self.buffer((sum(a.size for a in arrays),), arrays[0].dtype)
+        flat = self.buffer((sum(math.prod(a.shape) for a in arrays),), self.dtype)
         views = views_of(flat, arrays)
         for view, array in zip(views, arrays, strict=True):
             view[...] = array
         return flat, views
 
-    def holds(self, *arrays: list[Array]) -> Callable[[], bool]:
-        """A check that the lists ``arrays`` still hold the very arrays they hold now (the
-        buffers the tape was recorded on): ``holds(optimizer.m, optimizer.v)``."""
-        recorded = [a for part in arrays for a in part]
+    def holds(self, arrays: Callable[[], tuple[list[Array], ...]]) -> Callable[[], bool]:
+        """A check that the lists ``arrays()`` returns still hold the very arrays they hold
+        now (the buffers the tape was recorded on): ``holds(lambda: (opt.m, opt.v))``."""
+        recorded = [*itertools.chain.from_iterable(arrays())]
 
         def same() -> bool:
-            now = [a for part in arrays for a in part]
+            now = [*itertools.chain.from_iterable(arrays())]
             return len(now) == len(recorded) and all(map(operator.is_, now, recorded))
 
         return same
@@ -120,13 +160,23 @@ def check_optimizer(optimizer: "Optimizer") -> None:
     _check_recorded(optimizer, ("zero_grad", "fused_gradients", "step"), "the optimizer", "")
 
 
-def _are_views(base: Array, arrays: list[Array]) -> bool:
+def _base(array: Any) -> Any:
+    """The array whose memory ``array`` views (numpy's ``base``, torch's ``_base``), or None."""
+    return array.base if isinstance(array, np.ndarray) else getattr(array, "_base", None)
+
+
+def _address(array: Any) -> int:
+    return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
+
+
+def _are_views(base: Any, arrays: list[Any]) -> bool:
     """Whether ``arrays`` are ``views_of(base, arrays)``, in order, and fill ``base``."""
-    if base.ndim != 1 or base.size != sum(a.size for a in arrays) or base.dtype != arrays[0].dtype:
+    size = sum(math.prod(a.shape) for a in arrays)
+    if base.ndim != 1 or math.prod(base.shape) != size or base.dtype != arrays[0].dtype:
         return False
     expected = views_of(base, arrays)
     return all(
-        a.base is base and a.ctypes.data == e.ctypes.data and a.shape == e.shape
+        _base(a) is base and _address(a) == _address(e) and a.shape == e.shape
         for a, e in zip(arrays, expected, strict=True)
     )
 
