@@ -450,10 +450,11 @@ def test_checkpoint_and_train_step_after_a_captured_fit_continue_as_eager(
 
 
 def torch_twins(
-    optimizer: str, dtype: str, device: str = "cpu"
+    optimizer: str, dtype: str, loss: str = "mse"
 ) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
-    """``twins`` on torch tensors of ``device``, their optimizers built after moving."""
-    eager, captured = twins("relu", "mse", "sgd", dtype)
+    """``twins`` on torch tensors (CPU), their optimizers built after moving."""
+    eager, captured = twins("relu", loss, "sgd", dtype)
+    device = "torch"
     first, second = eager[0].to(device), captured[0].to(device)
     return (
         (first, eager[1], OPTIMIZERS[optimizer](first.parameters())),
@@ -461,28 +462,30 @@ def torch_twins(
     )
 
 
+@pytest.mark.parametrize("loss", ["mse", "cross-entropy"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", ["adam", "adam-decay", "adamw"])
 def test_adam_recorded_on_torch_tensors_equals_its_step(
-    torch: ModuleType, optimizer: str, dtype: str
+    torch: ModuleType, optimizer: str, dtype: str, loss: str
 ) -> None:
     """What a CUDA graph records for Adam (``RecordedUpdate``: ``Adam.record`` on torch
-    tensors, its numbers in a device buffer filled by its host calls) run eagerly on the
-    CPU, step after step, with the learning rate and betas changed on the way: the same
-    losses, weights and moments as ``Adam.step``, bit for bit (1e-12 is what is promised)."""
-    eager, captured = torch_twins(optimizer, dtype)
+    tensors, its numbers in a device buffer filled by its host calls) and for
+    SoftmaxCrossEntropy (``checked_total``) run eagerly on the CPU, step after step, with the
+    learning rate and betas changed on the way: the same losses, weights and moments as
+    ``total`` and ``Adam.step``, bit for bit (1e-12 is what is promised)."""
+    eager, captured = torch_twins(optimizer, dtype, loss)
     stepped, graphed = GraphedStep(*eager), GraphedStep(*captured)  # on the CPU: eager steps
     update = RecordedUpdate(captured[2])
     xp = captured[2].xp
-    for index, (x, y) in enumerate(batches("mse", dtype)):
+    for index, (x, y) in enumerate(batches(loss, dtype)):
         if index == 10:
             for opt in (eager[2], captured[2]):
                 opt.lr, opt.betas, opt.eps = 3e-3, (0.8, 0.99), 1e-6
         xb, yb = xp.from_host(x), xp.from_host(y)
-        expected = float(stepped.eager(xb, yb))  # optimizer.step()
+        expected = float(stepped.eager(xb, yb))  # loss_fn.total, optimizer.step()
         assert update.fits()
         update.before()
-        assert float(graphed.eager(xb, yb, update)) == expected
+        assert float(graphed.eager(xb, yb, update, checked=True)) == expected
     assert eager[2].t == captured[2].t == STEPS
     left, right = state(*eager[::2]), state(*captured[::2])
     assert_same([xp.to_numpy(a) for a in left], [xp.to_numpy(a) for a in right])
@@ -497,3 +500,17 @@ def test_a_recorded_update_no_longer_fits_when_adam_changes_shape(torch: ModuleT
     optimizer.weight_decay = 0.0
     optimizer.m = [optimizer.xp.zeros_like(p.data) for p in model.parameters()]
     assert not update.fits()
+
+
+def test_cross_entropy_checked_total_is_total_without_the_range_check(torch: ModuleType) -> None:
+    """``checked_total`` (what a CUDA graph records) leaves the labels' range to its caller;
+    ``total`` checks it, on numpy and torch alike."""
+    for xp in (hp.backend.NUMPY, hp.backend.torch_namespace("cpu")):
+        scores = xp.from_host(np.arange(12.0).reshape(4, 3))
+        labels = xp.from_host(np.array([0, 2, 1, 2]))
+        loss_fn = hp.SoftmaxCrossEntropy()
+        assert float(loss_fn.total(scores, labels)[0]) == float(
+            loss_fn.checked_total(scores, labels)[0]
+        )
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            loss_fn.total(scores, xp.from_host(np.array([0, 3, 1, 2])))

@@ -143,3 +143,29 @@ def test_graphed_adam_equals_numpy_adam_float64(torch: ModuleType) -> None:
         xb, yb = optimizer.xp.from_host(x), optimizer.xp.from_host(y)
         results.append(read_losses([graphed.step(xb, yb) for _ in range(40)]))
     assert _relative(results[1], results[0]) <= 1e-10
+
+
+def test_graphed_cross_entropy_replays_checks_labels_and_equals_eager(torch: ModuleType) -> None:
+    """SoftmaxCrossEntropy under a CUDA graph: each batch's labels are checked before the
+    replay (a label out of range raises as the eager step does, and nothing trains), the
+    graph records ``checked_total``; with Adam, the losses and weights equal the eager ones."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((64, 8)), rng.integers(0, 3, 64)
+    results, replays = [], []
+    for capture in (False, True):
+        model = hp.mlp(8, [16], 3, rng=0).to("cuda")
+        optimizer = hp.Adam(model.parameters(), lr=1e-2)
+        graphed = GraphedStep(model, hp.SoftmaxCrossEntropy(), optimizer)
+        assert graphed.capturable
+        graphed.capturable = capture
+        xb, yb = optimizer.xp.from_host(x), optimizer.xp.from_host(y)
+        losses = [graphed.step(xb, yb) for _ in range(30)]
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            graphed.step(xb, optimizer.xp.from_host(np.full(64, 3)))
+        arrays = [p.data for p in model.parameters()] + optimizer.m + optimizer.v
+        results.append((read_losses(losses), [optimizer.xp.to_numpy(a) for a in arrays]))
+        replays.append((graphed.replays, optimizer.t))
+    assert replays == [(0, 30), (30 - 2, 30)]
+    assert _relative(results[1][0], results[0][0]) <= 1e-12
+    for graphed_array, eager_array in zip(results[1][1], results[0][1], strict=True):
+        assert np.allclose(graphed_array, eager_array, rtol=1e-12, atol=0)

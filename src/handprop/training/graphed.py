@@ -16,12 +16,15 @@ while nothing it baked in changes; anything else runs eagerly, with the same res
   array replaced (a schedule: the next batches warm up and record again, and the new
   graph replaces the old one of that shape, so memory does not grow with the epochs);
 - a step that reads values on the host: gradient clipping (the norm is read), a loss
-  without ``total`` or whose checks read the labels (SoftmaxCrossEntropy checks every
-  label's range): eager, every time. Adam's numbers change every step (the step count,
-  the bias corrections): its update is the one a captured step replays (``Adam.record``,
-  ``RecordedUpdate``), on torch tensors, its numbers computed on the host and copied into
-  a device buffer before each replay, which the graph reads; the learning rate and betas
-  are read live there, but a change still records a new graph, as for SGD;
+  without ``total``, SoftmaxCrossEntropy with class weights: eager, every time.
+  SoftmaxCrossEntropy's label check reads the labels: the graph records its
+  ``checked_total``, and each batch's labels are checked before the replay (one read of
+  their least and largest value, a device sync, as the eager step makes). Adam's numbers
+  change every step (the step count, the bias corrections): its update is the one a
+  captured step replays (``Adam.record``, ``RecordedUpdate``), on torch tensors, its
+  numbers computed on the host and copied into a device buffer before each replay, which
+  the graph reads; the learning rate and betas are read live there, but a change still
+  records a new graph, as for SGD;
 - numpy, or torch on the CPU: eager (there is no graph to record);
 - a model with Dropout: eager (its masks are drawn on the host: a graph would replay one).
 """
@@ -31,7 +34,7 @@ from typing import Any
 from handprop._types import Array
 from handprop.layers.dropout import Dropout
 from handprop.layers.module import Module
-from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.losses import Loss, SoftmaxCrossEntropy, check_label_range
 from handprop.optim import SGD, Optimizer
 from handprop.parameter import ACCUMULATE
 from handprop.training.tape import NotCapturable, Tape, check_optimizer
@@ -66,6 +69,8 @@ class GraphedStep:
         # by the same key: the recorded step, its x, y and loss, the optimizer's recorded
         # update (None for SGD, whose numbers the graph holds) and the buffers it uses
         self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, Any, list[Any]]] = {}
+        # the number of classes whose labels a replay checks first (SoftmaxCrossEntropy)
+        self.classes: dict[tuple[Any, ...], int] = {}
         self.replays = 0  # steps replayed (for tests and benchmarks)
         self.stream: Any = None  # made on the first warm-up
 
@@ -73,7 +78,7 @@ class GraphedStep:
         """One training step on (x, y); the loss as a 0-d array (on the device)."""
         if not self.capturable:
             return self.eager(x, y)
-        shapes = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype)
+        shapes = _shapes(x, y)
         key = (*shapes, self._settings())
         if key not in self.graphs:
             self.seen[key] = self.seen.get(key, 0) + 1
@@ -82,9 +87,12 @@ class GraphedStep:
             # one graph a shape: a schedule's new rate replaces the old graph (and its memory)
             for old in [k for k in self.graphs if k[:4] == shapes]:
                 del self.graphs[old]
+                self.classes.pop(old, None)
             self.seen = {key: self.seen[key]}
             self.graphs[key] = self._record(x, y)
         graph, static_x, static_y, static_loss, update, _ = self.graphs[key]
+        if key in self.classes:
+            check_label_range(y, self.classes[key], self.xp)  # as the eager step checks them
         if update is not None:
             if not update.fits():  # the optimizer's arrays replaced, weight decay switched
                 return self.eager(x, y)
@@ -102,13 +110,19 @@ class GraphedStep:
         numbers = sorted((k, repr(v)) for k, v in self.optimizer.hyperparameters().items())
         return tuple(numbers), tuple(id(p.data) for p in self.optimizer.params)
 
-    def eager(self, x: Array, y: Array, update: "RecordedUpdate | None" = None) -> Any:
+    def eager(
+        self, x: Array, y: Array, update: "RecordedUpdate | None" = None, checked: bool = False
+    ) -> Any:
         """The step without a graph: ``train_step``'s body, the loss left on the device;
         with ``update``, its array calls in place of ``optimizer.step()`` (what a graph
-        records: its host calls, ``update.before()``, must have run first)."""
+        records: its host calls, ``update.before()``, must have run first); ``checked``:
+        labels already checked (``SoftmaxCrossEntropy.checked_total``, which a graph records)."""
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         y_pred = model.forward(x)
-        total, divisor = loss_fn.total(y_pred, y)
+        if checked and isinstance(loss_fn, SoftmaxCrossEntropy):
+            total, divisor = loss_fn.checked_total(y_pred, y)
+        else:
+            total, divisor = loss_fn.total(y_pred, y)
         optimizer.zero_grad()
         grad_y_pred = loss_fn.backward()
         fused = optimizer.fused_gradients(self.exact) if self.fold else None
@@ -146,8 +160,10 @@ class GraphedStep:
         update = None if isinstance(self.optimizer, SGD) else RecordedUpdate(self.optimizer)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
+        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
+            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         with torch.cuda.graph(graph, stream=self._side_stream()):
-            static_loss = self.eager(static_x, static_y, update)
+            static_loss = self.eager(static_x, static_y, update, checked=True)
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
         buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold
@@ -181,13 +197,26 @@ class RecordedUpdate:
             function(*args)
 
 
+def _shapes(x: Any, y: Any) -> tuple[Any, ...]:
+    return tuple(x.shape), x.dtype, tuple(y.shape), y.dtype
+
+
 def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
-    """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads no
-    label on the host, an optimizer whose step takes no per-step host scalar (SGD) or whose
-    class states its captured form (``record`` beside ``step``: Adam)."""
+    """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads
+    nothing on the host (SoftmaxCrossEntropy's ``checked_total``: without class weights, no
+    subclass changing it), an optimizer whose step takes no per-step host scalar (SGD) or
+    whose class states its captured form (``record`` beside ``step``: Adam)."""
     if xp.library != "torch" or xp.device.type != "cuda":
         return False
-    if type(loss_fn).total is Loss.total or isinstance(loss_fn, SoftmaxCrossEntropy):
+    if type(loss_fn).total is Loss.total:
+        return False
+    if isinstance(loss_fn, SoftmaxCrossEntropy) and (
+        loss_fn.weight is not None
+        or any(
+            getattr(type(loss_fn), name) is not getattr(SoftmaxCrossEntropy, name)
+            for name in ("total", "checked_total", "backward")
+        )
+    ):
         return False
     if isinstance(optimizer, SGD):
         return True

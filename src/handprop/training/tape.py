@@ -114,7 +114,7 @@ class Tape:
         """``loss_fn.record(self, y_pred, y)``: the loss's forward and backward recorded; how
         to read the loss after a replay, and grad_y_pred's buffer. As for ``layer``, only
         where no subclass changes ``forward``, ``total`` or ``backward`` below ``record``."""
-        _check_recorded(loss_fn, ("forward", "total", "backward"), "the loss", "")
+        _check_recorded(loss_fn, ("forward", "total", "checked_total", "backward"), "the loss", "")
         return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
 
     def optimizer(self, optimizer: "Optimizer", grad: Array | None) -> Callable[[], bool]:
