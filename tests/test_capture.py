@@ -9,7 +9,7 @@ import copy
 import operator
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import handprop as hp
 from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoint
 from handprop.training import FitOptions, fit, train_step
 from handprop.training import capture as capture_module
+from handprop.training import graphed as graphed_module
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
 from handprop.training.graphed import GraphedStep, RecordedUpdate
 
@@ -514,3 +515,23 @@ def test_cross_entropy_checked_total_is_total_without_the_range_check(torch: Mod
         )
         with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
             loss_fn.total(scores, xp.from_host(np.array([0, 3, 1, 2])))
+
+
+def test_what_a_cuda_graph_records_is_decided_by_the_classes() -> None:
+    """GraphedStep's choice, as on CUDA (a stand-in namespace): SGD and Adam (their record),
+    cross-entropy without class weights; not an optimizer subclass with its own step, nor
+    class weights, nor Adam over parameters of two dtypes."""
+    cuda = SimpleNamespace(library="torch", device=SimpleNamespace(type="cuda"))
+    model = network("relu", "float64")
+    params = model.parameters()
+    mixed = [*params[:-1], hp.Parameter(params[-1].data.astype(np.float32))]
+    cases = [
+        (hp.SoftmaxCrossEntropy(), hp.Adam(params), True),
+        (hp.SoftmaxCrossEntropy(), hp.SGD(params, lr=0.1), True),
+        (hp.MeanSquaredError(), QuietAdam(params), True),
+        (hp.MeanSquaredError(), ClippedAdam(params), False),
+        (hp.SoftmaxCrossEntropy(weight=np.ones(D_OUT)), hp.Adam(params), False),
+        (hp.MeanSquaredError(), hp.Adam(mixed), False),
+    ]
+    for loss_fn, optimizer, expected in cases:
+        assert graphed_module._capturable(cuda, loss_fn, optimizer) is expected

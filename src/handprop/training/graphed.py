@@ -220,6 +220,8 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
         return False
     if isinstance(optimizer, SGD):
         return True
+    if len({parameter.dtype for parameter in optimizer.params}) != 1 or not optimizer.distinct:
+        return False  # RecordedUpdate's flat buffers hold one dtype, each parameter once
     try:
         check_optimizer(optimizer)
     except NotCapturable:
