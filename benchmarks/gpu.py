@@ -10,6 +10,8 @@ with lr 1e-6, the sizes of benchmarks/problem.py):
     gemm              the matrix products alone (forward, weight and input gradients)
     handprop eager    hp.train_step on the model moved with model.to(device)
     handprop graph    handprop.training.graphed.GraphedStep (a replayed CUDA graph)
+    ... Adam          the two rows above with hp.Adam(lr=1e-3) for SGD: under the graph,
+                      its recorded update (Adam.record), its numbers copied in per step
     torch manual      the same maths written in PyTorch ("PyTorch: Tensors" tutorial)
     torch autograd    nn.Sequential + loss.backward() + torch.optim.SGD
     torch.compile     the manual step under torch.compile(mode="reduce-overhead")
@@ -78,9 +80,9 @@ def _report(problem: Problem, device: str, steps: int, compile_it: bool) -> None
     for name, value in rows:
         if isinstance(value, float):
             ratio = f"{value / floor:6.2f}x gemm" if floor else ""
-            print(f"  {name:<16} {value * 1e6:10.1f} us/step  {ratio}")
+            print(f"  {name:<19} {value * 1e6:10.1f} us/step  {ratio}")
         else:
-            print(f"  {name:<16} {value}")
+            print(f"  {name:<19} {value}")
 
 
 def _time(step: Step, device: str, steps: int) -> float:
@@ -106,6 +108,8 @@ def _contenders(compile_it: bool) -> dict[str, Callable[[Problem, str], Step]]:
         "gemm": _gemm,
         "handprop eager": _handprop_eager,
         "handprop graph": _handprop_graph,
+        "handprop eager Adam": _handprop_eager_adam,
+        "handprop graph Adam": _handprop_graph_adam,
         "torch manual": _torch_manual,
         "torch autograd": _torch_autograd,
     }
@@ -171,6 +175,20 @@ def _handprop_graph(problem: Problem, device: str) -> Step:
 
     model, x, y, hp = _handprop_model(problem, device)
     graphed = GraphedStep(model, hp.SumSquaredError(), hp.SGD(model.parameters(), problem.lr))
+    return lambda: graphed.step(x, y)
+
+
+def _handprop_eager_adam(problem: Problem, device: str) -> Step:
+    model, x, y, hp = _handprop_model(problem, device)
+    loss_fn, optimizer = hp.SumSquaredError(), hp.Adam(model.parameters(), lr=1e-3)
+    return lambda: hp.train_step(model, loss_fn, optimizer, x, y)
+
+
+def _handprop_graph_adam(problem: Problem, device: str) -> Step:
+    from handprop.training.graphed import GraphedStep
+
+    model, x, y, hp = _handprop_model(problem, device)
+    graphed = GraphedStep(model, hp.SumSquaredError(), hp.Adam(model.parameters(), lr=1e-3))
     return lambda: graphed.step(x, y)
 
 

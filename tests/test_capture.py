@@ -6,16 +6,22 @@ at the end, every weight, gradient and optimizer slot with ``array_equal`` (no t
 """
 
 import copy
+import operator
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoint
 from handprop.training import FitOptions, fit, train_step
 from handprop.training import capture as capture_module
+from handprop.training import graphed as graphed_module
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
+from handprop.training.graphed import GraphedStep, RecordedUpdate
 
 N, D_IN, H, D_OUT, STEPS = 8, 5, 7, 3, 30
 
@@ -333,3 +339,199 @@ def test_a_loss_subclass_with_its_own_total_is_not_captured() -> None:
     model = network("relu", "float64")
     with pytest.raises(NotCapturable, match="cannot record the loss HalvedMSE"):
         capture_step(model, HalvedMSE(), hp.SGD(model.parameters(), lr=0.1), (N, D_IN), (N, D_OUT))
+
+
+class QuietAdam(hp.Adam):
+    """An optimizer subclass that changes nothing the step runs: Adam's captured form holds."""
+
+    def __repr__(self) -> str:
+        return "QuietAdam()"
+
+
+class SignSGD(hp.SGD):
+    """An optimizer written outside the library, ``w -= lr * sign(grad)``, with its captured
+    form beside its step (the same numpy calls on the tape)."""
+
+    def step(self) -> None:
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            np.multiply(self.lr, np.sign(parameter.grad, out=scratch), out=scratch)
+            np.subtract(parameter.data, scratch, out=parameter.data)
+
+    def fused_gradients(self, exact: bool = False) -> None:
+        return None
+
+    def record(self, tape: Any, grad: np.ndarray | None) -> Callable[[], bool]:
+        lr = tape.scalar()
+        tape.record(lambda: lr.fill(self.lr))
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            tape.record(np.sign, parameter.grad, scratch)
+            tape.record(np.multiply, lr, scratch, scratch)
+            tape.record(np.subtract, parameter.data, scratch, parameter.data)
+        return lambda: True
+
+
+class ClippedAdam(hp.Adam):
+    """An optimizer subclass with its own step and no captured form of it."""
+
+    def step(self) -> None:
+        for parameter in self.params:
+            np.clip(parameter.grad, -1.0, 1.0, out=parameter.grad)
+        super().step()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda p: QuietAdam(p, lr=1e-2, weight_decay=1e-2),
+        lambda p: SignSGD(p, lr=1e-2),
+    ],
+)
+def test_an_optimizer_that_states_its_captured_form_is_captured(
+    build: Callable[[list[hp.Parameter]], hp.Optimizer],
+) -> None:
+    """Adding a capturable optimizer is one class: its ``record`` beside its ``step``."""
+    (model, loss_fn, _), (copied, copied_loss, _) = twins("relu", "cross-entropy", "sgd", "float64")
+    eager = (model, loss_fn, build(model.parameters()))
+    captured = (copied, copied_loss, build(copied.parameters()))
+    step = capture_step(*captured, (N, D_IN), (N,))
+    for x, y in batches("cross-entropy", "float64", 10):
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_an_optimizer_subclass_with_its_own_step_is_not_captured() -> None:
+    model = network("relu", "float64")
+    with pytest.raises(NotCapturable, match="cannot record the optimizer ClippedAdam"):
+        capture_step(
+            model, hp.MeanSquaredError(), ClippedAdam(model.parameters()), (N, D_IN), (N, D_OUT)
+        )
+
+
+def test_adam_state_is_one_flat_buffer_each_from_the_start() -> None:
+    """m and v are views of one flat buffer each, set up by Adam itself: the tape updates
+    them in one call a line and never replaces the arrays it was given."""
+    model = network("relu", "float64")
+    optimizer = hp.Adam(model.parameters())
+    m, v = list(optimizer.m), list(optimizer.v)
+    for slot in (m, v):
+        assert all(a.base is slot[0].base for a in slot)
+        assert slot[0].base.size == sum(p.data.size for p in model.parameters())
+    capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
+    assert all(map(operator.is_, optimizer.m + optimizer.v, m + v))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-nesterov-decay"])
+def test_checkpoint_and_train_step_after_a_captured_fit_continue_as_eager(
+    optimizer: str, tmp_path: Path
+) -> None:
+    """After a captured fit, the optimizer's state saves, restores and trains on (eagerly,
+    with train_step, and captured again) bit for bit as after an eager fit."""
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((45, D_IN)), rng.integers(0, D_OUT, 45)
+    eager, captured = twins("relu", "cross-entropy", optimizer, "float64")
+    run: dict[str, Any] = {"epochs": 3, "batch_size": N}
+    fit(*eager, (x, y), rng=np.random.default_rng(0), options=FitOptions(capture=False), **run)
+    fit(*captured, (x, y), rng=np.random.default_rng(0), **run)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+    save_checkpoint(tmp_path / "captured.safetensors", captured[0], captured[2])
+    model, _, saved = load_checkpoint(tmp_path / "captured.safetensors")
+    resumed = (model, hp.SoftmaxCrossEntropy(), build_optimizer(model.parameters(), saved))
+    later = batches("cross-entropy", "float64", 6)
+    for x_batch, y_batch in later[:3]:
+        loss = train_step(*eager, x_batch, y_batch)
+        assert train_step(*captured, x_batch, y_batch) == loss
+        assert train_step(*resumed, x_batch, y_batch) == loss
+    again = capture_step(*resumed, (N, D_IN), (N,))
+    for x_batch, y_batch in later[3:]:
+        loss = train_step(*eager, x_batch, y_batch)
+        assert train_step(*captured, x_batch, y_batch) == loss
+        assert again(x_batch, y_batch) == loss
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+    assert_same(state(*eager[::2]), state(*resumed[::2]))
+
+
+def torch_twins(
+    optimizer: str, dtype: str, loss: str = "mse"
+) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
+    """``twins`` on torch tensors (CPU), their optimizers built after moving."""
+    eager, captured = twins("relu", loss, "sgd", dtype)
+    device = "torch"
+    first, second = eager[0].to(device), captured[0].to(device)
+    return (
+        (first, eager[1], OPTIMIZERS[optimizer](first.parameters())),
+        (second, captured[1], OPTIMIZERS[optimizer](second.parameters())),
+    )
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross-entropy"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["adam", "adam-decay", "adamw"])
+def test_adam_recorded_on_torch_tensors_equals_its_step(
+    torch: ModuleType, optimizer: str, dtype: str, loss: str
+) -> None:
+    """What a CUDA graph records for Adam (``RecordedUpdate``: ``Adam.record`` on torch
+    tensors, its numbers in a device buffer filled by its host calls) and for
+    SoftmaxCrossEntropy (``checked_total``) run eagerly on the CPU, step after step, with the
+    learning rate and betas changed on the way: the same losses, weights and moments as
+    ``total`` and ``Adam.step``, bit for bit (1e-12 is what is promised)."""
+    eager, captured = torch_twins(optimizer, dtype, loss)
+    stepped, graphed = GraphedStep(*eager), GraphedStep(*captured)  # on the CPU: eager steps
+    update = RecordedUpdate(captured[2])
+    xp = captured[2].xp
+    for index, (x, y) in enumerate(batches(loss, dtype)):
+        if index == 10:
+            for opt in (eager[2], captured[2]):
+                opt.lr, opt.betas, opt.eps = 3e-3, (0.8, 0.99), 1e-6
+        xb, yb = xp.from_host(x), xp.from_host(y)
+        expected = float(stepped.eager(xb, yb))  # loss_fn.total, optimizer.step()
+        assert update.fits()
+        update.before()
+        assert float(graphed.eager(xb, yb, update, checked=True)) == expected
+    assert eager[2].t == captured[2].t == STEPS
+    left, right = state(*eager[::2]), state(*captured[::2])
+    assert_same([xp.to_numpy(a) for a in left], [xp.to_numpy(a) for a in right])
+
+
+def test_a_recorded_update_no_longer_fits_when_adam_changes_shape(torch: ModuleType) -> None:
+    _, (model, _, optimizer) = torch_twins("adam", "float64")
+    update = RecordedUpdate(optimizer)
+    assert update.fits()
+    optimizer.weight_decay = 0.1
+    assert not update.fits()
+    optimizer.weight_decay = 0.0
+    optimizer.m = [optimizer.xp.zeros_like(p.data) for p in model.parameters()]
+    assert not update.fits()
+
+
+def test_cross_entropy_checked_total_is_total_without_the_range_check(torch: ModuleType) -> None:
+    """``checked_total`` (what a CUDA graph records) leaves the labels' range to its caller;
+    ``total`` checks it, on numpy and torch alike."""
+    for xp in (hp.backend.NUMPY, hp.backend.torch_namespace("cpu")):
+        scores = xp.from_host(np.arange(12.0).reshape(4, 3))
+        labels = xp.from_host(np.array([0, 2, 1, 2]))
+        loss_fn = hp.SoftmaxCrossEntropy()
+        assert float(loss_fn.total(scores, labels)[0]) == float(
+            loss_fn.checked_total(scores, labels)[0]
+        )
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            loss_fn.total(scores, xp.from_host(np.array([0, 3, 1, 2])))
+
+
+def test_what_a_cuda_graph_records_is_decided_by_the_classes() -> None:
+    """GraphedStep's choice, as on CUDA (a stand-in namespace): SGD and Adam (their record),
+    cross-entropy without class weights; not an optimizer subclass with its own step, nor
+    class weights, nor Adam over parameters of two dtypes."""
+    cuda = SimpleNamespace(library="torch", device=SimpleNamespace(type="cuda"))
+    model = network("relu", "float64")
+    params = model.parameters()
+    mixed = [*params[:-1], hp.Parameter(params[-1].data.astype(np.float32))]
+    cases = [
+        (hp.SoftmaxCrossEntropy(), hp.Adam(params), True),
+        (hp.SoftmaxCrossEntropy(), hp.SGD(params, lr=0.1), True),
+        (hp.MeanSquaredError(), QuietAdam(params), True),
+        (hp.MeanSquaredError(), ClippedAdam(params), False),
+        (hp.SoftmaxCrossEntropy(weight=np.ones(D_OUT)), hp.Adam(params), False),
+        (hp.MeanSquaredError(), hp.Adam(mixed), False),
+    ]
+    for loss_fn, optimizer, expected in cases:
+        assert graphed_module._capturable(cuda, loss_fn, optimizer) is expected

@@ -97,3 +97,75 @@ def test_cuda_memory_flat_over_1000_graphed_steps(torch: ModuleType) -> None:
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == before
     assert graphed.replays >= 1000
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float64", 1e-12), ("float32", 1e-6)])
+def test_graphed_adam_replays_and_equals_eager_adam(
+    torch: ModuleType, dtype: str, tolerance: float
+) -> None:
+    """Adam under a CUDA graph: its step count and bias corrections are computed on the
+    host and copied into a device buffer before each replay (``RecordedUpdate``), so every
+    step after the warm-up replays, a new learning rate records again, and the losses,
+    weights and moments equal eager Adam's on the same GPU."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 8)).astype(dtype), rng.standard_normal((64, 2)).astype(dtype)
+    results, replays = [], []
+    for capture in (False, True):
+        model = hp.mlp(8, [16], 2, rng=0).to("cuda", dtype)
+        optimizer = hp.Adam(model.parameters(), lr=1e-2)
+        graphed = GraphedStep(model, hp.MeanSquaredError(), optimizer)
+        assert graphed.capturable
+        graphed.capturable = capture
+        xb, yb = optimizer.xp.from_host(x), optimizer.xp.from_host(y)
+        losses = []
+        for index in range(60):
+            if index == 30:
+                optimizer.lr = 3e-3  # a schedule: two eager steps, then a new graph
+            losses.append(graphed.step(xb, yb))
+        arrays = [p.data for p in model.parameters()] + optimizer.m + optimizer.v
+        results.append((read_losses(losses), [optimizer.xp.to_numpy(a) for a in arrays]))
+        replays.append((graphed.replays, optimizer.t))
+    assert replays == [(0, 60), (60 - 4, 60)]
+    assert _relative(results[1][0], results[0][0]) <= tolerance
+    for graphed_array, eager_array in zip(results[1][1], results[0][1], strict=True):
+        assert np.allclose(graphed_array, eager_array, rtol=tolerance, atol=0)
+
+
+def test_graphed_adam_equals_numpy_adam_float64(torch: ModuleType) -> None:
+    """The graphed Adam step on the GPU against numpy's on the CPU, float64: 1e-10."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((32, 8)), rng.standard_normal((32, 2))
+    results = []
+    for device in ("numpy", "cuda"):
+        model = hp.mlp(8, [16], 2, rng=0).to(device)
+        optimizer = hp.Adam(model.parameters(), lr=1e-2)
+        graphed = GraphedStep(model, hp.MeanSquaredError(), optimizer)
+        xb, yb = optimizer.xp.from_host(x), optimizer.xp.from_host(y)
+        results.append(read_losses([graphed.step(xb, yb) for _ in range(40)]))
+    assert _relative(results[1], results[0]) <= 1e-10
+
+
+def test_graphed_cross_entropy_replays_checks_labels_and_equals_eager(torch: ModuleType) -> None:
+    """SoftmaxCrossEntropy under a CUDA graph: each batch's labels are checked before the
+    replay (a label out of range raises as the eager step does, and nothing trains), the
+    graph records ``checked_total``; with Adam, the losses and weights equal the eager ones."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((64, 8)), rng.integers(0, 3, 64)
+    results, replays = [], []
+    for capture in (False, True):
+        model = hp.mlp(8, [16], 3, rng=0).to("cuda")
+        optimizer = hp.Adam(model.parameters(), lr=1e-2)
+        graphed = GraphedStep(model, hp.SoftmaxCrossEntropy(), optimizer)
+        assert graphed.capturable
+        graphed.capturable = capture
+        xb, yb = optimizer.xp.from_host(x), optimizer.xp.from_host(y)
+        losses = [graphed.step(xb, yb) for _ in range(30)]
+        with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+            graphed.step(xb, optimizer.xp.from_host(np.full(64, 3)))
+        arrays = [p.data for p in model.parameters()] + optimizer.m + optimizer.v
+        results.append((read_losses(losses), [optimizer.xp.to_numpy(a) for a in arrays]))
+        replays.append((graphed.replays, optimizer.t))
+    assert replays == [(0, 30), (30 - 2, 30)]
+    assert _relative(results[1][0], results[0][0]) <= 1e-12
+    for graphed_array, eager_array in zip(results[1][1], results[0][1], strict=True):
+        assert np.allclose(graphed_array, eager_array, rtol=1e-12, atol=0)

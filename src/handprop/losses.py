@@ -283,9 +283,20 @@ class SoftmaxCrossEntropy(Loss):
         self.y: Array | None = None
 
     def total(self, y_pred: Array, y: Array) -> tuple[Array, float]:
+        return self.checked_total(y_pred, y, check_range=True)
+
+    def checked_total(
+        self, y_pred: Array, y: Array, check_range: bool = False
+    ) -> tuple[Array, float]:
+        """``total``; without ``check_range``, for labels whose values the caller has checked
+        (``check_label_range``): it then reads nothing on the host (without class or sample
+        weights), so a CUDA graph records it (training/graphed.py checks each batch's labels
+        before a replay)."""
         xp = self.xp = follow(self.xp, y_pred)
         y_pred = xp.require("SoftmaxCrossEntropy", y_pred)
         y = _check_labels(y_pred, y, xp)
+        if check_range:
+            check_label_range(y, y_pred.shape[1], xp)
         log_probs = log_softmax(y_pred, xp)
         self.probs, self.y = xp.exp(log_probs), y
         nll = xp.negative(xp.pick(log_probs, y))  # -log_probs[arange(N), y]
@@ -387,15 +398,20 @@ def _check_labels(y_pred: Array, y: Any, xp: Any) -> Any:
             f"SoftmaxCrossEntropy expected integer class labels, received {kind}; "
             "convert with .astype(np.int64)"
         )
-    n, classes = y_pred.shape
+    n = y_pred.shape[0]
     if tuple(y.shape) != (n,):
         raise ValueError(
             f"SoftmaxCrossEntropy expected labels of shape ({n},), received {tuple(y.shape)}"
         )
+    return y
+
+
+def check_label_range(y: Any, classes: int, xp: Any) -> None:
+    """A ValueError unless every label lies in [0, classes): SoftmaxCrossEntropy's check that
+    reads the labels' values on the host (one device sync on a GPU)."""
     low, high = int(xp.item(xp.min(y))), int(xp.item(xp.max(y)))
     if low < 0 or high >= classes:
         raise ValueError(
             f"SoftmaxCrossEntropy expected labels in [0, {classes - 1}], "
             f"received values from {low} to {high}"
         )
-    return y

@@ -7,8 +7,8 @@ Parameter objects themselves, never copies of their arrays: whatever replaces
 """
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from handprop._types import Array
 from handprop.backend import NUMPY
 from handprop.parameter import Gradients, Parameter, as_matrix
 from handprop.registry import Registry
+
+if TYPE_CHECKING:  # a captured step's tape (training/tape.py); training imports this module
+    from handprop.training.tape import Tape
 
 #: Optimizer classes by the names the command line, scikit-learn's ``solver`` and checkpoints use.
 OPTIMIZERS: Registry[type["Optimizer"]] = Registry("optimizer")
@@ -178,6 +181,45 @@ class SGD(Optimizer):
                     grad = velocity
             _subtract_scaled(xp, parameter.data, self.lr, grad, scratch)  # w -= lr * g
 
+    def record(self, tape: "Tape", grad: Array | None) -> Callable[[], bool]:
+        """``step``'s array calls on a tape (a captured step, training/capture.py), line for
+        line, its numbers read live at every replay; ``grad`` is None when the fused
+        backward already moved every weight. Returns a check that the tape still fits."""
+
+        def structure() -> tuple[bool, ...]:
+            return (self.momentum != 0, self.nesterov, self.weight_decay != 0)
+
+        recorded, xp = structure(), tape.xp
+        if grad is None:
+            return lambda: structure() == recorded
+        lr, momentum, weight_decay = tape.scalar(), tape.scalar(), tape.scalar()
+
+        def read() -> None:
+            lr[()], momentum[()], weight_decay[()] = self.lr, self.momentum, self.weight_decay
+
+        tape.host(read)
+        for index, parameter in enumerate(self.params):
+            grad, data, scratch = parameter.grad, parameter.data, self.scratch[index]
+            if self.weight_decay:  # g = grad + weight_decay * w
+                decayed = self.decayed[index]
+                tape.record(xp.multiply, weight_decay, data, decayed)
+                tape.record(xp.add, grad, decayed, decayed)
+                grad = decayed
+            if self.momentum:
+                velocity = self.velocities[index]
+                tape.record(xp.multiply, velocity, momentum, velocity)
+                tape.record(xp.add, velocity, grad, velocity)  # v = momentum * v + g
+                if self.nesterov:  # g + momentum * v
+                    tape.record(xp.multiply, momentum, velocity, scratch)
+                    tape.record(xp.add, grad, scratch, scratch)
+                    grad = scratch
+                else:
+                    grad = velocity
+            tape.record(xp.multiply, lr, grad, scratch)
+            tape.record(xp.subtract, data, scratch, data)  # w -= lr * g
+        holds = tape.holds(lambda: (self.velocities, self.scratch, self.decayed))
+        return lambda: structure() == recorded and holds()
+
     def zero_grad(self) -> None:
         """Clear the gradients, and forget what a fused backward that never reached step() moved."""
         super().zero_grad()
@@ -206,6 +248,26 @@ class SGD(Optimizer):
 
     def slots(self) -> dict[str, list[Array]]:
         return {"velocity": self.velocities}
+
+
+def views_of(flat: Any, arrays: list[Any]) -> list[Any]:
+    """Consecutive views of the 1-d ``flat``, shaped like each of ``arrays`` in turn."""
+    views, start = [], 0
+    for array in arrays:
+        size = math.prod(array.shape)
+        views.append(flat[start : start + size].reshape(array.shape))
+        start += size
+    return views
+
+
+def _zeros_in_one(xp: Any, params: list[Parameter]) -> list[Array]:
+    """Zeros shaped like each parameter, views of one flat buffer when they share a dtype:
+    a captured step updates them all in one call per line (``Adam.record``). Checkpoints
+    write into them in place, so they stay views for good."""
+    if len({parameter.dtype for parameter in params}) != 1:
+        return [xp.zeros_like(parameter.data) for parameter in params]
+    flat = xp.zeros((sum(math.prod(p.shape) for p in params),), params[0].dtype)
+    return views_of(flat, [parameter.data for parameter in params])
 
 
 #: Elements of a numpy array ``_subtract_scaled`` updates at a time (256 KiB of float64).
@@ -329,8 +391,8 @@ class Adam(Optimizer):
         self.decoupled = bool(decoupled)
         xp = self.xp
         self.t = 0
-        self.m = [xp.zeros_like(p.data) for p in self.params]
-        self.v = [xp.zeros_like(p.data) for p in self.params]
+        self.m = _zeros_in_one(xp, self.params)
+        self.v = _zeros_in_one(xp, self.params)
         self.scratch = [(xp.empty_like(p.data), xp.empty_like(p.data)) for p in self.params]
 
     def step(self) -> None:
@@ -355,6 +417,67 @@ class Adam(Optimizer):
             denom = xp.add(xp.sqrt(v, out=s), eps_hat, out=s)  # sqrt(v) + eps_hat
             update = xp.multiply(alpha, xp.divide(m, denom, out=s), out=s)
             xp.subtract(w, update, out=w)  # w -= alpha * m / denom
+
+    def record(self, tape: "Tape", grad: Array | None) -> Callable[[], bool]:
+        """``step``'s lines on a tape (a captured step, training/capture.py), each over every
+        parameter at once, its numbers computed live at every replay as ``step`` computes them.
+
+        ``grad`` is the flat buffer every ``.grad`` views; ``m`` and ``v`` are views of one
+        flat buffer each from the start (``_zeros_in_one``), so each line is one numpy call
+        over all the parameters, not one per parameter, with the same bits (an element-wise
+        call rounds each element alike, whatever array it sits in). Only ``w -= step`` stays
+        per parameter: the weights are the model's own arrays.
+        """
+        if grad is None:
+            raise tape.cannot("Adam without the gradients")
+        xp = tape.xp
+        names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2")
+        names += ("eps_hat", "alpha", "weight_decay", "decay")
+        buffers, fill = tape.numbers(len(names))
+        live = dict(zip(names, buffers, strict=True))
+
+        def read() -> None:  # the numbers step computes, from the attributes now
+            self.t += 1
+            beta1, beta2, lr, weight_decay = *self.betas, self.lr, self.weight_decay
+            sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
+            fill((
+                beta1, beta2, 1 - beta1, 1 - beta2, self.eps * sqrt_bias_correction2,
+                lr / (1 - beta1**self.t) * sqrt_bias_correction2,
+                weight_decay, 1 - lr * weight_decay,
+            ))  # fmt: skip
+
+        tape.host(read)
+        (m, self.m[:]), (v, self.v[:]) = tape.flatten(self.m), tape.flatten(self.v)
+        data = [parameter.data for parameter in self.params]
+        s = tape.buffer(m.shape)  # the step, then each w -= its part
+        if self.weight_decay and self.decoupled:
+            for w in data:  # w *= 1 - lr * weight_decay
+                tape.record(xp.multiply, w, live["decay"], w)
+        elif self.weight_decay:  # g = grad + weight_decay * w
+            g = tape.buffer(m.shape)
+            for w, decayed in zip(data, views_of(g, data), strict=True):
+                tape.record(xp.multiply, live["weight_decay"], w, decayed)
+            tape.record(xp.add, grad, g, g)
+            grad = g
+        tape.record(xp.multiply, m, live["beta1"], m)
+        tape.record(xp.multiply, live["one_minus_beta1"], grad, s)
+        tape.record(xp.add, m, s, m)  # m = b1*m + (1-b1)*g
+        tape.record(xp.multiply, v, live["beta2"], v)
+        tape.record(xp.multiply, live["one_minus_beta2"], grad, s)
+        tape.record(xp.multiply, s, grad, s)
+        tape.record(xp.add, v, s, v)  # v = b2*v + (1-b2)*g*g
+        tape.record(xp.sqrt, v, s)
+        tape.record(xp.add, s, live["eps_hat"], s)  # denom = sqrt(v) + eps_hat
+        tape.record(xp.divide, m, s, s)
+        tape.record(xp.multiply, live["alpha"], s, s)  # alpha * m / denom
+        for w, step in zip(data, views_of(s, data), strict=True):
+            tape.record(xp.subtract, w, step, w)  # w -= alpha * m / denom
+
+        def structure() -> tuple[bool, bool]:
+            return self.weight_decay != 0, self.decoupled
+
+        recorded, holds = structure(), tape.holds(lambda: (self.m, self.v))
+        return lambda: structure() == recorded and holds()
 
     def hyperparameters(self) -> dict[str, Any]:
         return {

@@ -11,9 +11,10 @@ rate and every other number of the optimizer, Adam's step count and bias correct
 What it records: a layer or loss whose class states its captured form, a ``record``
 method beside the forward and backward it records (``Sequential``, ``Linear``, ``ReLU``,
 ``Tanh``, ``Identity``; ``SumSquaredError``, ``MeanSquaredError``, ``SoftmaxCrossEntropy``
-without class weights; a subclass only with its own, see ``Tape.layer``); ``SGD`` (fused
-or not) and ``Adam``, in capture_update.py with where the gradients go. Anything else
-raises ``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself).
+without class weights; a subclass only with its own, see ``Tape.layer``); an optimizer
+whose class states its captured form the same way, ``record`` beside ``step`` (``SGD``,
+fused or not, and ``Adam``; where the gradients go is in capture_update.py). Anything
+else raises ``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself).
 """
 
 import operator
@@ -27,7 +28,7 @@ from handprop.layers.module import Module
 from handprop.losses import Loss
 from handprop.optim import Optimizer
 from handprop.parameter import Parameter
-from handprop.training.capture_update import record_destination, record_optimizer
+from handprop.training.capture_update import record_destination
 from handprop.training.step import train_step
 from handprop.training.tape import NotCapturable, Tape
 
@@ -124,7 +125,7 @@ def capture_step(
     destination = record_destination(tape, optimizer, params, fold, exact)
     backward(grad_y_pred, False, destination)
     destination.finish(params)
-    guard = record_optimizer(tape, optimizer, params, destination)
+    guard = tape.optimizer(optimizer, destination.flat_grad)
     arrays = [parameter.data for parameter in params]
 
     def unchanged() -> bool:

@@ -15,9 +15,16 @@ while nothing it baked in changes; anything else runs eagerly, with the same res
 - a learning rate, momentum or weight decay other than the recorded ones, or a parameter
   array replaced (a schedule: the next batches warm up and record again, and the new
   graph replaces the old one of that shape, so memory does not grow with the epochs);
-- a step that reads values on the host: Adam (its bias corrections change every step),
-  gradient clipping (the norm is read), a loss without ``total`` or whose checks read the
-  labels (SoftmaxCrossEntropy checks every label's range): eager, every time;
+- a step that reads values on the host: gradient clipping (the norm is read), a loss
+  without ``total``, SoftmaxCrossEntropy with class weights: eager, every time.
+  SoftmaxCrossEntropy's label check reads the labels: the graph records its
+  ``checked_total``, and each batch's labels are checked before the replay (one read of
+  their least and largest value, a device sync, as the eager step makes). Adam's numbers
+  change every step (the step count, the bias corrections): its update is the one a
+  captured step replays (``Adam.record``, ``RecordedUpdate``), on torch tensors, its
+  numbers computed on the host and copied into a device buffer before each replay, which
+  the graph reads; the learning rate and betas are read live there, but a change still
+  records a new graph, as for SGD;
 - numpy, or torch on the CPU: eager (there is no graph to record);
 - a model with Dropout: eager (its masks are drawn on the host: a graph would replay one).
 """
@@ -27,9 +34,10 @@ from typing import Any
 from handprop._types import Array
 from handprop.layers.dropout import Dropout
 from handprop.layers.module import Module
-from handprop.losses import Loss, SoftmaxCrossEntropy
+from handprop.losses import Loss, SoftmaxCrossEntropy, check_label_range
 from handprop.optim import SGD, Optimizer
 from handprop.parameter import ACCUMULATE
+from handprop.training.tape import NotCapturable, Tape, check_optimizer
 
 
 class GraphedStep:
@@ -58,8 +66,11 @@ class GraphedStep:
             isinstance(module, Dropout) for module in model.modules()
         )
         self.seen: dict[tuple[Any, ...], int] = {}  # eager steps by shapes, dtypes and rate
-        # by the same key: the recorded step, its x, y and loss, and the buffers it uses
-        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, list[Any]]] = {}
+        # by the same key: the recorded step, its x, y and loss, the optimizer's recorded
+        # update (None for SGD, whose numbers the graph holds) and the buffers it uses
+        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, Any, list[Any]]] = {}
+        # the number of classes whose labels a replay checks first (SoftmaxCrossEntropy)
+        self.classes: dict[tuple[Any, ...], int] = {}
         self.replays = 0  # steps replayed (for tests and benchmarks)
         self.stream: Any = None  # made on the first warm-up
 
@@ -67,7 +78,7 @@ class GraphedStep:
         """One training step on (x, y); the loss as a 0-d array (on the device)."""
         if not self.capturable:
             return self.eager(x, y)
-        shapes = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype)
+        shapes = _shapes(x, y)
         key = (*shapes, self._settings())
         if key not in self.graphs:
             self.seen[key] = self.seen.get(key, 0) + 1
@@ -76,9 +87,16 @@ class GraphedStep:
             # one graph a shape: a schedule's new rate replaces the old graph (and its memory)
             for old in [k for k in self.graphs if k[:4] == shapes]:
                 del self.graphs[old]
+                self.classes.pop(old, None)
             self.seen = {key: self.seen[key]}
             self.graphs[key] = self._record(x, y)
-        graph, static_x, static_y, static_loss, _ = self.graphs[key]
+        graph, static_x, static_y, static_loss, update, _ = self.graphs[key]
+        if key in self.classes:
+            check_label_range(y, self.classes[key], self.xp)  # as the eager step checks them
+        if update is not None:
+            if not update.fits():  # the optimizer's arrays replaced, weight decay switched
+                return self.eager(x, y)
+            update.before()  # the step's numbers into the buffer the graph reads
         static_x.copy_(x, non_blocking=True)
         static_y.copy_(y, non_blocking=True)
         graph.replay()
@@ -92,16 +110,27 @@ class GraphedStep:
         numbers = sorted((k, repr(v)) for k, v in self.optimizer.hyperparameters().items())
         return tuple(numbers), tuple(id(p.data) for p in self.optimizer.params)
 
-    def eager(self, x: Array, y: Array) -> Any:
-        """The step without a graph: ``train_step``'s body, the loss left on the device."""
+    def eager(
+        self, x: Array, y: Array, update: "RecordedUpdate | None" = None, checked: bool = False
+    ) -> Any:
+        """The step without a graph: ``train_step``'s body, the loss left on the device;
+        with ``update``, its array calls in place of ``optimizer.step()`` (what a graph
+        records: its host calls, ``update.before()``, must have run first); ``checked``:
+        labels already checked (``SoftmaxCrossEntropy.checked_total``, which a graph records)."""
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         y_pred = model.forward(x)
-        total, divisor = loss_fn.total(y_pred, y)
+        if checked and isinstance(loss_fn, SoftmaxCrossEntropy):
+            total, divisor = loss_fn.checked_total(y_pred, y)
+        else:
+            total, divisor = loss_fn.total(y_pred, y)
         optimizer.zero_grad()
         grad_y_pred = loss_fn.backward()
         fused = optimizer.fused_gradients(self.exact) if self.fold else None
         model.backward_parameters(grad_y_pred, fused or ACCUMULATE)
-        optimizer.step()
+        if update is None:
+            optimizer.step()
+        else:
+            update.apply()
         return loss_fn.xp.divide(total, divisor) if divisor != 1 else total
 
     def _side_stream(self) -> Any:
@@ -120,7 +149,7 @@ class GraphedStep:
         cuda.current_stream().wait_stream(side)
         return loss
 
-    def _record(self, x: Any, y: Any) -> tuple[Any, Any, Any, Any, list[Any]]:
+    def _record(self, x: Any, y: Any) -> tuple[Any, Any, Any, Any, Any, list[Any]]:
         """Record one step on copies of (x, y) as a CUDA graph (nothing runs while recording).
 
         The graph holds the addresses of the layers' work buffers; a batch of another
@@ -128,24 +157,76 @@ class GraphedStep:
         """
         torch = self.xp.torch
         static_x, static_y = x.clone(), y.clone()
+        update = None if isinstance(self.optimizer, SGD) else RecordedUpdate(self.optimizer)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
+        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
+            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         with torch.cuda.graph(graph, stream=self._side_stream()):
-            static_loss = self.eager(static_x, static_y)
+            static_loss = self.eager(static_x, static_y, update, checked=True)
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
         buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold
-        return graph, static_x, static_y, static_loss, buffers
+        return graph, static_x, static_y, static_loss, update, buffers
+
+
+class RecordedUpdate:
+    """``optimizer.step()`` as a captured step records it (its ``record``), on its own arrays:
+    ``before()`` runs the host calls (Adam: the step count, the bias corrections, into a
+    0-d buffer each), ``apply()`` the array calls, which a CUDA graph records in place of
+    ``step()``. On any device: the CPU runs the same calls eagerly (tests compare them with
+    ``step()``). Every ``.grad`` becomes a view of one flat buffer (its values kept), so
+    that each of Adam's lines is one call over every parameter.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        params = optimizer.params
+        if len({parameter.dtype for parameter in params}) != 1 or not optimizer.distinct:
+            raise NotCapturable("capture needs distinct parameters of one dtype")
+        check_optimizer(optimizer)
+        tape = Tape(params[0].dtype, optimizer.xp)
+        flat_grad, views = tape.flatten([parameter.grad for parameter in params])
+        for parameter, grad in zip(params, views, strict=True):
+            parameter.grad = grad
+        self.fits = tape.optimizer(optimizer, flat_grad)
+        self.before = tape.replay_hosts
+        self.calls = tape.array_calls()
+
+    def apply(self) -> None:
+        for function, args in self.calls:
+            function(*args)
+
+
+def _shapes(x: Any, y: Any) -> tuple[Any, ...]:
+    return tuple(x.shape), x.dtype, tuple(y.shape), y.dtype
 
 
 def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
-    """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads no
-    label on the host, an optimizer whose step takes no per-step host scalar (SGD)."""
+    """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads
+    nothing on the host (SoftmaxCrossEntropy's ``checked_total``: without class weights, no
+    subclass changing it), an optimizer whose step takes no per-step host scalar (SGD) or
+    whose class states its captured form (``record`` beside ``step``: Adam)."""
     if xp.library != "torch" or xp.device.type != "cuda":
         return False
-    if type(loss_fn).total is Loss.total or isinstance(loss_fn, SoftmaxCrossEntropy):
+    if type(loss_fn).total is Loss.total:
         return False
-    return isinstance(optimizer, SGD)
+    if isinstance(loss_fn, SoftmaxCrossEntropy) and (
+        loss_fn.weight is not None
+        or any(
+            getattr(type(loss_fn), name) is not getattr(SoftmaxCrossEntropy, name)
+            for name in ("total", "checked_total", "backward")
+        )
+    ):
+        return False
+    if isinstance(optimizer, SGD):
+        return True
+    if len({parameter.dtype for parameter in optimizer.params}) != 1 or not optimizer.distinct:
+        return False  # RecordedUpdate's flat buffers hold one dtype, each parameter once
+    try:
+        check_optimizer(optimizer)
+    except NotCapturable:
+        return False
+    return True
 
 
 def read_losses(losses: list[Any]) -> list[float]:

@@ -1,16 +1,22 @@
 """The tape a captured step replays: array calls on fixed buffers, recorded in order."""
 
-from collections.abc import Callable
+import itertools
+import math
+import operator
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from handprop._types import Array
+from handprop.backend import NUMPY
+from handprop.optim import views_of
 
 if TYPE_CHECKING:
     from handprop.layers.module import Module
     from handprop.losses import Loss
+    from handprop.optim import Optimizer
     from handprop.parameter import Parameter
 
 
@@ -22,20 +28,41 @@ class Tape:
     """Calls of array functions on fixed buffers, recorded in order and replayed as they are.
 
     A call is a function and its positional arguments (the output buffer among them);
-    a number that changes between steps lives in a 0-d buffer (``scalar``) that a recorded
-    call of the owner fills first.
+    a number that changes between steps lives in a 0-d buffer (``scalar``) that a host
+    call of the owner (``host``) fills first.
+
+    ``xp``: the buffers' namespace (``handprop.backend``), numpy by default. A part records
+    through ``xp``'s functions where it may run on torch tensors (``Adam.record``): then the
+    tape's array calls, without its host calls, are what a CUDA graph records (graphed.py),
+    and the host calls run before each replay of the graph.
     """
 
-    def __init__(self, dtype: np.dtype[Any]) -> None:
-        self.dtype = dtype
+    def __init__(self, dtype: np.dtype[Any], xp: Any = NUMPY) -> None:
+        self.dtype, self.xp = dtype, xp
         self.calls: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+        self.hosts: list[Callable[[], object]] = []  # the calls that compute on the host
 
     def buffer(self, shape: tuple[int, ...], dtype: Any = None) -> Array:
-        return np.empty(shape, dtype=self.dtype if dtype is None else dtype)
+        if self.xp is NUMPY:
+            return np.empty(shape, dtype=self.dtype if dtype is None else dtype)
+        return self.xp.empty(shape, self.dtype if dtype is None else dtype)  # type: ignore[no-any-return]
 
     def scalar(self) -> Array:
         """A 0-d buffer of the tape's dtype: as an operand it rounds like a Python float does."""
-        return np.zeros((), dtype=self.dtype)
+        if self.xp is NUMPY:
+            return np.zeros((), dtype=self.dtype)
+        return self.xp.zeros((), self.dtype)  # type: ignore[no-any-return]
+
+    def numbers(self, count: int) -> tuple[list[Array], Callable[[Sequence[float]], None]]:
+        """``count`` 0-d buffers of the tape's dtype (views of one), and the function that a
+        host call fills them with, all at once, from a sequence of Python numbers."""
+        values = self.buffer((count,))
+        views = [values[i : i + 1].reshape(()) for i in range(count)]
+        if self.xp is NUMPY:
+            return views, partial(values.__setitem__, slice(None))
+        torch, tensor = self.xp.torch, cast(Any, values)
+        dtype = self.xp.dtypes[np.dtype(self.dtype)]
+        return views, lambda numbers: tensor.copy_(torch.tensor(numbers, dtype=dtype))
 
     def constant(self, value: float, dtype: Any = None) -> Array:
         """``value`` as a 0-d array of the tape's dtype (or ``dtype``): the number a Python
@@ -47,9 +74,25 @@ class Tape:
         """Record ``function(*args, **keywords)``, to be called on every replay."""
         self.calls.append((partial(function, **keywords) if keywords else function, args))
 
+    def host(self, function: Callable[[], object]) -> None:
+        """Record ``function()``, which computes on the host (reads the owner's numbers, fills
+        its 0-d buffers): called in order on a numpy replay, before the array calls in a
+        CUDA graph's (``array_calls``)."""
+        self.record(function)
+        self.hosts.append(function)
+
     def replay(self) -> None:
         for function, args in self.calls:
             function(*args)
+
+    def array_calls(self) -> list[tuple[Callable[..., object], tuple[object, ...]]]:
+        """The calls on arrays alone, in order, without the host calls."""
+        return [(f, args) for f, args in self.calls if not any(f is h for h in self.hosts)]
+
+    def replay_hosts(self) -> None:
+        """The host calls alone, in order (before a replay of ``array_calls``)."""
+        for function in self.hosts:
+            function()
 
     def cannot(self, what: str) -> NotCapturable:
         """The error a part raises for what the tape cannot record: "capture cannot record
@@ -71,8 +114,71 @@ class Tape:
         """``loss_fn.record(self, y_pred, y)``: the loss's forward and backward recorded; how
         to read the loss after a replay, and grad_y_pred's buffer. As for ``layer``, only
         where no subclass changes ``forward``, ``total`` or ``backward`` below ``record``."""
-        _check_recorded(loss_fn, ("forward", "total", "backward"), "the loss", "")
+        _check_recorded(loss_fn, ("forward", "total", "checked_total", "backward"), "the loss", "")
         return loss_fn.record(self, y_pred, y)  # type: ignore[attr-defined,no-any-return]
+
+    def optimizer(self, optimizer: "Optimizer", grad: Array | None) -> Callable[[], bool]:
+        """``optimizer.record(self, grad)``: its ``step`` recorded, after the backward that
+        left every gradient in ``grad`` (a flat buffer that each ``.grad`` views, in order;
+        None when a fused backward already made the update). Returns a check that the tape
+        still fits the optimizer (its structure, the arrays it holds). As for ``layer``, only
+        where no subclass changes a method of the eager step (``check_optimizer``)."""
+        check_optimizer(optimizer)
+        return optimizer.record(self, grad)  # type: ignore[attr-defined,no-any-return]
+
+    def flatten(self, arrays: list[Array]) -> tuple[Array, list[Array]]:
+        """One flat buffer and views of it shaped like ``arrays``, holding their values, so
+        that an element-wise line runs over all of them in one call (it rounds each element
+        alike, whatever array it sits in). Arrays that already are such views (an
+        optimizer's state, an earlier tape's gradients) are kept as they are: two tapes, say
+        one per batch size, share them."""
+        base = _base(arrays[0])
+        if base is not None and _are_views(base, arrays):
+            return base, arrays
+        flat = self.buffer((sum(math.prod(a.shape) for a in arrays),), self.dtype)
+        views = views_of(flat, arrays)
+        for view, array in zip(views, arrays, strict=True):
+            view[...] = array
+        return flat, views
+
+    def holds(self, arrays: Callable[[], tuple[list[Array], ...]]) -> Callable[[], bool]:
+        """A check that the lists ``arrays()`` returns still hold the very arrays they hold
+        now (the buffers the tape was recorded on): ``holds(lambda: (opt.m, opt.v))``."""
+        recorded = [*itertools.chain.from_iterable(arrays())]
+
+        def same() -> bool:
+            now = [*itertools.chain.from_iterable(arrays())]
+            return len(now) == len(recorded) and all(map(operator.is_, now, recorded))
+
+        return same
+
+
+def check_optimizer(optimizer: "Optimizer") -> None:
+    """Raise NotCapturable unless ``optimizer``'s class states its captured form, ``record``
+    beside ``step``, and no subclass below that changes what ``train_step`` calls on it
+    (``zero_grad``, ``fused_gradients``, ``step``)."""
+    _check_recorded(optimizer, ("zero_grad", "fused_gradients", "step"), "the optimizer", "")
+
+
+def _base(array: Any) -> Any:
+    """The array whose memory ``array`` views (numpy's ``base``, torch's ``_base``), or None."""
+    return array.base if isinstance(array, np.ndarray) else getattr(array, "_base", None)
+
+
+def _address(array: Any) -> int:
+    return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
+
+
+def _are_views(base: Any, arrays: list[Any]) -> bool:
+    """Whether ``arrays`` are ``views_of(base, arrays)``, in order, and fill ``base``."""
+    size = sum(math.prod(a.shape) for a in arrays)
+    if base.ndim != 1 or math.prod(base.shape) != size or base.dtype != arrays[0].dtype:
+        return False
+    expected = views_of(base, arrays)
+    return all(
+        _base(a) is base and _address(a) == _address(e) and a.shape == e.shape
+        for a, e in zip(arrays, expected, strict=True)
+    )
 
 
 def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
