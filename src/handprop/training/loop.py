@@ -251,9 +251,9 @@ class _Trainer:
         together = False  # whether every rank leaves fit here: then the window can be freed
         try:
             history = self._run(data, validation, epochs, batch_size, rng, state)
+            together = True  # check_same gathers every rank: it returns or raises on all
             if self.comm is not None:
                 self.comm.check_same(self.arrays, "the weights and buffers after training")
-            together = True
         except EveryRankError:
             together = True
             raise
