@@ -97,6 +97,7 @@ class Numpy:
     greater = np.greater
     equal = np.equal
     less = np.less
+    logical_and = np.logical_and
     where = staticmethod(np.where)
     copyto = staticmethod(np.copyto)
     zeros_like = staticmethod(np.zeros_like)
@@ -128,6 +129,10 @@ class Numpy:
 
     def all_finite(self, x: Array) -> bool:
         return bool(np.isfinite(x).all())
+
+    def any_zero(self, x: Array) -> bool:
+        """Whether some element of ``x`` is 0 (or -0.0): one pass, no array allocated."""
+        return not np.all(x)
 
     def rows(self, x: Array, index: Array) -> Array:
         """``x[index]`` for an integer numpy ``index``: a mini-batch's rows (a copy)."""
@@ -431,6 +436,9 @@ class TorchNamespace:
     def all_finite(self, x: Any) -> bool:
         return bool(self.torch.isfinite(x).all().item())
 
+    def any_zero(self, x: Any) -> bool:
+        return not bool(self.torch.all(x).item())
+
     def rows(self, x: Any, index: Array) -> Any:
         """``x[index]`` for an integer numpy ``index``, gathered on the device."""
         on_device = self.torch.from_numpy(index).to(self.device, non_blocking=True)
@@ -574,6 +582,9 @@ class TorchNamespace:
 
     def less(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.lt(a, b, out=out)
+
+    def logical_and(self, a: Any, b: Any) -> Any:
+        return self.torch.logical_and(a, b)
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return self.torch.where(condition, a, b)
