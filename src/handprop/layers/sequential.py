@@ -48,27 +48,20 @@ class Sequential(Module):
         return x
 
     def backward(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> Array:
-        order = self._order()
-        for position in reversed(range(len(order))):
-            grad_y = self._backward_at(order, position, grad_y, grads)
+        layers, order = self.layers, self._order()
+        for position in range(len(order) - 1, -1, -1):
+            index = order[position]
+            grad_y = layers[index].backward(grad_y, grads)
+            if index < position:  # a ReLU that ran after the MaxPool2d behind it
+                _relu_ties_at_zero(layers[index], layers[position], grad_y)
         return grad_y
 
     def _order(self) -> list[int]:
         """The order of the last forward (the layers' own if none: their errors then say so)."""
-        if self.order is None or len(self.order) != len(self.layers):
+        order = self.order
+        if order is None or len(order) != len(self.layers):
             return list(range(len(self.layers)))
-        return self.order
-
-    def _backward_at(
-        self, order: list[int], position: int, grad_y: Array, grads: Gradients
-    ) -> Array:
-        """The backward of the layer that ran at ``position``: the ReLU of a pair that
-        ``pooled_first`` swapped masks the pooled gradient, then corrects ties at 0."""
-        index = order[position]
-        grad = self.layers[index].backward(grad_y, grads)
-        if index < position:  # a ReLU that ran after the MaxPool2d behind it
-            _relu_ties_at_zero(self.layers[index], self.layers[position], grad)
-        return grad
+        return order
 
     def record(self, tape: "Tape", x: Array) -> tuple[Array, "RecordedBackward"]:
         """``forward`` and ``backward`` on a tape's fixed buffers: each layer's, in order;
@@ -93,10 +86,13 @@ class Sequential(Module):
     def backward_parameters(self, grad_y: Array, grads: Gradients = ACCUMULATE) -> None:
         if not self.layers:
             return
-        order = self._order()
-        for position in reversed(range(1, len(order))):
-            grad_y = self._backward_at(order, position, grad_y, grads)
-        self.layers[order[0]].backward_parameters(grad_y, grads)
+        layers, order = self.layers, self._order()
+        for position in range(len(order) - 1, 0, -1):  # as backward, but the first layer
+            index = order[position]
+            grad_y = layers[index].backward(grad_y, grads)
+            if index < position:
+                _relu_ties_at_zero(layers[index], layers[position], grad_y)
+        layers[order[0]].backward_parameters(grad_y, grads)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [
@@ -142,9 +138,9 @@ def pooled_first(layers: list[Module]) -> list[int]:
     """The order to run ``layers`` in: their own, but a ``ReLU`` directly followed by a
     ``MaxPool2d`` runs after it (the module's docstring says why the results are the same)."""
     order = list(range(len(layers)))
-    for index in range(len(layers) - 1):
-        if type(layers[index]) is ReLU and type(layers[index + 1]) is MaxPool2d:
-            order[index], order[index + 1] = index + 1, index
+    for index in range(1, len(layers)):
+        if type(layers[index]) is MaxPool2d and type(layers[index - 1]) is ReLU:
+            order[index - 1], order[index] = index, index - 1
     return order
 
 
