@@ -17,7 +17,9 @@ followed by col2im, im2col's transpose: each patch's gradient is added back
 where the patch came from. Patches overlap, so col2im adds; it loops over the
 kh * kw kernel offsets, each adding one strided slice of the input's gradient
 (im2col copies all of them at once, from a strided view of the input that holds
-every patch: ``_patches``).
+every patch: ``_patches``). With stride 1, the usual case, ``grad_cols`` is never
+made: each offset's product adds its share straight into the input's gradient
+(``_col2im_by_products``).
 
 The layout. Images keep PyTorch's NCHW *shape*, but this layer's output lies in
 memory as NHWC (channels last): ``h_pixels`` is already (N, H_out, W_out, C_out),
