@@ -110,3 +110,12 @@ def test_relu_then_maxpool_on_torch_equals_the_layers_one_by_one(
     expected_y, expected_grad_x = one_by_one(layers, x, grad_y)
     assert np.array_equal(host(y), expected_y)
     assert np.array_equal(grad_x, expected_grad_x)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_first_lost_agrees_with_the_winners_gradcheck_reads(pool: str) -> None:
+    layer = POOLS[pool]()
+    layer.forward(tied((3, 4, 12, 11)))
+    pieces = layer.pieces()
+    assert pieces is not None
+    assert np.array_equal(layer.first_lost(), pieces > 0)

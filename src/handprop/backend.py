@@ -98,6 +98,7 @@ class Numpy:
     equal = np.equal
     less = np.less
     logical_and = np.logical_and
+    logical_or = np.logical_or
     where = staticmethod(np.where)
     copyto = staticmethod(np.copyto)
     zeros_like = staticmethod(np.zeros_like)
@@ -130,8 +131,8 @@ class Numpy:
     def all_finite(self, x: Array) -> bool:
         return bool(np.isfinite(x).all())
 
-    def any_zero(self, x: Array) -> bool:
-        """Whether some element of ``x`` is 0 (or -0.0): one pass, no array allocated."""
+    def may_hold_zero(self, x: Array) -> bool:
+        """False only if no element of ``x`` is 0 (or -0.0): one pass, no array allocated."""
         return not np.all(x)
 
     def rows(self, x: Array, index: Array) -> Array:
@@ -436,8 +437,10 @@ class TorchNamespace:
     def all_finite(self, x: Any) -> bool:
         return bool(self.torch.isfinite(x).all().item())
 
-    def any_zero(self, x: Any) -> bool:
-        return not bool(self.torch.all(x).item())
+    def may_hold_zero(self, x: Any) -> bool:
+        """Always True: to know, the host would wait for the device (and a CUDA graph being
+        recorded cannot), so what depends on it runs on the device every time."""
+        return True
 
     def rows(self, x: Any, index: Array) -> Any:
         """``x[index]`` for an integer numpy ``index``, gathered on the device."""
@@ -585,6 +588,9 @@ class TorchNamespace:
 
     def logical_and(self, a: Any, b: Any) -> Any:
         return self.torch.logical_and(a, b)
+
+    def logical_or(self, a: Any, b: Any) -> Any:
+        return self.torch.logical_or(a, b)
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return self.torch.where(condition, a, b)

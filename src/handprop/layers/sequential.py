@@ -151,13 +151,13 @@ def _relu_ties_at_zero(relu: Module, pool: Module, grad_pooled: Array) -> None:
     at 0 and the first in the window wins; it gets the gradient if it is itself 0 (ReLU
     lets the gradient through at 0). Pooled first, the first 0 wins, wherever it is, and
     gets it. So where the maximum is 0 and the winner is not the first, the gradient is 0.
-    Almost never the case with real numbers: one pass over the pooled values checks it.
+    Almost never the case with real numbers: on numpy one pass over the pooled values
+    checks it; on torch the correction always runs, on the device (no host read: a CUDA
+    graph can record it).
     """
     assert isinstance(relu, ReLU) and isinstance(pool, MaxPool2d) and relu.h is not None
     xp, pooled = relu.xp, relu.h
-    if not xp.any_zero(pooled):
+    if not xp.may_hold_zero(pooled):  # numpy: the usual case, one pass; torch: never
         return
-    pieces = pool.pieces()  # which offset of each window won, 0 for the first
-    assert pieces is not None
-    lost = xp.logical_and(xp.equal(pooled, 0), xp.greater(pieces, 0))
+    lost = xp.logical_and(xp.equal(pooled, 0), pool.first_lost())
     xp.copyto(grad_pooled, xp.where(lost, xp.zeros_like(grad_pooled), grad_pooled))
