@@ -9,7 +9,11 @@ SoftmaxCrossEntropy, plain SGD (lr 0.01). Contenders, timed in turn in one run:
 - ``products``: the step's matrix products alone, ``np.matmul(out=)`` on handprop's own
   buffers after a step (im2col rows times weights, the weight gradients, the input
   gradients but the first layer's), in the orientations the step uses: the floor
-  handprop's step is measured against.
+  handprop's step is measured against. A convolution's input gradient is counted as
+  the one product ``grad_h.dot(w1.T)`` of im2col's form, although the step (stride 1)
+  computes it as kh * kw products over the padded grid, 1.3x these multiplications
+  for 14x14 images padded by 1 (``Conv2d._col2im_by_products``): the floor stays the
+  smaller.
 - ``handprop``: ``handprop.train_step`` (im2col, pooling, ReLU, loss, the SGD update folded
   into the weight-gradient products).
 - ``torch``: the same network in ``torch.nn`` eager mode, ``loss.backward()`` and
@@ -65,9 +69,9 @@ def products_step(model: Any) -> Callable[[], None]:
             calls.append((rows, w1, layer.h_pixels))  # forward
             calls.append((grad_h.T, rows, np.empty_like(layer.weight_cols)))  # weight gradient
             if index > 0:  # input gradient, into cols' orientation, without the bias
-                w1_patch = w1[: layer.grad_cols.shape[1 if by_rows else 0]]
+                w1_patch = w1[: w1.shape[0] - (layer.bias is not None)]
                 pair = (grad_h, w1_patch.T) if by_rows else (w1_patch, grad_h.T)
-                calls.append((*pair, np.empty_like(layer.grad_cols)))
+                calls.append((*pair, np.empty(np.matmul(*pair).shape, grad_h.dtype)))
         elif isinstance(layer, hp.Linear):
             grad_w = np.empty_like(layer.weight.data)
             grad_h = layer.h.copy()  # numbers of a gradient's size (np.empty may hold denormals)

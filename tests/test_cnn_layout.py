@@ -106,3 +106,25 @@ def test_reuse_like_on_torch(torch: ModuleType) -> None:
     assert buffer.permute(0, 2, 3, 1).is_contiguous() and not buffer.is_contiguous()
     assert xp.reuse_like(buffer, (2, 3, 3, 3), np.dtype(np.float64), like) is buffer
     assert xp.memory_axes(like) == [0, 2, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("c_in", "kernel", "padding", "width"),
+    [(3, 3, 1, 10), (1, 3, 1, 10), (2, 1, 0, 7), (2, 2, 2, 6), (3, 5, 2, 9), (2, 3, 0, 5)],
+)
+def test_stride_1_input_gradient_by_products_equals_col2im(
+    c_in: int, kernel: int, padding: int, width: int
+) -> None:
+    """Conv2d's two ways to the input gradient agree; with stride 1 no grad_cols is made."""
+    layer = randomised(hp.Conv2d(c_in, 4, kernel, padding=padding, rng=0))
+    x = nhwc_memory(np.random.default_rng(5).standard_normal((3, c_in, 8, width)))
+    h = layer.forward(x)
+    grad_h = nhwc_memory(np.random.default_rng(6).standard_normal(h.shape))
+    grad_x = np.array(layer.backward(grad_h))
+    assert layer.grad_cols is None  # kh * kw times grad_h's size: never made
+    x_pad, grad_h_pixels = layer._grad_pixels(grad_h)
+    pad_shape, (h_out, w_out) = tuple(x_pad.shape), h.shape[2:]
+    by_col2im = layer._col2im(grad_h_pixels, pad_shape, h_out, w_out)
+    p = padding
+    expected = by_col2im[:, p : pad_shape[1] - p, p : pad_shape[2] - p].transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-12, atol=1e-12)

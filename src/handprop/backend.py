@@ -97,6 +97,8 @@ class Numpy:
     greater = np.greater
     equal = np.equal
     less = np.less
+    logical_and = np.logical_and
+    logical_or = np.logical_or
     where = staticmethod(np.where)
     copyto = staticmethod(np.copyto)
     zeros_like = staticmethod(np.zeros_like)
@@ -128,6 +130,10 @@ class Numpy:
 
     def all_finite(self, x: Array) -> bool:
         return bool(np.isfinite(x).all())
+
+    def may_hold_zero(self, x: Array) -> bool:
+        """False only if no element of ``x`` is 0 (or -0.0): one pass, no array allocated."""
+        return not np.all(x)
 
     def rows(self, x: Array, index: Array) -> Array:
         """``x[index]`` for an integer numpy ``index``: a mini-batch's rows (a copy)."""
@@ -431,6 +437,11 @@ class TorchNamespace:
     def all_finite(self, x: Any) -> bool:
         return bool(self.torch.isfinite(x).all().item())
 
+    def may_hold_zero(self, x: Any) -> bool:
+        """Always True: to know, the host would wait for the device (and a CUDA graph being
+        recorded cannot), so what depends on it runs on the device every time."""
+        return True
+
     def rows(self, x: Any, index: Array) -> Any:
         """``x[index]`` for an integer numpy ``index``, gathered on the device."""
         on_device = self.torch.from_numpy(index).to(self.device, non_blocking=True)
@@ -574,6 +585,12 @@ class TorchNamespace:
 
     def less(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.lt(a, b, out=out)
+
+    def logical_and(self, a: Any, b: Any) -> Any:
+        return self.torch.logical_and(a, b)
+
+    def logical_or(self, a: Any, b: Any) -> Any:
+        return self.torch.logical_or(a, b)
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return self.torch.where(condition, a, b)

@@ -17,7 +17,9 @@ followed by col2im, im2col's transpose: each patch's gradient is added back
 where the patch came from. Patches overlap, so col2im adds; it loops over the
 kh * kw kernel offsets, each adding one strided slice of the input's gradient
 (im2col copies all of them at once, from a strided view of the input that holds
-every patch: ``_patches``).
+every patch: ``_patches``). With stride 1, the usual case, ``grad_cols`` is never
+made: each offset's product adds its share straight into the input's gradient
+(``_col2im_by_products``).
 
 The layout. Images keep PyTorch's NCHW *shape*, but this layer's output lies in
 memory as NHWC (channels last): ``h_pixels`` is already (N, H_out, W_out, C_out),
@@ -119,6 +121,8 @@ class Conv2d(Module):
         self.grad_cols: Array | None = None
         self.grad_weight_cols: Array | None = None
         self.grad_x_pad: Array | None = None  # grad_x is the inside of it, a view
+        self.grad_h_grid: Array | None = None  # for stride 1: see _col2im_by_products
+        self.weight_offsets: Array | None = None
 
     def config(self) -> dict[str, Any]:
         return {
@@ -187,9 +191,23 @@ class Conv2d(Module):
 
     def backward(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> Array:
         x_pad, grad_h_pixels = self._grad_pixels(grad_h)
-        n, _, h_out, w_out = grad_h.shape
+        xp, (h_out, w_out) = self.xp, grad_h.shape[2:]
+        if self.stride == 1:  # col2im inside the products (see _col2im_by_products)
+            grad_x_pad = self._col2im_by_products(grad_h_pixels, tuple(x_pad.shape), h_out, w_out)
+        else:
+            grad_x_pad = self._col2im(grad_h_pixels, tuple(x_pad.shape), h_out, w_out)
+        self._parameter_grads(grad_h_pixels, w_out, grads)  # after the weight's last read
+        p, height, width = self.padding, x_pad.shape[1], x_pad.shape[2]
+        grad_x = grad_x_pad[:, p : height - p, p : width - p]  # a view: no copy
+        grad_x_nchw: Array = xp.transpose(grad_x, (0, 3, 1, 2))  # NHWC memory, like h
+        return grad_x_nchw
+
+    def _col2im(
+        self, grad_h_pixels: Array, pad_shape: tuple[int, ...], h_out: int, w_out: int
+    ) -> Array:
+        """``grad_x_pad`` from Linear's input gradient for every patch, then col2im."""
         assert self.weight_cols is not None
-        xp, features = self.xp, self._features()
+        xp, n, features = self.xp, pad_shape[0], self._features()
         w1 = self.weight_cols[:, :features].T  # (kh * kw * C_in, C_out), without the bias
         # grad_cols = grad_h.dot(w1.T), Linear's input gradient, for every patch
         shape = self._matrix_shape(len(grad_h_pixels), features, w_out)
@@ -198,19 +216,58 @@ class Conv2d(Module):
             xp.matmul(grad_h_pixels, w1.T, out=self.grad_cols)
         else:  # stored transposed: grad_cols.T = w1.dot(grad_h.T)
             xp.matmul(w1, grad_h_pixels.T, out=self.grad_cols)
-        self._parameter_grads(grad_h_pixels, w_out, grads)  # after the weight's last read
         # col2im: each patch's gradient goes back where the patch came from, adding up
         # (patches overlap: one strided add per kernel offset, no scatter).
-        self.grad_x_pad = xp.reuse(self.grad_x_pad, tuple(x_pad.shape), self.dtype)
+        self.grad_x_pad = xp.reuse(self.grad_x_pad, pad_shape, self.dtype)
         xp.fill(self.grad_x_pad, 0)
         grad_cols_6d = self._cols_6d(self.grad_cols, n, h_out, w_out)
         for di, dj in self._offsets():
             window = self._window(self.grad_x_pad, di, dj, h_out, w_out)
             xp.add(window, grad_cols_6d[:, :, :, di, dj], out=window)
-        p, height, width = self.padding, x_pad.shape[1], x_pad.shape[2]
-        grad_x = self.grad_x_pad[:, p : height - p, p : width - p]  # a view: no copy
-        grad_x_nchw: Array = xp.transpose(grad_x, (0, 3, 1, 2))  # NHWC memory, like h
-        return grad_x_nchw
+        return self.grad_x_pad
+
+    def _col2im_by_products(
+        self, grad_h_pixels: Array, pad_shape: tuple[int, ...], h_out: int, w_out: int
+    ) -> Array:
+        """``grad_x_pad`` for stride 1, each offset's share added by its own product.
+
+        Offset (di, dj) of the kernel adds ``grad_h[n, i, j].dot(w1[di, dj].T)`` into
+        ``grad_x_pad[n, i + di, j + dj]``. With the padded images' pixels as rows
+        (N * H_pad * W_pad, C_in), that target is row ``(n, i, j)`` moved down by ``di *
+        W_pad + dj`` rows. So ``grad_h`` is laid on the same grid (``grad_h_grid``: zeros
+        in its last kh - 1 rows and kw - 1 columns, where no output pixel is), and each
+        offset is one product into a block of rows: the first with beta = 0, the others
+        adding with beta = 1 (a GEMM's ``out = a.dot(b) + out``). A row moved past the
+        edge of its image comes from the zeros. No ``grad_cols`` (kh * kw times
+        ``grad_h``'s size), no zero fill, no strided adds: the products run over the
+        padded grid instead (256 rows for 196 pixels in a 14x14 image padded by 1).
+        """
+        assert self.weight_cols is not None
+        xp, k, c_in, c_out = self.xp, self.kernel_size, self.in_channels, self.out_channels
+        n, height, width, _ = pad_shape
+        grid_shape = (n, height, width, c_out)
+        if self.grad_h_grid is None or tuple(self.grad_h_grid.shape) != grid_shape:
+            self.grad_h_grid = xp.zeros(grid_shape, self.dtype)  # the zeros stay from here on
+        grad_h_nhwc = grad_h_pixels.reshape(n, h_out, w_out, c_out)
+        xp.copyto(self.grad_h_grid[:, :h_out, :w_out], grad_h_nhwc)
+        # w1 by offset: (kh, kw, C_out, C_in), a small copy of the weight's columns
+        self.weight_offsets = xp.reuse(self.weight_offsets, (k, k, c_out, c_in), self.dtype)
+        weight_4d = self.weight_cols[:, : self._features()].reshape(c_out, k, k, c_in)
+        xp.copyto(self.weight_offsets, xp.transpose(weight_4d, (1, 2, 0, 3)))
+        self.grad_x_pad = xp.reuse(self.grad_x_pad, pad_shape, self.dtype)
+        grad_h_rows = self.grad_h_grid.reshape(-1, c_out)  # one row per padded pixel
+        grad_x_rows = self.grad_x_pad.reshape(-1, c_in)
+        rows = len(grad_x_rows)
+        for offset, (di, dj) in enumerate(self._offsets()):
+            shift = di * width + dj
+            # grad_x_pad[n, i + di, j + dj] (+)= grad_h[n, i, j].dot(w1[di, dj].T)
+            xp.gemm(
+                grad_h_rows[: rows - shift],
+                self.weight_offsets[di, dj],
+                grad_x_rows[shift:],
+                beta=0.0 if offset == 0 else 1.0,
+            )
+        return self.grad_x_pad
 
     def backward_parameters(self, grad_h: Array, grads: Gradients = ACCUMULATE) -> None:
         _, grad_h_pixels = self._grad_pixels(grad_h)

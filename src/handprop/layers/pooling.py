@@ -233,6 +233,20 @@ class MaxPool2d(_Pool2d):
         """The narrowest integer that holds every offset of a window (uint8 up to 16 x 16)."""
         return np.dtype(np.uint8) if self.kernel_size <= 16 else np.dtype(np.int32)
 
+    def first_lost(self) -> Array:
+        """Where the first value of a window (in row-major order) did not win it, in the last
+        forward: booleans shaped like ``y``, computed on the array's device."""
+        xp = self.xp
+        if self.stride != self.kernel_size:
+            assert self.argmax is not None
+            lost: Array = xp.greater(self.argmax, 0)
+            return lost
+        assert self.h_won is not None and self.w_won is not None
+        k, h_out = self.kernel_size, self.h_won.shape[2]
+        first_row = self.w_won[:, :, : h_out * k : k]  # the column won in each window's row 0
+        lost = xp.logical_or(xp.greater(self.h_won, 0), xp.greater(first_row, 0))
+        return lost
+
     def pieces(self) -> Array | None:
         """Which input won each window in the last forward (for gradcheck: a kink if it changes)."""
         xp = self.xp
