@@ -160,10 +160,11 @@ class GraphedStep:
         update = None if isinstance(self.optimizer, SGD) else RecordedUpdate(self.optimizer)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
-            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         with torch.cuda.graph(graph, stream=self._side_stream()):
             static_loss = self.eager(static_x, static_y, update, checked=True)
+        # the classes from the recorded step's probs: there even with warmup=0 (no eager step yet)
+        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
+            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
         buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold

@@ -1,0 +1,71 @@
+"""Review of the captured-step change (issue 12): what GraphedStep records, decided and
+replayed on the CPU with a stand-in CUDA namespace (no graph runs: a replay is a no-op)."""
+
+import contextlib
+from collections.abc import Iterator
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.training.graphed import GraphedStep
+
+D_IN, H, D_OUT = 5, 7, 3
+
+
+def network() -> hp.Sequential:
+    return hp.Sequential(
+        hp.Linear(D_IN, H, rng=1, dtype="float64"),
+        hp.activation("relu"),
+        hp.Linear(H, D_OUT, rng=2, dtype="float64"),
+    )
+
+
+class StandInCuda:
+    """``handprop.backend``'s torch namespace on the CPU, dressed as CUDA: streams and
+    graphs that do nothing (a recorded step runs once, eagerly; a replay runs nothing)."""
+
+    library = "torch"
+    device = SimpleNamespace(type="cuda")
+
+    def __init__(self, torch: ModuleType) -> None:
+        self.inner = hp.backend.torch_namespace("cpu")
+        stream = SimpleNamespace(wait_stream=lambda other: None)
+
+        @contextlib.contextmanager
+        def nothing(*args: Any, **keywords: Any) -> Iterator[None]:
+            yield
+
+        graph = SimpleNamespace(replay=lambda: None)
+        cuda = SimpleNamespace(
+            synchronize=lambda: None,
+            CUDAGraph=lambda: graph,
+            graph=nothing,
+            stream=nothing,
+            Stream=lambda device: stream,
+            current_stream=lambda: stream,
+        )
+        self.torch = SimpleNamespace(cuda=cuda, Tensor=torch.Tensor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_step_recorded_without_warmup_still_checks_the_labels(
+    torch: ModuleType, optimizer: str
+) -> None:
+    """With ``warmup=0`` the first step is recorded before the loss has seen a batch; the
+    replays must still check each batch's labels, as the eager step does (an out-of-range
+    label on a GPU indexes outside the scores)."""
+    model = network().to("torch")
+    build = {"sgd": lambda p: hp.SGD(p, lr=0.1), "adam": lambda p: hp.Adam(p, lr=1e-2)}
+    step = GraphedStep(model, hp.SoftmaxCrossEntropy(), build[optimizer](model.parameters()))
+    step.warmup, step.xp, step.capturable = 0, StandInCuda(torch), True
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((4, D_IN)))
+    step.step(x, torch.tensor([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
+        step.step(x, torch.tensor([0, 1, 3, 1]))
