@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.training import graphed as graphed_module
 from handprop.training.graphed import GraphedStep
 
 D_IN, H, D_OUT = 5, 7, 3
@@ -21,6 +22,25 @@ def network() -> hp.Sequential:
         hp.activation("relu"),
         hp.Linear(H, D_OUT, rng=2, dtype="float64"),
     )
+
+
+class ClippedSGD(hp.SGD):
+    """An SGD subclass with its own step and no captured form of it (as ClippedAdam)."""
+
+    def step(self) -> None:
+        for parameter in self.params:
+            np.clip(parameter.grad, -1.0, 1.0, out=parameter.grad)
+        super().step()
+
+
+def test_an_sgd_subclass_with_its_own_step_is_not_recorded_as_a_cuda_graph() -> None:
+    """The rule Adam's subclasses follow holds for SGD's: a step the class changed below
+    ``record`` is not what a graph may bake in (it may read numbers on the host)."""
+    cuda = SimpleNamespace(library="torch", device=SimpleNamespace(type="cuda"))
+    params = network().parameters()
+    loss_fn = hp.MeanSquaredError()
+    assert graphed_module._capturable(cuda, loss_fn, hp.SGD(params, lr=0.1))
+    assert not graphed_module._capturable(cuda, loss_fn, ClippedSGD(params, lr=0.1))
 
 
 class StandInCuda:

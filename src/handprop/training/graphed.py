@@ -219,15 +219,14 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
         )
     ):
         return False
-    if isinstance(optimizer, SGD):
-        return True
-    if len({parameter.dtype for parameter in optimizer.params}) != 1 or not optimizer.distinct:
-        return False  # RecordedUpdate's flat buffers hold one dtype, each parameter once
-    try:
+    try:  # a subclass with its own step (SGD's too) may read numbers on the host
         check_optimizer(optimizer)
     except NotCapturable:
         return False
-    return True
+    if isinstance(optimizer, SGD):
+        return True
+    # RecordedUpdate's flat buffers hold one dtype, each parameter once
+    return len({parameter.dtype for parameter in optimizer.params}) == 1 and optimizer.distinct
 
 
 def read_losses(losses: list[Any]) -> list[float]:
