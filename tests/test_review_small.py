@@ -89,3 +89,46 @@ def test_a_step_recorded_without_warmup_still_checks_the_labels(
     step.step(x, torch.tensor([0, 1, 2, 1]))
     with pytest.raises(ValueError, match=r"labels in \[0, 2\]"):
         step.step(x, torch.tensor([0, 1, 3, 1]))
+
+
+class PlainDescent(hp.Optimizer):
+    """An optimizer written outside the library, ``w -= lr * grad``, whose captured form
+    records numpy calls (as a numpy tape replays them; ``Tape.xp`` says a part *may* record
+    through the tape's namespace): on torch tensors its record cannot run."""
+
+    def __init__(self, params: Any, lr: float) -> None:
+        super().__init__(params, lr)
+        self.scratch = [self.xp.empty_like(p.data) for p in self.params]
+
+    def step(self) -> None:
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            step = self.xp.multiply(self.lr, parameter.grad, out=scratch)
+            self.xp.subtract(parameter.data, step, out=parameter.data)
+
+    def record(self, tape: Any, grad: Any) -> Any:
+        lr = tape.scalar()
+        tape.host(lambda: lr.fill(self.lr))
+        for parameter, scratch in zip(self.params, self.scratch, strict=True):
+            tape.record(np.multiply, lr, parameter.grad, scratch)
+            tape.record(np.subtract, parameter.data, scratch, parameter.data)
+        return lambda: True
+
+
+def test_an_optimizer_whose_record_is_not_the_librarys_trains_eagerly_on_cuda(
+    torch: ModuleType,
+) -> None:
+    """A CUDA graph records an optimizer's ``record`` on torch tensors: only handprop's own
+    (Adam's) are written for that; a user's numpy ``record`` would fail inside the graph
+    being recorded, where the eager step trains."""
+    cuda = StandInCuda(torch)
+    models = [network().to("torch") for _ in range(2)]
+    eager, graphed = (PlainDescent(model.parameters(), lr=0.1) for model in models)
+    step = GraphedStep(models[1], hp.MeanSquaredError(), graphed)
+    step.xp, step.capturable = cuda, graphed_module._capturable(cuda, step.loss_fn, graphed)
+    stepped = GraphedStep(models[0], hp.MeanSquaredError(), eager)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x, y = (torch.from_numpy(rng.standard_normal((4, d))) for d in (D_IN, D_OUT))
+        assert float(step.step(x, y)) == float(stepped.step(x, y))
+    for left, right in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(left.data, right.data)

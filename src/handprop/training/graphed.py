@@ -206,7 +206,8 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
     """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads
     nothing on the host (SoftmaxCrossEntropy's ``checked_total``: without class weights, no
     subclass changing it), an optimizer whose step takes no per-step host scalar (SGD) or
-    whose class states its captured form (``record`` beside ``step``: Adam)."""
+    whose class states its captured form (``record`` beside ``step``: Adam; handprop's own
+    ``record``, which calls the tape's namespace, as a graph on torch tensors needs)."""
     if xp.library != "torch" or xp.device.type != "cuda":
         return False
     if type(loss_fn).total is Loss.total:
@@ -225,6 +226,8 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
         return False
     if isinstance(optimizer, SGD):
         return True
+    if type(optimizer).record.__module__ != "handprop.optim":  # type: ignore[attr-defined]
+        return False  # a user's record may call numpy (a numpy tape's), not the tape's xp
     # RecordedUpdate's flat buffers hold one dtype, each parameter once
     return len({parameter.dtype for parameter in optimizer.params}) == 1 and optimizer.distinct
 
