@@ -160,10 +160,11 @@ class GraphedStep:
         update = None if isinstance(self.optimizer, SGD) else RecordedUpdate(self.optimizer)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
-            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         with torch.cuda.graph(graph, stream=self._side_stream()):
             static_loss = self.eager(static_x, static_y, update, checked=True)
+        # the classes from the recorded step's probs: there even with warmup=0 (no eager step yet)
+        if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
+            self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
         buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold
@@ -205,7 +206,8 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
     """Whether a step of these can be recorded: CUDA, a loss with ``total`` that reads
     nothing on the host (SoftmaxCrossEntropy's ``checked_total``: without class weights, no
     subclass changing it), an optimizer whose step takes no per-step host scalar (SGD) or
-    whose class states its captured form (``record`` beside ``step``: Adam)."""
+    whose class states its captured form (``record`` beside ``step``: Adam; handprop's own
+    ``record``, which calls the tape's namespace, as a graph on torch tensors needs)."""
     if xp.library != "torch" or xp.device.type != "cuda":
         return False
     if type(loss_fn).total is Loss.total:
@@ -218,15 +220,16 @@ def _capturable(xp: Any, loss_fn: Loss, optimizer: Optimizer) -> bool:
         )
     ):
         return False
-    if isinstance(optimizer, SGD):
-        return True
-    if len({parameter.dtype for parameter in optimizer.params}) != 1 or not optimizer.distinct:
-        return False  # RecordedUpdate's flat buffers hold one dtype, each parameter once
-    try:
+    try:  # a subclass with its own step (SGD's too) may read numbers on the host
         check_optimizer(optimizer)
     except NotCapturable:
         return False
-    return True
+    if isinstance(optimizer, SGD):
+        return True
+    if type(optimizer).record.__module__ != "handprop.optim":  # type: ignore[attr-defined]
+        return False  # a user's record may call numpy (a numpy tape's), not the tape's xp
+    # RecordedUpdate's flat buffers hold one dtype, each parameter once
+    return len({parameter.dtype for parameter in optimizer.params}) == 1 and optimizer.distinct
 
 
 def read_losses(losses: list[Any]) -> list[float]:
