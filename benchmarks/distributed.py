@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.distributed                 # 1 vs 2 ranks, medium size
     .venv/bin/python -m benchmarks.distributed --ranks 1,2,4 --steps 30
+    .venv/bin/python -m benchmarks.distributed --exchange interleaved   # K ranks' steps
+        # alternated with the one-rank step in one job: the steadiest ratio on a busy machine
 
 The medium size: global batch 512, D_in 4096, H 1024, D_out 256 (Linear, ReLU, Linear,
 mean squared error, plain SGD). K ranks each take 512 / K rows of every batch, by default
@@ -30,7 +32,7 @@ import numpy as np
 BATCH, D_IN, H, D_OUT = 512, 4096, 1024, 256
 
 
-WAYS = ("shared", "allreduce", "alone")
+WAYS = ("shared", "allreduce", "alone", "interleaved")
 
 
 def child(steps: int, warmup: int, way: int, ranks: int) -> None:
@@ -43,6 +45,9 @@ def child(steps: int, warmup: int, way: int, ranks: int) -> None:
     """
     from handprop.distributed import Communicator, world
 
+    if WAYS[way] == "interleaved":
+        interleaved(steps, warmup)
+        return
     comm: Any = world()
     if comm is not None and WAYS[way] == "allreduce":
         comm = Communicator(comm.comm, shared_memory=False)
@@ -82,6 +87,47 @@ def child(steps: int, warmup: int, way: int, ranks: int) -> None:
         others = between_times or [[0.0], [0.0]]
         medians = [np.median(t) for t in (times, cpu, exchange_times, *others)]
         print(" ".join(f"{m:.6f}" for m in medians))
+
+
+def interleaved(steps: int, warmup: int) -> None:
+    """K ranks' steps (shared memory) alternated with the one-rank step, in one job.
+
+    Each round times a step of every rank, then rank 0's step of the whole batch on a
+    model of its own while the other ranks sleep (they poll a non-blocking barrier, so
+    their cores are idle, as when one process trains): the two see the same machine a
+    step apart, which ratios of separate runs on a machine that drifts between fast and
+    slow states for minutes do not. Prints the medians of the K-rank step, the one-rank
+    step and of each round's ratio.
+    """
+    from handprop.distributed import world
+
+    comm: Any = world()
+    if comm is None:
+        raise SystemExit("interleaved runs under mpiexec")
+    run, alone = _Run(comm), _Run(None) if comm.rank == 0 else None
+    ranks_times, one_times = [], []
+    for step in range(warmup + steps):
+        start = time.perf_counter()
+        run.step()
+        ranks_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        if alone is not None:
+            alone.step()
+        one_seconds = time.perf_counter() - start
+        request = comm.comm.Ibarrier()
+        while not request.Test():
+            time.sleep(0.0005)
+        if step >= warmup:
+            ranks_times.append(ranks_seconds)
+            one_times.append(one_seconds)
+    if comm.rank == 0:
+        ratios = np.array(one_times) / np.array(ranks_times)
+        medians = [np.median(ranks_times), np.median(one_times), np.median(ratios)]
+        print(" ".join(f"{m:.6f}" for m in medians))
+    if run.split is not None:
+        run.split.close(free=True)
+    if run.exchange is not None:
+        run.exchange.close()
 
 
 class _Run:
@@ -188,7 +234,7 @@ def measure(ranks: int, steps: int, warmup: int, way: str) -> list[float]:
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     command = me if ranks == 1 or way == "alone" else [mpiexec, "-n", str(ranks), *me]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return [float(median) for median in done.stdout.split()[-5:]]
+    return [float(median) for median in done.stdout.split()[-(3 if way == "interleaved" else 5) :]]
 
 
 def main() -> None:
@@ -199,7 +245,8 @@ def main() -> None:
     parser.add_argument(
         "--exchange", default="shared,allreduce",
         help="for K > 1 ranks, comma-separated: shared (memory, one machine's ranks), "
-        "allreduce, alone (rank 0's work of K ranks, in one process)",
+        "allreduce, alone (rank 0's work of K ranks, in one process), interleaved (K "
+        "ranks' steps alternated with rank 0's one-rank step, in one job)",
     )  # fmt: skip
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,6 +260,14 @@ def main() -> None:
         for way in ["plain"] if ranks == 1 else args.exchange.split(","):
             if way not in WAYS and ranks > 1:
                 parser.error(f"--exchange takes {', '.join(WAYS)}, received {way!r}")
+            if way == "interleaved":
+                seconds, one, ratio = measure(ranks, args.steps, args.warmup, way)
+                print(
+                    f"{ranks} rank(s), interleaved with the one-rank step: {seconds * 1e3:7.2f} "
+                    f"ms/step, the one-rank step {one * 1e3:7.2f} ms: {ratio:.2f}x one rank "
+                    f"(median of the rounds' ratios)"
+                )
+                continue
             seconds, cpu, exchange, plain, batch_rows = measure(ranks, args.steps, args.warmup, way)
             base, base_cpu = base or seconds, base_cpu or cpu
             print(
