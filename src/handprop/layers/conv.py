@@ -246,16 +246,17 @@ class Conv2d(Module):
         xp, k, c_in, c_out = self.xp, self.kernel_size, self.in_channels, self.out_channels
         n, height, width, _ = pad_shape
         grid_shape = (n, height, width, c_out)
-        if self.grad_h_grid is None or tuple(self.grad_h_grid.shape) != grid_shape:
-            self.grad_h_grid = xp.zeros(grid_shape, self.dtype)  # the zeros stay from here on
+        grid = self.grad_h_grid  # in the weight's dtype too: to(dtype) does not drop it
+        if grid is None or tuple(grid.shape) != grid_shape or grid.dtype != self.weight_cols.dtype:
+            grid = self.grad_h_grid = xp.zeros(grid_shape, self.dtype)  # zeros from here on
         grad_h_nhwc = grad_h_pixels.reshape(n, h_out, w_out, c_out)
-        xp.copyto(self.grad_h_grid[:, :h_out, :w_out], grad_h_nhwc)
+        xp.copyto(grid[:, :h_out, :w_out], grad_h_nhwc)
         # w1 by offset: (kh, kw, C_out, C_in), a small copy of the weight's columns
         self.weight_offsets = xp.reuse(self.weight_offsets, (k, k, c_out, c_in), self.dtype)
         weight_4d = self.weight_cols[:, : self._features()].reshape(c_out, k, k, c_in)
         xp.copyto(self.weight_offsets, xp.transpose(weight_4d, (1, 2, 0, 3)))
         self.grad_x_pad = xp.reuse(self.grad_x_pad, pad_shape, self.dtype)
-        grad_h_rows = self.grad_h_grid.reshape(-1, c_out)  # one row per padded pixel
+        grad_h_rows = grid.reshape(-1, c_out)  # one row per padded pixel
         grad_x_rows = self.grad_x_pad.reshape(-1, c_in)
         rows = len(grad_x_rows)
         for offset, (di, dj) in enumerate(self._offsets()):

@@ -1,0 +1,51 @@
+"""Review of the CNN speed change (issue 15): ReLU after MaxPool2d in Sequential, Conv2d's
+stride-1 input gradient by products. Each test failed on the code it was written against."""
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import handprop as hp
+from tests.test_backend_torch import host
+
+
+def conv_net() -> hp.Sequential:
+    return hp.Sequential(
+        hp.Conv2d(2, 3, 3, padding=1, rng=0),
+        hp.ReLU(),
+        hp.MaxPool2d(2),
+        hp.Flatten(),
+        hp.Linear(3 * 4 * 4, 2, rng=1),
+    )
+
+
+def step(model: hp.Sequential, x: Any, grad_y: Any) -> Any:
+    model.forward(x)
+    return host(model.backward(grad_y))
+
+
+def test_conv_stride_1_backward_after_to_float32_uses_float32_buffers() -> None:
+    # the stride-1 product's grid of grad_h was kept across model.to("float32") (its
+    # shape matched): the products then mixed float64 and float32
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 8))
+    grad_y = np.random.default_rng(1).standard_normal((4, 2))
+    model = conv_net()
+    step(model, x, grad_y)
+    model.to("float32")
+    grad_x = step(model, x.astype(np.float32), grad_y.astype(np.float32))
+    fresh = conv_net().to("float32")
+    expected = step(fresh, x.astype(np.float32), grad_y.astype(np.float32))
+    assert np.array_equal(grad_x, expected)
+
+
+def test_conv_stride_1_backward_after_to_float32_on_torch(torch: ModuleType) -> None:
+    # on torch the mixed product raised "mat1 and mat2 must have the same dtype"
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 2, 8, 8)))
+    grad_y = torch.from_numpy(np.random.default_rng(1).standard_normal((4, 2)))
+    model = conv_net().to("cpu")
+    step(model, x, grad_y)
+    model.to("float32")
+    grad_x = step(model, x.float(), grad_y.float())
+    expected = step(conv_net().to("cpu", "float32"), x.float(), grad_y.float())
+    assert np.allclose(grad_x, expected, rtol=1e-5, atol=1e-6)
