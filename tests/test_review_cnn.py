@@ -1,6 +1,7 @@
 """Review of the CNN speed change (issue 15): ReLU after MaxPool2d in Sequential, Conv2d's
 stride-1 input gradient by products. Each test failed on the code it was written against."""
 
+import tracemalloc
 from types import ModuleType
 from typing import Any
 
@@ -49,3 +50,29 @@ def test_conv_stride_1_backward_after_to_float32_on_torch(torch: ModuleType) -> 
     grad_x = step(model, x.float(), grad_y.float())
     expected = step(conv_net().to("cpu", "float32"), x.float(), grad_y.float())
     assert np.allclose(grad_x, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_relu_maxpool_steps_on_images_with_zero_windows_allocate_no_arrays() -> None:
+    # A convolution without bias gives exactly 0 over an all-zero patch (MNIST's black
+    # borders): those windows' maximum is 0, so the tie correction ran every step, and
+    # made five arrays of the pooled size each time (1 MiB each here)
+    spec = "conv 8 3 pad 1 nobias, relu, maxpool 2, conv 16 3 pad 1, relu, maxpool 2, "
+    model = hp.build_layers(spec + "flatten, linear 10", (1, 16, 16), rng=0)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((256, 1, 16, 16)), rng.standard_normal((256, 10))
+    x[:, :, :4] = 0  # a black band across the top of every image
+    loss_fn, optimizer = hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.01)
+    for _ in range(3):  # warm-up: the buffers are made here
+        hp.train_step(model, loss_fn, optimizer, x, y)
+    assert np.any(model[1].h == 0)  # the windows this test is about are there
+
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        for _ in range(5):
+            hp.train_step(model, loss_fn, optimizer, x, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak - start < 256 * 1024  # as tests/test_no_allocation.py's CNN steps

@@ -135,6 +135,10 @@ class Numpy:
         """False only if no element of ``x`` is 0 (or -0.0): one pass, no array allocated."""
         return not np.all(x)
 
+    def fill_where(self, x: Array, where: Array, value: float) -> None:
+        """``x[where] = value``, in place, with no index array (``where``: booleans)."""
+        np.copyto(x, value, where=where)
+
     def rows(self, x: Array, index: Array) -> Array:
         """``x[index]`` for an integer numpy ``index``: a mini-batch's rows (a copy)."""
         return x[index]
@@ -442,6 +446,9 @@ class TorchNamespace:
         recorded cannot), so what depends on it runs on the device every time."""
         return True
 
+    def fill_where(self, x: Any, where: Any, value: float) -> None:
+        x.masked_fill_(where, value)
+
     def rows(self, x: Any, index: Array) -> Any:
         """``x[index]`` for an integer numpy ``index``, gathered on the device."""
         on_device = self.torch.from_numpy(index).to(self.device, non_blocking=True)
@@ -586,11 +593,11 @@ class TorchNamespace:
     def less(self, a: Any, b: Any, out: Any = None) -> Any:
         return self.torch.lt(a, b, out=out)
 
-    def logical_and(self, a: Any, b: Any) -> Any:
-        return self.torch.logical_and(a, b)
+    def logical_and(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self.torch.logical_and(a, b, out=out)
 
-    def logical_or(self, a: Any, b: Any) -> Any:
-        return self.torch.logical_or(a, b)
+    def logical_or(self, a: Any, b: Any, out: Any = None) -> Any:
+        return self.torch.logical_or(a, b, out=out)
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return self.torch.where(condition, a, b)

@@ -98,6 +98,8 @@ class MaxPool2d(_Pool2d):
         self.w_won: Array | None = None  # which column won (cached)
         self.h_won: Array | None = None  # which row won (cached)
         self.grad_x_w: Array | None = None  # work buffer
+        self.lost: Array | None = None  # work buffers for first_lost and lost_at_zero
+        self.at_zero: Array | None = None
 
     def forward(self, x: Array) -> Array:
         xp = self.xp
@@ -235,16 +237,32 @@ class MaxPool2d(_Pool2d):
 
     def first_lost(self) -> Array:
         """Where the first value of a window (in row-major order) did not win it, in the last
-        forward: booleans shaped like ``y``, computed on the array's device."""
-        xp = self.xp
+        forward: booleans shaped like ``y``, computed on the array's device, into a reused
+        buffer (``lost``: the next call overwrites it)."""
+        xp, y = self.xp, self.y
+        assert y is not None
+        lost: Array = xp.reuse_like(self.lost, tuple(y.shape), np.dtype(np.bool_), y)
+        self.lost = lost
         if self.stride != self.kernel_size:
             assert self.argmax is not None
-            lost: Array = xp.greater(self.argmax, 0)
+            xp.greater(self.argmax, 0, out=lost)
             return lost
         assert self.h_won is not None and self.w_won is not None
         k, h_out = self.kernel_size, self.h_won.shape[2]
         first_row = self.w_won[:, :, : h_out * k : k]  # the column won in each window's row 0
-        lost = xp.logical_or(xp.greater(self.h_won, 0), xp.greater(first_row, 0))
+        xp.logical_or(self.h_won, first_row, out=lost)  # offsets are >= 0: nonzero where lost
+        return lost
+
+    def lost_at_zero(self) -> Array:
+        """Where a window's maximum is exactly 0 and its first value lost (``first_lost``), in
+        the last forward, into the same reused buffer: a step on zero-padded images has such
+        windows every time, and allocates nothing for them."""
+        xp, y = self.xp, self.y
+        assert y is not None
+        lost = self.first_lost()
+        self.at_zero = xp.reuse_like(self.at_zero, tuple(y.shape), np.dtype(np.bool_), y)
+        xp.equal(y, 0, out=self.at_zero)
+        xp.logical_and(lost, self.at_zero, out=lost)
         return lost
 
     def pieces(self) -> Array | None:

@@ -159,5 +159,4 @@ def _relu_ties_at_zero(relu: Module, pool: Module, grad_pooled: Array) -> None:
     xp, pooled = relu.xp, relu.h
     if not xp.may_hold_zero(pooled):  # numpy: the usual case, one pass; torch: never
         return
-    lost = xp.logical_and(xp.equal(pooled, 0), pool.first_lost())
-    xp.copyto(grad_pooled, xp.where(lost, xp.zeros_like(grad_pooled), grad_pooled))
+    xp.fill_where(grad_pooled, pool.lost_at_zero(), 0)  # pooled is the pool's output
