@@ -76,3 +76,35 @@ def test_relu_maxpool_steps_on_images_with_zero_windows_allocate_no_arrays() -> 
         tracemalloc.stop()
 
     assert peak - start < 256 * 1024  # as tests/test_no_allocation.py's CNN steps
+
+
+def max_pool_reference(x: np.ndarray, k: int, s: int, grad_y: np.ndarray) -> np.ndarray:
+    """MaxPool2d's input gradient window by window: the first maximum in row-major order
+    (overlapping windows add in another order than the layer's: equal up to rounding)."""
+    grad_x = np.zeros_like(x)
+    n, c, h_out, w_out = grad_y.shape
+    for b, ch, i, j in np.ndindex(n, c, h_out, w_out):
+        window = x[b, ch, i * s : i * s + k, j * s : j * s + k]
+        di, dj = np.unravel_index(np.argmax(window), window.shape)
+        grad_x[b, ch, i * s + di, j * s + dj] += grad_y[b, ch, i, j]
+    return grad_x
+
+
+def test_maxpool_with_more_than_256_offsets_and_another_stride() -> None:
+    # a 17x17 window has offsets up to 288, kept in int32; the winners were computed as
+    # a product of uint8 with the offset: numpy raised OverflowError from offset 256
+    x = np.random.default_rng(0).standard_normal((2, 2, 23, 20))
+    pool = hp.MaxPool2d(17, 3)
+    y = pool.forward(x)
+    grad_y = np.random.default_rng(1).standard_normal(y.shape)
+    assert np.allclose(pool.backward(grad_y), max_pool_reference(x, 17, 3, grad_y), atol=1e-12)
+
+
+def test_maxpool_with_more_than_256_offsets_on_torch(torch: ModuleType) -> None:
+    # torch computed the product in uint8: offset 256 wrapped to 0, 300 to 44, silently
+    x = np.random.default_rng(0).standard_normal((2, 2, 23, 20))
+    pool = hp.MaxPool2d(17, 3).to("cpu")
+    y = pool.forward(torch.from_numpy(x))
+    grad_y = np.random.default_rng(1).standard_normal(tuple(y.shape))
+    grad_x = host(pool.backward(torch.from_numpy(grad_y)))
+    assert np.allclose(grad_x, max_pool_reference(x, 17, 3, grad_y), atol=1e-12)

@@ -119,6 +119,8 @@ class MaxPool2d(_Pool2d):
             xp.maximum(self.y, candidate, out=self.y)
             # argmax = offset where bigger: offsets only grow, so a max does it (no branches)
             bigger = xp.view(self.bigger, np.uint8)
+            if offset > 255:  # a uint8 product would overflow (numpy) or wrap (torch)
+                bigger = self.bigger
             xp.multiply(bigger, offset, out=self.winners, casting="unsafe")
             xp.maximum(self.argmax, self.winners, out=self.argmax)
         return self.y
