@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -396,6 +397,10 @@ def test_two_backwards_accumulate_as_one_backward_of_the_sum(architecture: Archi
         assert_close(a, b, what=name, parts=(part,), **tol)
 
 
+# OpenBLAS can raise the invalid-operation flag in a product whose result is finite (seen
+# once here, float32, batch 1: the same example passed when rerun; numpy issue 24067); the
+# values are compared below, so a real NaN still fails the test.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning")
 @fast(100)
 @given(architecture=architectures(dtypes=(np.float64, np.float32)), split=st.integers(1, 15))
 def test_two_batches_accumulate_as_their_concatenation(
