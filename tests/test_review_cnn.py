@@ -1,7 +1,6 @@
 """Review of the CNN speed change (issue 15): ReLU after MaxPool2d in Sequential, Conv2d's
 stride-1 input gradient by products. Each test failed on the code it was written against."""
 
-import tracemalloc
 from types import ModuleType
 from typing import Any
 
@@ -9,6 +8,7 @@ import numpy as np
 
 import handprop as hp
 from tests.test_backend_torch import host
+from tests.test_no_allocation import traced_steps
 
 
 def conv_net() -> hp.Sequential:
@@ -66,16 +66,9 @@ def test_relu_maxpool_steps_on_images_with_zero_windows_allocate_no_arrays() -> 
         hp.train_step(model, loss_fn, optimizer, x, y)
     assert np.any(model[1].h == 0)  # the windows this test is about are there
 
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        for _ in range(5):
-            hp.train_step(model, loss_fn, optimizer, x, y)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_steps(lambda: hp.train_step(model, loss_fn, optimizer, x, y), 5)
 
-    assert peak - start < 256 * 1024  # as tests/test_no_allocation.py's CNN steps
+    assert peak < 256 * 1024  # as tests/test_no_allocation.py's CNN steps
 
 
 def max_pool_reference(x: np.ndarray, k: int, s: int, grad_y: np.ndarray) -> np.ndarray:

@@ -240,12 +240,7 @@ class Numpy:
                 return self.reuse(buffer, shape, np.dtype(dtype))
             return np.empty(shape, dtype)
         order = laid_out(shape, like.shape, self.strides(like))
-        if (
-            buffer is not None
-            and buffer.shape == shape
-            and buffer.dtype == dtype
-            and memory_order(shape, self.strides(buffer)) == longer_than_1(order, shape)
-        ):
+        if buffer is not None and laid_out_as(buffer, shape, dtype, order, self.strides):
             return buffer
         return np.empty([shape[axis] for axis in order], dtype).transpose(np.argsort(order))
 
@@ -309,6 +304,18 @@ def memory_order(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, ...
 def longer_than_1(order: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
     """``order`` without the axes of length 1 in ``shape`` (they lie anywhere in memory)."""
     return tuple(axis for axis in order if shape[axis] > 1)
+
+
+def laid_out_as(
+    buffer: Any, shape: tuple[int, ...], dtype: Any, order: Sequence[int], strides: Any
+) -> bool:
+    """Whether ``buffer`` has ``shape`` and ``dtype`` and lies in memory in
+    ``order`` (``laid_out``'s); ``strides(buffer)`` gives its strides in elements."""
+    return (
+        buffer.shape == shape
+        and buffer.dtype == dtype
+        and memory_order(shape, strides(buffer)) == longer_than_1(order, shape)
+    )
 
 
 def laid_out(
@@ -674,12 +681,7 @@ class TorchNamespace:
     ) -> Any:
         wanted = self._torch_dtype(dtype)
         order = laid_out(shape, like.shape, self.strides(like))
-        if (
-            buffer is not None
-            and buffer.shape == shape
-            and buffer.dtype == wanted
-            and memory_order(shape, self.strides(buffer)) == longer_than_1(order, shape)
-        ):
+        if buffer is not None and laid_out_as(buffer, shape, wanted, order, self.strides):
             return buffer
         inverse = sorted(range(len(order)), key=order.__getitem__)
         permuted = [shape[axis] for axis in order]
