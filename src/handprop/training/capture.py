@@ -41,7 +41,9 @@ class CapturedStep:
     """``step(x, y) -> loss``: ``train_step`` replayed from a tape (see ``capture_step``).
 
     ``x`` and ``y`` are its input buffers: ``replay()`` trains on what is in them (``fit``
-    gathers each batch straight into them). A batch of another shape or dtype, and a
+    gathers each batch straight into them); ``y_pred`` is the model's output buffer, which
+    holds the batch's predictions (before the update) after each replay (nothing the tape
+    records after the forward writes it). A batch of another shape or dtype, and a
     model or optimizer changed in a way the tape did not record, train eagerly.
     """
 
@@ -49,12 +51,13 @@ class CapturedStep:
         self,
         tape: Tape,
         inputs: tuple[Array, Array],
+        y_pred: Array,
         read_loss: Callable[[], float],
         guard: Callable[[], bool],
         eager: Callable[[Array, Array], float],
         classes: int | None,
     ) -> None:
-        self.tape, self.x, self.y = tape, *inputs
+        self.tape, self.x, self.y, self.y_pred = tape, *inputs, y_pred
         self.read_loss, self.guard, self.eager = read_loss, guard, eager
         self.classes = classes  # labels must lie in [0, classes) (cross-entropy)
         # the labels' bits as unsigned: a negative label reads as a huge one, so one max
@@ -135,7 +138,7 @@ def capture_step(
         return train_step(model, loss_fn, optimizer, x, y, fold=fold, exact=exact)
 
     classes = y_pred.shape[1] if labels else None
-    return CapturedStep(tape, (x, y), read_loss, unchanged, eager, classes)
+    return CapturedStep(tape, (x, y), y_pred, read_loss, unchanged, eager, classes)
 
 
 def _check_parameters(model: Module, optimizer: Optimizer) -> list[Parameter]:
