@@ -196,9 +196,9 @@ def replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     replay = CapturedStep.replay
 
-    def counted(self: CapturedStep) -> float:
+    def counted(self: CapturedStep, *args: Any) -> float:
         calls.append(1)
-        return replay(self)
+        return replay(self, *args)
 
     monkeypatch.setattr(capture_module.CapturedStep, "replay", counted)
     return calls

@@ -65,7 +65,10 @@ def test_batchnorm_eval_uses_the_running_statistics() -> None:
     np.testing.assert_allclose(y, [[2.0 / np.sqrt(1.1001)]])
 
 
-def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes() -> None:
+@pytest.mark.parametrize("train_scores", ["steps", "full"])
+def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes(
+    train_scores: str,
+) -> None:
     seen: list[bool] = []
 
     class Spy(hp.Module):
@@ -78,9 +81,12 @@ def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes() ->
 
     model = hp.Sequential(hp.Linear(2, 2, rng=0), Spy()).eval()
     x, y = np.ones((4, 2)), np.ones((4, 2))
+    options = hp.training.FitOptions(train_scores=train_scores)  # type: ignore[arg-type]
     hp.fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
-           batch_size=2, validation=(x, y))  # fmt: skip
-    assert seen == [True, True, False, False]  # two steps; then the training and validation sets
+           batch_size=2, validation=(x, y), options=options)  # fmt: skip
+    # two steps; then the validation set ("steps": the training set's scores are the steps')
+    scored = [False] if train_scores == "steps" else [False, False]  # ... and the training set
+    assert seen == [True, True, *scored]
     assert not any(m.training for m in model.modules())  # left as it came
 
 

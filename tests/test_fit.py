@@ -317,14 +317,23 @@ def test_batch_size_must_be_positive() -> None:
         batches(10, 0, None)  # raised at the call, not at the first batch
 
 
-def test_a_loss_that_grows_without_bound_is_divergence() -> None:
+@pytest.mark.parametrize("train_scores", ["steps", "full"])
+def test_a_loss_that_grows_without_bound_is_divergence(train_scores: str) -> None:
     # Was: 30 epochs "completed" with a training loss of 1.07e53.
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 3))
     y = x @ np.array([[1.0], [2.0], [3.0]])
     model = hp.Sequential(hp.Linear(3, 1, rng=0))
     optimizer = hp.SGD(model.parameters(), lr=0.05)  # past the stable rate for this sum loss
-    history = fit(model, hp.SumSquaredError(), optimizer, (x, y), epochs=30, batch_size=64)
+    options = FitOptions(train_scores=train_scores)  # type: ignore[arg-type]
+    history = fit(
+        model, hp.SumSquaredError(), optimizer, (x, y), epochs=30, batch_size=64, options=options
+    )
     assert history.stop_reason == "diverged"
-    assert len(history.logs) == 4  # epoch 5's 4.6e10 is over 1e6 times epoch 1's 2.1e4
-    assert "over 1e+06 times the first epoch's, 2.074e+04)" in history.message
+    assert len(history.logs) == 4  # epoch 5's loss is over 1e6 times epoch 1's
+    # one batch an epoch: "steps" scores the untrained weights in epoch 1, "full" the
+    # weights after its step
+    first = "687.3" if train_scores == "steps" else "2.074e+04"
+    untrained = hp.SumSquaredError().forward(hp.Sequential(hp.Linear(3, 1, rng=0)).forward(x), y)
+    assert f"{untrained:.4g}" == "687.3"
+    assert f"over 1e+06 times the first epoch's, {first})" in history.message

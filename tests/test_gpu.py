@@ -169,3 +169,18 @@ def test_graphed_cross_entropy_replays_checks_labels_and_equals_eager(torch: Mod
     assert _relative(results[1][0], results[0][0]) <= 1e-12
     for graphed_array, eager_array in zip(results[1][1], results[0][1], strict=True):
         assert np.allclose(graphed_array, eager_array, rtol=1e-12, atol=0)
+
+
+def test_fit_steps_scores_on_cuda_equal_numpy_float64(torch: ModuleType) -> None:
+    """fit on CUDA replays graphs; the training scores come from the replayed steps' own
+    predictions (the graph's output buffer, copied after each replay) and equal numpy's."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((100, 8)), rng.integers(0, 3, 100)
+    logs = []
+    for device in ("numpy", "cuda"):
+        model = hp.mlp(8, [16], 3, rng=0).to(device)
+        optimizer = hp.Adam(model.parameters(), lr=1e-2)
+        history = hp.fit(model, hp.SoftmaxCrossEntropy(), optimizer, (x, y), epochs=3,
+                         batch_size=16, rng=np.random.default_rng(0))  # fmt: skip
+        logs.append([(log.train_loss, log.train_metric) for log in history.logs])
+    assert _relative(logs[1], logs[0]) <= 1e-10

@@ -231,7 +231,8 @@ class HandpropEstimator(BaseEstimator):
 
     @property
     def loss_curve_(self) -> list[float]:
-        """The training loss after each epoch (all epochs of these weights, warm starts too)."""
+        """Each epoch's training loss: the mean of its batches' losses, each taken before its
+        step's update, as scikit-learn's (all epochs of these weights, warm starts too)."""
         return [log.train_loss for log in self._fitted().state.logs]
 
     @property

@@ -54,7 +54,7 @@ class CapturedStep:
         y_pred: Array,
         read_loss: Callable[[], float],
         guard: Callable[[], bool],
-        eager: Callable[[Array, Array], float],
+        eager: Callable[..., float],  # train_step(x, y[, on_predictions])
         classes: int | None,
     ) -> None:
         self.tape, self.x, self.y, self.y_pred = tape, *inputs, y_pred
@@ -90,11 +90,14 @@ class CapturedStep:
             return True
         return bool(len(y) > 0 and y.min() >= 0 and y.max() < self.classes)
 
-    def replay(self) -> float:
-        """One step on the batch in ``self.x``, ``self.y``; the loss before the update."""
+    def replay(self, on_predictions: Callable[[Array], object] | None = None) -> float:
+        """One step on the batch in ``self.x``, ``self.y``; the loss before the update.
+        ``on_predictions``: ``train_step``'s, called with the predictions (``y_pred``)."""
         if not self.guard():
-            return self.eager(self.x, self.y)
+            return self.eager(self.x, self.y, on_predictions)
         self.tape.replay()
+        if on_predictions is not None:
+            on_predictions(self.y_pred)
         return self.read_loss()
 
 
@@ -134,8 +137,10 @@ def capture_step(
     def unchanged() -> bool:
         return all(map(operator.is_, map(_data, params), arrays)) and guard()
 
-    def eager(x: Array, y: Array) -> float:
-        return train_step(model, loss_fn, optimizer, x, y, fold=fold, exact=exact)
+    def eager(x: Array, y: Array, on_predictions: Callable[[Array], object] | None = None) -> float:
+        return train_step(
+            model, loss_fn, optimizer, x, y, fold=fold, exact=exact, on_predictions=on_predictions
+        )  # fmt: skip
 
     classes = y_pred.shape[1] if labels else None
     return CapturedStep(tape, (x, y), y_pred, read_loss, unchanged, eager, classes)

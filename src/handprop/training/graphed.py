@@ -29,6 +29,7 @@ while nothing it baked in changes; anything else runs eagerly, with the same res
 - a model with Dropout: eager (its masks are drawn on the host: a graph would replay one).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from handprop._types import Array
@@ -66,41 +67,47 @@ class GraphedStep:
             isinstance(module, Dropout) for module in model.modules()
         )
         self.seen: dict[tuple[Any, ...], int] = {}  # eager steps by shapes, dtypes and rate
-        # by the same key: the recorded step, its x, y and loss, the optimizer's recorded
-        # update (None for SGD, whose numbers the graph holds) and the buffers it uses
-        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, Any, list[Any]]] = {}
+        # by the same key: the recorded step, its x, y, loss and output (the predictions),
+        # the optimizer's recorded update (None for SGD, whose numbers the graph holds) and
+        # the buffers it uses
+        self.graphs: dict[tuple[Any, ...], tuple[Any, Any, Any, Any, Any, Any, list[Any]]] = {}
         # the number of classes whose labels a replay checks first (SoftmaxCrossEntropy)
         self.classes: dict[tuple[Any, ...], int] = {}
         self.replays = 0  # steps replayed (for tests and benchmarks)
         self.stream: Any = None  # made on the first warm-up
 
-    def step(self, x: Array, y: Array) -> Any:
-        """One training step on (x, y); the loss as a 0-d array (on the device)."""
+    def step(
+        self, x: Array, y: Array, on_predictions: Callable[[Array], object] | None = None
+    ) -> Any:
+        """One training step on (x, y); the loss as a 0-d array (on the device).
+        ``on_predictions``: ``train_step``'s (called with the model's output)."""
         if not self.capturable:
-            return self.eager(x, y)
+            return self.eager(x, y, on_predictions=on_predictions)
         shapes = _shapes(x, y)
         key = (*shapes, self._settings())
         if key not in self.graphs:
             self.seen[key] = self.seen.get(key, 0) + 1
             if self.seen[key] <= self.warmup:
-                return self._warm(x, y)
+                return self._warm(x, y, on_predictions)
             # one graph a shape: a schedule's new rate replaces the old graph (and its memory)
             for old in [k for k in self.graphs if k[:4] == shapes]:
                 del self.graphs[old]
                 self.classes.pop(old, None)
             self.seen = {key: self.seen[key]}
             self.graphs[key] = self._record(x, y)
-        graph, static_x, static_y, static_loss, update, _ = self.graphs[key]
+        graph, static_x, static_y, static_loss, static_pred, update, _ = self.graphs[key]
         if key in self.classes:
             check_label_range(y, self.classes[key], self.xp)  # as the eager step checks them
         if update is not None:
             if not update.fits():  # the optimizer's arrays replaced, weight decay switched
-                return self.eager(x, y)
+                return self.eager(x, y, on_predictions=on_predictions)
             update.before()  # the step's numbers into the buffer the graph reads
         static_x.copy_(x, non_blocking=True)
         static_y.copy_(y, non_blocking=True)
         graph.replay()
         self.replays += 1
+        if on_predictions is not None:
+            on_predictions(static_pred)  # the recorded step's output, which the replay wrote
         return static_loss.clone()
 
     def _settings(self) -> tuple[Any, ...]:
@@ -111,7 +118,12 @@ class GraphedStep:
         return tuple(numbers), tuple(id(p.data) for p in self.optimizer.params)
 
     def eager(
-        self, x: Array, y: Array, update: "RecordedUpdate | None" = None, checked: bool = False
+        self,
+        x: Array,
+        y: Array,
+        update: "RecordedUpdate | None" = None,
+        checked: bool = False,
+        on_predictions: Callable[[Array], object] | None = None,
     ) -> Any:
         """The step without a graph: ``train_step``'s body, the loss left on the device;
         with ``update``, its array calls in place of ``optimizer.step()`` (what a graph
@@ -119,6 +131,8 @@ class GraphedStep:
         labels already checked (``SoftmaxCrossEntropy.checked_total``, which a graph records)."""
         model, loss_fn, optimizer = self.model, self.loss_fn, self.optimizer
         y_pred = model.forward(x)
+        if on_predictions is not None:
+            on_predictions(y_pred)
         if checked and isinstance(loss_fn, SoftmaxCrossEntropy):
             total, divisor = loss_fn.checked_total(y_pred, y)
         else:
@@ -139,17 +153,17 @@ class GraphedStep:
             self.stream = self.xp.torch.cuda.Stream(device=self.xp.device)
         return self.stream
 
-    def _warm(self, x: Any, y: Any) -> Any:
+    def _warm(self, x: Any, y: Any, on_predictions: Callable[[Array], object] | None) -> Any:
         """An eager step on the side stream, so that libraries set up there before recording."""
         cuda = self.xp.torch.cuda
         side = self._side_stream()
         side.wait_stream(cuda.current_stream())
         with cuda.stream(side):
-            loss = self.eager(x, y)
+            loss = self.eager(x, y, on_predictions=on_predictions)
         cuda.current_stream().wait_stream(side)
         return loss
 
-    def _record(self, x: Any, y: Any) -> tuple[Any, Any, Any, Any, Any, list[Any]]:
+    def _record(self, x: Any, y: Any) -> tuple[Any, Any, Any, Any, Any, Any, list[Any]]:
         """Record one step on copies of (x, y) as a CUDA graph (nothing runs while recording).
 
         The graph holds the addresses of the layers' work buffers; a batch of another
@@ -161,14 +175,15 @@ class GraphedStep:
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._side_stream()):
-            static_loss = self.eager(static_x, static_y, update, checked=True)
+            outputs: list[Any] = []  # the model's output buffer, which each replay writes
+            static_loss = self.eager(static_x, static_y, update, True, outputs.append)
         # the classes from the recorded step's probs: there even with warmup=0 (no eager step yet)
         if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
             self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]
         owners = [*self.model.modules(), self.loss_fn]
         buffers = [v for o in owners for v in vars(o).values() if isinstance(v, torch.Tensor)]
         buffers += [p.data for p in self.optimizer.params]  # alive while the graph is: ids hold
-        return graph, static_x, static_y, static_loss, update, buffers
+        return graph, static_x, static_y, static_loss, outputs[0], update, buffers
 
 
 class RecordedUpdate:

@@ -7,6 +7,7 @@ learning-rate schedules, gradient clipping and divergence handling.
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +17,6 @@ from handprop.backend import NUMPY, namespace
 from handprop.distributed import Communicator, EveryRankError, GradientExchange
 from handprop.layers.module import Module
 from handprop.losses import Loss
-from handprop.metrics import METRICS
 from handprop.optim import Optimizer
 from handprop.sample_weight import WeightedTargets
 from handprop.schedules import Schedule
@@ -24,6 +24,7 @@ from handprop.training.callbacks import Callback
 from handprop.training.capture import CapturedStep, NotCapturable, capture_step
 from handprop.training.graphed import GraphedStep, read_losses
 from handprop.training.row_split import RowSplitSGD
+from handprop.training.scores import EpochScores, score
 from handprop.training.sharded import gradient_exchange, sharded_evaluate, sharded_step
 from handprop.training.state import EpochLog, History, TrainingState
 from handprop.training.step import train_step
@@ -41,13 +42,7 @@ def evaluate(
     Targets with sample weights (``WeightedTargets``) weigh the metric's rows as the loss's.
     Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
-    predictions = model.predict(x, batch_size)
-    xp = namespace(predictions)  # the metrics compute on the host
-    loss = loss_fn.forward(predictions, y)
-    score, weights = METRICS[metric], getattr(y, "sample_weight", None)
-    if weights is not None:
-        return loss, score(xp.to_numpy(predictions), np.asarray(y), sample_weight=weights)
-    return loss, score(xp.to_numpy(predictions), xp.to_numpy(y))
+    return score(loss_fn, model.predict(x, batch_size), y, metric)
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[Array]:
@@ -78,6 +73,11 @@ class FitOptions:
     # replay full batches from a recorded step (training/capture.py), bit for bit the same;
     # what the tape cannot record trains eagerly
     capture: bool = True
+    # the training loss and metric of each epoch: "steps", those of the predictions each
+    # step made on its batch before its update (training mode; scikit-learn's loss_curve_,
+    # Keras'); "full", one more pass over the training set with the epoch's last weights,
+    # in evaluation mode (as validation data is scored): see training/scores.py
+    train_scores: Literal["steps", "full"] = "steps"
 
 
 def fit(
@@ -103,8 +103,10 @@ def fit(
     shuffles (default: seeded with 0). Pass the ``state`` of an interrupted run
     (with its rng and optimizer restored) to continue it exactly.
     Training runs in training mode (``model.train()``: Dropout drops, BatchNorm uses
-    the batch's statistics), the scores in evaluation mode; the model is left in the
-    modes it came in.
+    the batch's statistics), validation's scores in evaluation mode; the model is left in
+    the modes it came in. Each epoch's training scores are those of the predictions and
+    losses its steps made, before their updates (``FitOptions.train_scores``: "full"
+    scores the epoch's final weights in evaluation mode instead, one more pass).
 
     ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
     it, each rank passing the same arguments (the same data, a memory map of it, or
@@ -179,6 +181,10 @@ def _check_fit_arguments(
         )
     if options.patience is not None and (options.patience < 1 or validation is None):
         raise ValueError("early stopping needs patience >= 1 and validation data to watch")
+    if options.train_scores not in ("steps", "full"):
+        raise ValueError(
+            f"train_scores must be 'steps' or 'full', received {options.train_scores!r}"
+        )
     if options.clip_norm is not None and not (
         math.isfinite(options.clip_norm) and options.clip_norm > 0
     ):
@@ -231,6 +237,7 @@ class _Trainer:
             model, loss_fn, optimizer, options, callbacks, self.exchange
         )
         self.captured: dict[int, CapturedStep] | None = None  # by batch size, at the first epoch
+        self.epoch_scores: EpochScores | None = None  # the steps' predictions (train_scores)
 
     def run(
         self,
@@ -248,6 +255,9 @@ class _Trainer:
                 batch_rows,
             )  # fmt: skip
             self.arrays = [p.data for p in self.params] + self.buffers  # the shared weights'
+        if self.options.train_scores == "steps" and len(data[0]):
+            whole = self.xp is not NUMPY or isinstance(data[0], np.ndarray)  # as _evaluate
+            self.epoch_scores = EpochScores(self.loss_fn, self.metric, data, self.comm, whole=whole)
         together = False  # whether every rank leaves fit here: then the window can be freed
         try:
             history = self._run(data, validation, epochs, batch_size, rng, state)
@@ -324,28 +334,33 @@ class _Trainer:
         state: TrainingState,
     ) -> None:
         x, y = data
-        rows = self.xp.rows
+        rows, kept = self.xp.rows, self.epoch_scores
+        if kept is not None:
+            kept.begin()
         if self.deferred is not None:
             self._deferred_epoch(x, y, batch_size, rng, state)
             return
         captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
+            keep = None if kept is None else partial(kept.add_predictions, batch)
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
-                    self.options.clip_norm, self.split,
+                    self.options.clip_norm, self.split, keep,
                 )  # fmt: skip
             elif len(batch) in captured:
                 step = captured[len(batch)]
                 x.take(batch, 0, step.x)  # x[batch], into the tape's input
                 y.take(batch, 0, step.y)
-                loss = step.replay()
+                loss = step.replay(keep)
             else:
                 loss = train_step(
                     self.model, self.loss_fn, self.optimizer, rows(x, batch), rows(y, batch),
-                    clip_norm=self.options.clip_norm,
+                    clip_norm=self.options.clip_norm, on_predictions=keep,
                 )  # fmt: skip
             state.step += 1
+            if kept is not None:
+                kept.add_loss(len(batch), loss)
             if not math.isfinite(loss):
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
             for callback in self.callbacks:
@@ -398,10 +413,16 @@ class _Trainer:
         """The epoch on torch: losses stay on the device (a replayed CUDA graph where it can),
         read at once at the end; the first that is not finite is reported, as step by step."""
         assert self.deferred is not None
-        rows, step = self.xp.rows, self.deferred.step
-        losses = [step(rows(x, b), rows(y, b)) for b in batches(len(x), batch_size, rng)]
-        for loss in read_losses(losses):
+        rows, step, kept = self.xp.rows, self.deferred.step, self.epoch_scores
+        parts = list(batches(len(x), batch_size, rng))
+        losses = [
+            step(rows(x, b), rows(y, b), None if kept is None else partial(kept.add_predictions, b))
+            for b in parts
+        ]
+        for batch, loss in zip(parts, read_losses(losses), strict=True):
             state.step += 1
+            if kept is not None:
+                kept.add_loss(len(batch), loss)
             if not math.isfinite(loss):
                 raise TrainingDiverged(self._divergence(state, loss, batch_size))
         if not all(self.xp.all_finite(p.data) for p in self.params):
@@ -439,10 +460,13 @@ class _Trainer:
     def _scores(
         self, data: tuple[Array, Array], validation: tuple[Array, Array] | None
     ) -> tuple[float, float, float | None, float | None]:
-        """Losses and metrics in evaluation mode (Dropout off, BatchNorm's running statistics)."""
+        """The training set's loss and metric (``train_scores``: the steps' predictions, else
+        scored as validation is); validation's in evaluation mode (Dropout off, BatchNorm's
+        running statistics)."""
+        kept = None if self.epoch_scores is None else self.epoch_scores.result()
         self.model.eval()
         try:
-            train_loss, train_metric = self._evaluate(data)
+            train_loss, train_metric = kept or self._evaluate(data)
             if validation is None:
                 return train_loss, train_metric, None, None
             return (train_loss, train_metric, *self._evaluate(validation))

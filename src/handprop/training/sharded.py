@@ -14,6 +14,7 @@ Dropout draws the whole batch's masks on every rank, from its copy of the layer'
 generator, and keeps the rows the rank owns (``BatchRows``): the single process's masks.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,9 @@ from handprop.distributed import Communicator, EveryRankError, GradientExchange
 from handprop.layers import BatchNorm1d, BatchNorm2d, Dropout
 from handprop.layers.module import Module
 from handprop.losses import Loss
-from handprop.moments import Moments
 from handprop.optim import Optimizer
 from handprop.training.row_split import RowSplitSGD, first_input, split_weights
+from handprop.training.scores import PartScores, class_weights, share
 from handprop.training.step import train_step
 
 
@@ -38,8 +39,10 @@ def sharded_step(
     batch: Array,
     clip_norm: float | None,
     split: RowSplitSGD | None = None,
+    on_predictions: Callable[[Array], object] | None = None,
 ) -> float:
-    """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss."""
+    """One step on this rank's rows of the global ``batch`` (row indices); the batch's loss.
+    ``on_predictions``: ``train_step``'s, called with the output on this rank's rows."""
     comm, x, y = exchange.comm, *data
     statistics = _batch_statistics(model)
     if statistics:
@@ -61,7 +64,7 @@ def sharded_step(
             _draw_masks(model, dropouts, x[mine.start : mine.start + 1])
         return train_step(
             model, loss_fn, optimizer, x_rows, y_rows, clip_norm=clip_norm, exchange=exchange,
-            share=_share(loss_fn, y_rows, len(batch)), split=split,
+            share=share(loss_fn, y_rows, len(batch)), split=split, on_predictions=on_predictions,
         )  # fmt: skip
     finally:
         for layer in dropouts:
@@ -113,7 +116,7 @@ def gradient_exchange(
     exchange leaves those weights out. ``batch_rows``: the most rows a batch has.
     Collective: every rank calls it, with the same arguments.
     """
-    normalise = _class_weights(loss_fn) is not None
+    normalise = class_weights(loss_fn) is not None
     weights = [] if normalise or clip_norm is not None else split_weights(model, optimizer)
     window = None
     if weights and batch_rows:
@@ -125,24 +128,6 @@ def gradient_exchange(
     split = RowSplitSGD(window, weights, optimizer, batch_rows, first_input(model, weights))
     rest = [p for p in optimizer.params if id(p) not in split.slots]
     return split, GradientExchange(comm, rest, normalise=normalise, dtype=weights[0].dtype)
-
-
-def _class_weights(loss_fn: Loss) -> Array | None:
-    return getattr(loss_fn, "weight", None) if loss_fn.reduction != "sum" else None
-
-
-def _share(loss_fn: Loss, y_rows: Array, batch_rows: int) -> float:
-    """This rank's weight in the batch's loss.
-
-    A sum: 1. A mean: its rows / the batch's. A class-weighted mean (sum of weight[y] *
-    loss over sum of weight[y]): its rows' class weights, normalised by the exchange.
-    """
-    if loss_fn.reduction == "sum":
-        return 1.0
-    weight = _class_weights(loss_fn)
-    if weight is None:
-        return len(y_rows) / batch_rows
-    return float(np.sum(weight[np.asarray(y_rows, dtype=np.int64)]))
 
 
 def _batch_statistics(model: Module) -> bool:
@@ -183,58 +168,9 @@ def sharded_evaluate(
     reads every row so (data behind a memory map). Metrics: "accuracy" and "r2".
     Shape: x (N, D_in); y (N, D_out) or (N,) labels.
     """
-    if metric not in ("accuracy", "r2"):
-        raise ValueError(f"sharded scores know the metrics accuracy and r2, received {metric!r}")
+    parts = PartScores(loss_fn, metric)
     rows = slice(0, len(x)) if comm is None else comm.rows(len(x))
-    local = _local_scores(model, loss_fn, x, y, metric, rows, batch_size)
-    parts = [local] if comm is None else comm.allgather(local)
-    total_rows = sum(part[0] for part in parts)
-    total_loss = sum(part[1] for part in parts)
-    if loss_fn.reduction != "sum":
-        total_loss /= sum(part[2] for part in parts)
-    given = [part[3] for part in parts if part[0]]
-    if metric == "accuracy":
-        return total_loss, sum(given) / total_rows
-    return total_loss, _r2(given)
-
-
-def _local_scores(
-    model: Module, loss_fn: Loss, x: Array, y: Array, metric: str, rows: slice, batch_size: int
-) -> tuple[int, float, float, Any]:
-    """(rows, loss times weight, weight, what the metric needs) of ``rows``.
-
-    The weight of a part is its share in a mean loss (``_share``'s numerator).
-    """
-    n, loss, weight = 0, 0.0, 0.0
-    statistics: Any = None  # the correct count, or (residual sums, target moments)
     for start in range(rows.start, rows.stop, batch_size):
-        x_part = x[start : min(start + batch_size, rows.stop)]
-        y_part = np.asarray(y[start : min(start + batch_size, rows.stop)])
-        y_pred = model.predict(x_part, batch_size)
-        part_loss = loss_fn.forward(y_pred, y_part)
-        part_weight = _share(loss_fn, y_part, 1)
-        loss += part_loss * part_weight
-        weight += part_weight
-        n += len(x_part)
-        if metric == "accuracy":
-            statistics = int(np.sum(np.argmax(y_pred, axis=1) == y_part)) + (statistics or 0)
-        else:
-            residual, moments = np.square(y_part - y_pred).sum(axis=0), Moments.of(y_part)
-            if statistics is not None:
-                residual, moments = residual + statistics[0], statistics[1].merge(moments)
-            statistics = (residual, moments)
-    return n, loss, weight, statistics
-
-
-def _r2(parts: list[tuple[Array, Moments]]) -> float:
-    """r2_score from each rank's residual sums and target moments (see ``metrics.r2_score``)."""
-    residual = np.sum([part[0] for part in parts], axis=0)
-    moments = parts[0][1]
-    for part in parts[1:]:
-        moments = moments.merge(part[1])
-    total = moments.m2
-    constant = total == 0
-    scores = np.where(
-        constant, np.where(residual == 0, 1.0, 0.0), 1 - residual / np.where(constant, 1, total)
-    )
-    return float(scores.mean())
+        stop = min(start + batch_size, rows.stop)
+        parts.add(model.predict(x[start:stop], batch_size), np.asarray(y[start:stop]))
+    return parts.result(comm)

@@ -1,6 +1,7 @@
 """One training step: the tutorial's loop body, made of library parts."""
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from handprop._types import Array
@@ -27,6 +28,7 @@ def train_step(
     exchange: "GradientExchange | None" = None,
     share: float = 1.0,
     split: "RowSplitSGD | None" = None,
+    on_predictions: Callable[[Array], object] | None = None,
 ) -> float:
     """Forward, loss, zero_grad, backward, update; returns the loss before the update.
 
@@ -56,12 +58,17 @@ def train_step(
     On one machine ``split`` may take plain SGD's weights instead: each rank moves its
     block of their rows over the whole batch (``training/row_split.py``), and the
     exchange sums the other gradients.
+
+    ``on_predictions(y_pred)`` is called with the model's output right after the forward
+    pass, before anything else (``fit`` keeps a copy to score the epoch, training/scores.py).
     """
     if exchange is not None:
         return _exchanged_step(
-            model, loss_fn, optimizer, x, y, clip_norm, exchange, share, split
+            model, loss_fn, optimizer, x, y, clip_norm, exchange, share, split, on_predictions
         )  # fmt: skip
     y_pred = model.forward(x)
+    if on_predictions is not None:
+        on_predictions(y_pred)
     loss = loss_fn.forward(y_pred, y)
     optimizer.zero_grad()
     grad_y_pred = loss_fn.backward()
@@ -85,6 +92,7 @@ def _exchanged_step(
     exchange: "GradientExchange",
     share: float,
     split: "RowSplitSGD | None" = None,
+    on_predictions: Callable[[Array], object] | None = None,
 ) -> float:
     """``train_step`` on one rank's rows: backward, one exchange, then the same update.
 
@@ -98,7 +106,10 @@ def _exchanged_step(
     optimizer.zero_grad()
     loss = 0.0
     if len(x):
-        loss = loss_fn.forward(model.forward(x), y)
+        y_pred = model.forward(x)
+        if on_predictions is not None:
+            on_predictions(y_pred)
+        loss = loss_fn.forward(y_pred, y)
         grad_y_pred = loss_fn.backward()
         if share != 1.0:
             grad_y_pred = grad_y_pred * share
