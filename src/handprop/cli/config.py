@@ -49,6 +49,7 @@ class TrainConfig:
     gamma: float = 0.1
     clip_norm: float | None = None
     on_divergence: str = "stop"
+    train_scores: str = "steps"
     drop_nonfinite: bool = False
     features: tuple[str, ...] | None = None
     drop: tuple[str, ...] = ()
@@ -136,6 +137,7 @@ def saved_config(source: str, saved: object) -> TrainConfig:
         raise ValueError(f"{source} was not written by handprop train --checkpoint")
     names = {f.name for f in fields(TrainConfig)} - OUTPUTS
     kept = {k: v for k, v in saved.items() if k in names}
+    kept.setdefault("train_scores", "full")  # a file from before the setting: as it scored
     for name, value in kept.items():
         valid, expected = _SAVED_FIELDS[name]
         if not valid(value):
@@ -199,6 +201,7 @@ _SAVED_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "gamma": (_number(0), "a finite number >= 0"),
     "clip_norm": (_optional(_number(0)), "null or a finite number >= 0"),
     "on_divergence": (_one_of("stop", "rollback"), "stop or rollback"),
+    "train_scores": (_one_of("steps", "full"), "steps or full"),
     "drop_nonfinite": (_one_of(True, False), "true or false"),
     "features": (_optional(_names), "null or a list of column names"),
     "drop": (_names, "a list of column names"),

@@ -294,6 +294,7 @@ def _fit_options(config: TrainConfig) -> FitOptions:
         patience=config.patience, schedule=schedule, clip_norm=config.clip_norm,
         monitor="val_loss" if config.monitor == "val-loss" else "val_metric",
         on_divergence="rollback" if config.on_divergence == "rollback" else "stop",
+        train_scores="full" if config.train_scores == "full" else "steps",
     )  # fmt: skip
 
 
