@@ -12,13 +12,14 @@ in this one process with one BLAS thread (``threadpool_limits(1)``):
 - ``eager step``: ``train_step`` on one batch, again and again;
 - ``captured step``: ``capture_step``'s replay of the same step (``handprop.training.capture``);
 - ``fit epoch``: an epoch of ``fit`` over 1,347 samples (digits' training split: 42 full
-  batches and one of 3), the scores at the epoch's end included (a fit of 10 epochs / 10);
+  batches and one of 3), its training scores included (a fit of 10 epochs / 10; by
+  default the scores of the steps' own predictions and losses, training/scores.py);
   ``sum of its steps``: the same 43 batches, already gathered, through the step alone;
-  the ratio is what ``fit`` adds; ``scores alone``: the loss and metric over the training
-  set that ``fit`` computes at each epoch's end (one forward over all 1,347 rows, about a
-  third of the epoch's products), so "less the scores" is the loop's own cost. Once eager
-  (``FitOptions(capture=False)``), once captured (one tape for the full batches, one for
-  the last).
+  the ratio is what ``fit`` adds. ``fit epoch, full scores``: the same with
+  ``train_scores="full"``, which scores the training set again at each epoch's end;
+  ``scores alone``: that scoring by itself (one forward over all 1,347 rows, about a
+  third of the epoch's products). Once eager (``FitOptions(capture=False)``), once
+  captured (one tape for the full batches, one for the last).
 
 Each figure is the median of ``--repeats`` repeats (``--best``: the fastest, the least
 disturbed on a busy machine), each lasting about 0.2 s; the garbage collector is off
@@ -153,6 +154,13 @@ def epoch_rows(
     def epochs() -> None:  # fit's set-up (and capture) shared by EPOCHS epochs
         fit(model, loss_fn, optimizer, (x, y), epochs=EPOCHS, batch_size=N, rng=rng, **options)
 
+    full: dict[str, Any] = {}
+    if "train_scores" in FitOptions.__dataclass_fields__:  # a revision before: always full
+        full["options"] = FitOptions(capture=captured, train_scores="full")
+
+    def full_epochs() -> None:
+        fit(model, loss_fn, optimizer, (x, y), epochs=EPOCHS, batch_size=N, rng=rng, **full)
+
     step, batches = _steps(captured, x, y), _batches(x, y)
 
     def steps() -> None:
@@ -165,17 +173,21 @@ def epoch_rows(
         model.train()
 
     name = "captured" if captured else "eager"
-    times = timer.interleaved({"scores": scores, "epoch": epochs, "steps": steps})
-    times["epoch"] = [seconds / EPOCHS for seconds in times["epoch"]]
+    calls = {"scores": scores, "epoch": epochs, "full": full_epochs, "steps": steps}
+    times = timer.interleaved(calls)
+    for kind in ("epoch", "full"):
+        times[kind] = [seconds / EPOCHS for seconds in times[kind]]
     rows = {
         "scores alone (an epoch's end)": timer.summary(times["scores"]),
         f"fit epoch ({name})": timer.summary(times["epoch"]),
+        f"fit epoch, full scores ({name})": timer.summary(times["full"]),
         f"sum of its steps ({name})": timer.summary(times["steps"]),
     }
-    repeats = list(zip(times["epoch"], times["steps"], times["scores"], strict=True))
-    ratio = statistics.median(epoch / steps for epoch, steps, _ in repeats)
-    loop = statistics.median((epoch - scores) / steps for epoch, steps, scores in repeats)
-    return rows, (ratio, loop)
+    ratio = statistics.median(e / s for e, s in zip(times["epoch"], times["steps"], strict=True))
+    full_ratio = statistics.median(
+        e / s for e, s in zip(times["full"], times["steps"], strict=True)
+    )
+    return rows, (ratio, full_ratio)
 
 
 def _batches(x: np.ndarray, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -301,9 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind, count in epoch.items():
                 print(f"small {args.dtype} {kind} (captured): {count:,.0f} instructions")
             steps = epoch["sum of its steps"]
-            loop = (epoch["fit epoch"] - epoch["scores"]) / steps
             print(f"fit epoch / sum of its steps: {epoch['fit epoch'] / steps:.3f}"
-                  f"  (less the scores: {loop:.3f})")  # fmt: skip
+                  f"  (scores alone / steps: {epoch['scores'] / steps:.3f})")  # fmt: skip
         return 0
     print(f"small {args.dtype}: N={N}, {' -> '.join(map(str, WIDTHS))}, biases, ReLU, "
           f"SoftmaxCrossEntropy, Adam; one BLAS thread; {args.clock} clock; "
@@ -318,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
             rows |= epoch
     for name, seconds in rows.items():
         print(f"  {name:28s} {seconds * 1e6:10.1f} us")
-    for name, (ratio, loop) in ratios.items():
+    for name, (ratio, full) in ratios.items():
         if math.isfinite(ratio):
             print(f"  fit epoch / sum of its steps ({name}): {ratio:.3f}"
-                  f"  (less the scores: {loop:.3f}; medians of the repeats' ratios)")  # fmt: skip
+                  f"  (full scores: {full:.3f}; medians of the repeats' ratios)")  # fmt: skip
     if "captured step" in rows:
         print(f"  eager / captured step: {rows['eager step'] / rows['captured step']:.2f}")
     return 0
