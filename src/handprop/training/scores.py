@@ -1,12 +1,12 @@
 """Scores: a loss and a metric over a set, from predictions; an epoch's training scores.
 
 After each epoch ``fit`` reports the training set's loss and metric. By default
-(``FitOptions(train_scores="steps")``) they are the scores of the predictions the steps
-themselves made, each batch's before its update, kept as the epoch runs (``EpochScores``):
-every training row once, in training mode (Dropout dropping, BatchNorm on the batch's
-statistics), so the loss is the mean of the batches' losses weighted by their rows, as
-scikit-learn's ``loss_curve_``, Keras and PyTorch Lightning report it. That costs a copy
-of each batch's outputs. ``train_scores="full"`` scores the weights the epoch ends with,
+(``FitOptions(train_scores="steps")``) they are the steps' own (``EpochScores``): the loss
+is the mean of the batches' losses, weighted by their rows, as scikit-learn's
+``loss_curve_``, Keras and PyTorch Lightning report it, and the metric is that of the
+predictions each step made before its update, kept as the epoch runs: every training row
+once, in training mode (Dropout dropping, BatchNorm on the batch's statistics). That
+costs a copy of each batch's outputs. ``train_scores="full"`` scores the weights the epoch ends with,
 in evaluation mode: one more forward pass over the whole training set (about a third of
 an epoch's arithmetic at batch 32), as validation data is scored.
 
