@@ -440,11 +440,11 @@ class Adam(Optimizer):
             self.t += 1
             beta1, beta2, lr, weight_decay = *self.betas, self.lr, self.weight_decay
             sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
-            fill((
+            fill(
                 beta1, beta2, 1 - beta1, 1 - beta2, self.eps * sqrt_bias_correction2,
                 lr / (1 - beta1**self.t) * sqrt_bias_correction2,
                 weight_decay, 1 - lr * weight_decay,
-            ))  # fmt: skip
+            )  # fmt: skip
 
         tape.host(read)
         (m, self.m[:]), (v, self.v[:]) = tape.flatten(self.m), tape.flatten(self.v)
