@@ -333,14 +333,16 @@ class SoftmaxCrossEntropy(Loss):
         tape.record(np.exp, shifted, exp)
         tape.record(np.add.reduce, exp, -1, None, log_sum, True)
         tape.record(np.log, log_sum, log_sum)
-        log_probs, grad_y_pred = tape.buffer(scores.shape), tape.buffer(scores.shape)
+        log_probs, probs = tape.buffer(scores.shape), tape.buffer(scores.shape)
         tape.record(np.subtract, shifted, log_sum, log_probs)
-        tape.record(np.exp, log_probs, grad_y_pred)  # probs, straight into the gradient
+        tape.record(np.exp, log_probs, probs)
         picked = tape.buffer((n,))  # log_probs[np.arange(N), y]
         tape.record(log_probs.reshape(-1).take, picks, None, picked, "clip")
         tape.record(np.add.reduce, picked, None, None, total)  # -sum(nll), nll = -picked
-        # grad_y_pred[arange(N), y] -= 1: probs + (-1), as add_at rounds it, one call
-        tape.record(np.add.at, grad_y_pred.reshape(-1), picks, tape.constant(-1))
+        grad_y_pred, one_hot = tape.buffer(scores.shape), np.zeros(scores.shape, tape.dtype)
+        tape.record(one_hot.reshape(-1).put, picks, tape.constant(1))
+        tape.record(np.subtract, probs, one_hot, grad_y_pred)  # probs, minus 1 at each label
+        tape.record(one_hot.reshape(-1).put, picks, tape.constant(0))
         tape.record(np.true_divide, grad_y_pred, tape.constant(n), grad_y_pred)  # / N
         count = np.intp(n)  # nll.mean(): negating is exact, and a sum of negated numbers is
         return lambda: float(total.dtype.type(-total[()] / count)), grad_y_pred  # negated

@@ -64,22 +64,21 @@ class ReLU(Module):
 
     def record(self, tape: "Tape", h: Array) -> tuple[Array, "RecordedBackward"]:
         """``forward`` and ``backward`` on a tape's fixed buffers (see ``Linear.record``)."""
-        h_relu, zero = tape.buffer(h.shape), tape.constant(0)
-        tape.record(np.maximum, h, zero, out=h_relu)  # h_relu = np.maximum(h, 0)
+        h_relu = tape.buffer(h.shape)
+        tape.record(np.maximum, h, tape.constant(0), out=h_relu)  # h_relu = np.maximum(h, 0)
 
         def backward(
             grad_h_relu: Array, need_input_grad: bool, grads: "RecordedGradients"
         ) -> Array | None:
             if not need_input_grad:
                 return None
-            # grad_h = grad_h_relu.copy(); grad_h[h < 0] = 0, in grad_h_relu's own buffer
-            # (the layer above wrote it for this backward alone): +0.0 where h < 0, else
-            # grad_h_relu's bits, as relu_mask's AND; two calls where relu_mask makes three
-            # (its mask cast from bool to 8-byte integers is the slow one)
-            blocked = tape.buffer(h.shape, np.bool_)
-            tape.record(np.less, h, zero, blocked)
-            tape.record(np.putmask, grad_h_relu, blocked, zero)
-            return grad_h_relu
+            bits = np.dtype(f"u{h.dtype.itemsize}")  # relu_mask's three passes
+            grad_h, keep = tape.buffer(h.shape), tape.buffer(h.shape, bits)
+            zero, one = tape.constant(0), tape.constant(1, bits)
+            tape.record(np.less, h, zero, keep)  # 1 where h < 0, else 0 (a bool to unsigned: safe)
+            tape.record(np.subtract, keep, one, keep)  # 0 where h < 0, else all ones
+            tape.record(np.bitwise_and, grad_h_relu.view(bits), keep, grad_h.view(bits))
+            return grad_h
 
         return h_relu, backward
 
