@@ -407,17 +407,20 @@ def test_an_optimizer_subclass_with_its_own_step_is_not_captured() -> None:
         )
 
 
-def test_adam_state_is_one_flat_buffer_each_from_the_start() -> None:
-    """m and v are views of one flat buffer each, set up by Adam itself: the tape updates
-    them in one call a line and never replaces the arrays it was given."""
+def test_adam_state_is_one_flat_buffer_from_the_start() -> None:
+    """m and v are views of one flat buffer, m's half first, set up by Adam itself: the tape
+    updates them in one call a line (both at once where their lines match) and never
+    replaces the arrays it was given."""
     model = network("relu", "float64")
     optimizer = hp.Adam(model.parameters())
     m, v = list(optimizer.m), list(optimizer.v)
-    for slot in (m, v):
-        assert all(a.base is slot[0].base for a in slot)
-        assert slot[0].base.size == sum(p.data.size for p in model.parameters())
-    capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
+    size = sum(p.data.size for p in model.parameters())
+    assert all(a.base is m[0].base for a in m + v) and m[0].base.size == 2 * size
+    assert v[0].ctypes.data == m[0].ctypes.data + size * m[0].itemsize
+    step = capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
     assert all(map(operator.is_, optimizer.m + optimizer.v, m + v))
+    stacked = [args for _, args in step.tape.calls if args and np.shape(args[0]) == (2, size)]
+    assert len(stacked) == 2  # m *= b1 and v *= b2 in one call, then m, v += ... in one
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-nesterov-decay"])

@@ -153,14 +153,29 @@ class Tape:
         alike, whatever array it sits in). Arrays that already are such views (an
         optimizer's state, an earlier tape's gradients) are kept as they are: two tapes, say
         one per batch size, share them."""
-        base = _base(arrays[0])
-        if base is not None and _are_views(base, arrays):
-            return base, arrays
+        spanned = _spanned(arrays)
+        if spanned is not None:
+            return spanned, arrays
         flat = self.buffer((sum(math.prod(a.shape) for a in arrays),), self.dtype)
         views = views_of(flat, arrays)
         for view, array in zip(views, arrays, strict=True):
             view[...] = array
         return flat, views
+
+    def stacked(self, first: Array, second: Array) -> Array | None:
+        """``first`` above ``second``, shape (2, *first.shape): a view of the buffer that holds
+        them one right after the other (Adam's ``m`` and ``v``, two of its numbers), so that
+        a line they share is one call for both; None where no buffer holds them so."""
+        base = _base(first)
+        if base is None or _base(second) is not base or first.shape != second.shape:
+            return None
+        size, itemsize = math.prod(first.shape), _itemsize(base)
+        start, misaligned = divmod(_address(first) - _address(base), itemsize)
+        if misaligned or not (_contiguous(base) and _contiguous(first) and base.ndim == 1):
+            return None
+        if _address(second) != _address(first) + size * itemsize:
+            return None
+        return base[start : start + 2 * size].reshape(2, *first.shape)  # type: ignore[no-any-return]
 
     def holds(self, arrays: Callable[[], tuple[list[Array], ...]]) -> Callable[[], bool]:
         """A check that the lists ``arrays()`` returns still hold the very arrays they hold
@@ -218,16 +233,31 @@ def _address(array: Any) -> int:
     return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
 
 
-def _are_views(base: Any, arrays: list[Any]) -> bool:
-    """Whether ``arrays`` are ``views_of(base, arrays)``, in order, and fill ``base``."""
+def _itemsize(array: Any) -> int:
+    return array.itemsize if isinstance(array, np.ndarray) else array.element_size()
+
+
+def _contiguous(array: Any) -> bool:
+    return array.flags.c_contiguous if isinstance(array, np.ndarray) else array.is_contiguous()
+
+
+def _spanned(arrays: list[Any]) -> Any:
+    """The stretch of one 1-d buffer of which ``arrays`` are ``views_of``, in order (the
+    whole buffer, or a part of it: Adam's ``m`` and ``v`` share one), or None."""
+    base = _base(arrays[0])
+    if base is None or base.ndim != 1 or base.dtype != arrays[0].dtype or not _contiguous(base):
+        return None
+    start, misaligned = divmod(_address(arrays[0]) - _address(base), _itemsize(base))
     size = sum(math.prod(a.shape) for a in arrays)
-    if base.ndim != 1 or math.prod(base.shape) != size or base.dtype != arrays[0].dtype:
-        return False
-    expected = views_of(base, arrays)
-    return all(
+    if misaligned or not 0 <= start <= math.prod(base.shape) - size:
+        return None
+    flat = base[start : start + size]
+    expected = views_of(flat, arrays)
+    same = all(
         _base(a) is base and _address(a) == _address(e) and a.shape == e.shape
         for a, e in zip(arrays, expected, strict=True)
     )
+    return flat if same else None
 
 
 def _check_recorded(part: object, runs: tuple[str, ...], article: str, noun: str) -> None:
