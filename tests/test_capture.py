@@ -256,6 +256,52 @@ def test_fit_trains_eagerly_what_the_tape_cannot_record(monkeypatch: pytest.Monk
     assert calls == [] and history.stop_reason == "completed"
 
 
+def test_adam_moments_replaced_one_by_one_train_eagerly() -> None:
+    """The guard checks every array of m and v, not only the lists: an element replaced
+    (not in the tape's buffer any more) sends the step to train_step."""
+    eager, captured = twins("relu", "cross-entropy", "adam", "float64")
+    step = capture_step(*captured, (N, D_IN), (N,))
+    data = batches("cross-entropy", "float64", 6)
+    for index, (x, y) in enumerate(data):
+        if index == 3:
+            for optimizer in (eager[2], captured[2]):
+                optimizer.m[1] = optimizer.m[1].copy()
+                optimizer.v[2] = optimizer.v[2].copy()
+            assert not step.guard()
+        assert step(x, y) == train_step(*eager, x, y)
+    assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_products_the_tape_makes_with_dot_are_matmul_s_bit_for_bit(dtype: str) -> None:
+    """Tape.product records np.dot where it makes the gemm call np.matmul makes (every side
+    above 1, operands C- or F-ordered, outputs of up to 16 KiB), else np.matmul: a batch of
+    1 and a Fortran-ordered weight replay as train_step computes them."""
+    for n, fortran in ((N, False), (N, True), (1, False), (2, True)):
+        eager, captured = twins("relu", "cross-entropy", "adam", dtype)
+        if fortran:
+            for model in (eager[0], captured[0]):
+                model[2].weight.data = np.asfortranarray(model[2].weight.data)
+        step = capture_step(*captured, (n, D_IN), (n,))
+        products = [f for f, args in step.tape.calls if f in (np.dot, np.matmul)]
+        assert len(products) == 5  # h, y_pred, grad_h_relu, grad_w2, grad_w1 (no grad_x)
+        assert (np.dot in products) == (n > 1)
+        for x, y in batches("cross-entropy", dtype, 10):
+            assert step(x[:n], y[:n]) == train_step(*eager, x[:n], y[:n])
+        assert_same(state(*eager[::2]), state(*captured[::2]))
+
+
+def test_the_model_output_holds_the_batch_predictions_after_a_replay() -> None:
+    """y_pred, the model's output buffer, is written by the forward alone: after a step it
+    holds the predictions the loss was computed on (fit scores the epoch from them)."""
+    eager, captured = twins("relu", "cross-entropy", "adam", "float64")
+    step = capture_step(*captured, (N, D_IN), (N,))
+    for x, y in batches("cross-entropy", "float64", 5):
+        expected = eager[0](x)  # the predictions before this step's update
+        assert step(x, y) == train_step(*eager, x, y)
+        assert np.array_equal(step.y_pred, expected)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_relu_at_exactly_zero_passes_the_gradient_as_eager_does(dtype: str) -> None:
     """Rows of zeros give h == 0 exactly (the biases start at zero): the tutorial's mask."""
@@ -407,17 +453,20 @@ def test_an_optimizer_subclass_with_its_own_step_is_not_captured() -> None:
         )
 
 
-def test_adam_state_is_one_flat_buffer_each_from_the_start() -> None:
-    """m and v are views of one flat buffer each, set up by Adam itself: the tape updates
-    them in one call a line and never replaces the arrays it was given."""
+def test_adam_state_is_one_flat_buffer_from_the_start() -> None:
+    """m and v are views of one flat buffer, m's half first, set up by Adam itself: the tape
+    updates them in one call a line (both at once where their lines match) and never
+    replaces the arrays it was given."""
     model = network("relu", "float64")
     optimizer = hp.Adam(model.parameters())
     m, v = list(optimizer.m), list(optimizer.v)
-    for slot in (m, v):
-        assert all(a.base is slot[0].base for a in slot)
-        assert slot[0].base.size == sum(p.data.size for p in model.parameters())
-    capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
+    size = sum(p.data.size for p in model.parameters())
+    assert all(a.base is m[0].base for a in m + v) and m[0].base.size == 2 * size
+    assert v[0].ctypes.data == m[0].ctypes.data + size * m[0].itemsize
+    step = capture_step(model, hp.SoftmaxCrossEntropy(), optimizer, (N, D_IN), (N,))
     assert all(map(operator.is_, optimizer.m + optimizer.v, m + v))
+    stacked = [args for _, args in step.tape.calls if args and np.shape(args[0]) == (2, size)]
+    assert len(stacked) == 2  # m *= b1 and v *= b2 in one call, then m, v += ... in one
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd-nesterov-decay"])

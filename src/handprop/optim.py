@@ -260,14 +260,17 @@ def views_of(flat: Any, arrays: list[Any]) -> list[Any]:
     return views
 
 
-def _zeros_in_one(xp: Any, params: list[Parameter]) -> list[Array]:
-    """Zeros shaped like each parameter, views of one flat buffer when they share a dtype:
-    a captured step updates them all in one call per line (``Adam.record``). Checkpoints
-    write into them in place, so they stay views for good."""
+def _moments_in_one(xp: Any, params: list[Parameter]) -> tuple[list[Array], list[Array]]:
+    """Two lists of zeros shaped like each parameter (Adam's ``m`` and ``v``), all views of
+    one flat buffer, ``m``'s first, when the parameters share a dtype: a captured step
+    updates each moment in one call per line, and both at once where their lines match
+    (``Adam.record``). Checkpoints write into them in place, so they stay views for good."""
     if len({parameter.dtype for parameter in params}) != 1:
-        return [xp.zeros_like(parameter.data) for parameter in params]
-    flat = xp.zeros((sum(math.prod(p.shape) for p in params),), params[0].dtype)
-    return views_of(flat, [parameter.data for parameter in params])
+        return [xp.zeros_like(p.data) for p in params], [xp.zeros_like(p.data) for p in params]
+    data = [parameter.data for parameter in params]
+    size = sum(math.prod(array.shape) for array in data)
+    flat = xp.zeros((2 * size,), params[0].dtype)
+    return views_of(flat[:size], data), views_of(flat[size:], data)
 
 
 #: Elements of a numpy array ``_subtract_scaled`` updates at a time (256 KiB of float64).
@@ -391,8 +394,7 @@ class Adam(Optimizer):
         self.decoupled = bool(decoupled)
         xp = self.xp
         self.t = 0
-        self.m = _zeros_in_one(xp, self.params)
-        self.v = _zeros_in_one(xp, self.params)
+        self.m, self.v = _moments_in_one(xp, self.params)
         self.scratch = [(xp.empty_like(p.data), xp.empty_like(p.data)) for p in self.params]
 
     def step(self) -> None:
@@ -423,10 +425,11 @@ class Adam(Optimizer):
         parameter at once, its numbers computed live at every replay as ``step`` computes them.
 
         ``grad`` is the flat buffer every ``.grad`` views; ``m`` and ``v`` are views of one
-        flat buffer each from the start (``_zeros_in_one``), so each line is one numpy call
+        flat buffer from the start (``_moments_in_one``), so each line is one numpy call
         over all the parameters, not one per parameter, with the same bits (an element-wise
-        call rounds each element alike, whatever array it sits in). Only ``w -= step`` stays
-        per parameter: the weights are the model's own arrays.
+        call rounds each element alike, whatever array it sits in), and the lines that ``m``
+        and ``v`` share (``* beta``, ``(1 - beta) * g``, ``+``) one call for both, on the
+        two stacked. Only ``w -= step`` stays per parameter: the weights are the model's own.
         """
         if grad is None:
             raise tape.cannot("Adam without the gradients")
@@ -435,21 +438,22 @@ class Adam(Optimizer):
         names += ("eps_hat", "alpha", "weight_decay", "decay")
         buffers, fill = tape.numbers(len(names))
         live = dict(zip(names, buffers, strict=True))
+        betas = tape.stacked(live["beta1"], live["beta2"])  # (2,) or None
+        complements = tape.stacked(live["one_minus_beta1"], live["one_minus_beta2"])
 
         def read() -> None:  # the numbers step computes, from the attributes now
             self.t += 1
             beta1, beta2, lr, weight_decay = *self.betas, self.lr, self.weight_decay
             sqrt_bias_correction2 = math.sqrt(1 - beta2**self.t)
-            fill((
+            fill(
                 beta1, beta2, 1 - beta1, 1 - beta2, self.eps * sqrt_bias_correction2,
                 lr / (1 - beta1**self.t) * sqrt_bias_correction2,
                 weight_decay, 1 - lr * weight_decay,
-            ))  # fmt: skip
+            )  # fmt: skip
 
         tape.host(read)
         (m, self.m[:]), (v, self.v[:]) = tape.flatten(self.m), tape.flatten(self.v)
         data = [parameter.data for parameter in self.params]
-        s = tape.buffer(m.shape)  # the step, then each w -= its part
         if self.weight_decay and self.decoupled:
             for w in data:  # w *= 1 - lr * weight_decay
                 tape.record(xp.multiply, w, live["decay"], w)
@@ -459,13 +463,23 @@ class Adam(Optimizer):
                 tape.record(xp.multiply, live["weight_decay"], w, decayed)
             tape.record(xp.add, grad, g, g)
             grad = g
-        tape.record(xp.multiply, m, live["beta1"], m)
-        tape.record(xp.multiply, live["one_minus_beta1"], grad, s)
-        tape.record(xp.add, m, s, m)  # m = b1*m + (1-b1)*g
-        tape.record(xp.multiply, v, live["beta2"], v)
-        tape.record(xp.multiply, live["one_minus_beta2"], grad, s)
-        tape.record(xp.multiply, s, grad, s)
-        tape.record(xp.add, v, s, v)  # v = b2*v + (1-b2)*g*g
+        moments = tape.stacked(m, v)  # m above v, (2, P), where one buffer holds them so
+        if moments is not None and betas is not None and complements is not None:
+            scaled = tape.buffer(moments.shape)  # (1-b1)*g above (1-b2)*g*g
+            tape.record(xp.multiply, moments, betas.reshape(2, 1), moments)
+            tape.record(xp.multiply, complements.reshape(2, 1), grad, scaled)
+            tape.record(xp.multiply, scaled[1], grad, scaled[1])
+            tape.record(xp.add, moments, scaled, moments)  # m = b1*m + (1-b1)*g; v likewise
+            s = scaled[0]  # the step, then each w -= its part
+        else:
+            s = tape.buffer(m.shape)
+            tape.record(xp.multiply, m, live["beta1"], m)
+            tape.record(xp.multiply, live["one_minus_beta1"], grad, s)
+            tape.record(xp.add, m, s, m)  # m = b1*m + (1-b1)*g
+            tape.record(xp.multiply, v, live["beta2"], v)
+            tape.record(xp.multiply, live["one_minus_beta2"], grad, s)
+            tape.record(xp.multiply, s, grad, s)
+            tape.record(xp.add, v, s, v)  # v = b2*v + (1-b2)*g*g
         tape.record(xp.sqrt, v, s)
         tape.record(xp.add, s, live["eps_hat"], s)  # denom = sqrt(v) + eps_hat
         tape.record(xp.divide, m, s, s)

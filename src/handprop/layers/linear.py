@@ -116,7 +116,7 @@ class Linear(Module):
         step, training/capture.py): the same calls in the same order, so the same bits."""
         weight, bias = self.weight, self.bias
         h = tape.buffer((x.shape[0], self.out_features))
-        tape.record(np.matmul, x, weight.data, h)  # h = x.dot(w1)
+        tape.product(x, weight.data, h)  # h = x.dot(w1)
         if bias is not None:
             tape.record(np.add, h, bias.data, h)  # h += b1
 
@@ -126,7 +126,7 @@ class Linear(Module):
             grad_x = None
             if need_input_grad:  # grad_h_relu = grad_y_pred.dot(w2.T)
                 grad_x = tape.buffer(x.shape)
-                tape.record(np.matmul, grad_h, weight.data.T, grad_x)
+                tape.product(grad_h, weight.data.T, grad_x)
             grads.product(weight, x.T, grad_h)  # grad_w1 = x.T.dot(grad_h)
             if bias is not None:
                 grads.column_sum(bias, grad_h)  # grad_b1 = grad_h.sum(axis=0)

@@ -17,7 +17,6 @@ fused or not, and ``Adam``; where the gradients go is in capture_update.py). Any
 else raises ``NotCapturable``: train it with ``train_step`` (``fit`` does so by itself).
 """
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +32,6 @@ from handprop.training.step import train_step
 from handprop.training.tape import NotCapturable, Tape
 
 __all__ = ["CapturedStep", "NotCapturable", "Tape", "capture_step"]
-
-_data = operator.attrgetter("data")
 
 
 class CapturedStep:
@@ -63,13 +60,20 @@ class CapturedStep:
         # the labels' bits as unsigned: a negative label reads as a huge one, so one max
         # checks both ends
         self.y_bits = self.y if classes is None else self.y.view(f"u{self.y.itemsize}")
+        # what a batch of the tape's own kind looks like, compared at once (``fits`` says
+        # the rest: labels of another integer dtype, an ndarray subclass)
+        self.batch = (self.x.shape, self.x.dtype, self.y.shape, self.y.dtype)
 
     def __call__(self, x: Array, y: Array) -> float:
-        if not self.fits(x, y):
+        if not (
+            type(x) is np.ndarray
+            and type(y) is np.ndarray
+            and (x.shape, x.dtype, y.shape, y.dtype) == self.batch
+        ) and not self.fits(x, y):
             return self.eager(x, y)
         np.copyto(self.x, x)
         np.copyto(self.y, y)
-        if self.classes is not None and not self.classes > self.y_bits.max():
+        if self.classes is not None and not self.classes > _largest(self.y_bits):
             return self.eager(x, y)  # a label out of range: train_step says which
         return self.replay()
 
@@ -95,10 +99,14 @@ class CapturedStep:
         ``on_predictions``: ``train_step``'s, called with the predictions (``y_pred``)."""
         if not self.guard():
             return self.eager(self.x, self.y, on_predictions)
-        self.tape.replay()
+        for function, args in self.tape.calls:  # Tape.replay, a call less
+            function(*args)
         if on_predictions is not None:
             on_predictions(self.y_pred)
         return self.read_loss()
+
+
+_largest = np.maximum.reduce  # labels.max() without the method's Python wrapper
 
 
 def capture_step(
@@ -132,10 +140,13 @@ def capture_step(
     backward(grad_y_pred, False, destination)
     destination.finish(params)
     guard = tape.optimizer(optimizer, destination.flat_grad)
-    arrays = [parameter.data for parameter in params]
+    weights = [(parameter, parameter.data) for parameter in params]
 
     def unchanged() -> bool:
-        return all(map(operator.is_, map(_data, params), arrays)) and guard()
+        for parameter, data in weights:  # the model's arrays are still the tape's
+            if parameter.data is not data:
+                return False
+        return guard()
 
     def eager(x: Array, y: Array, on_predictions: Callable[[Array], object] | None = None) -> float:
         return train_step(

@@ -33,7 +33,7 @@ class Destination:
     def product(self, parameter: Parameter, a: Array, b: Array) -> None:
         """``grad = a @ b``: the first contribution after ``zero_grad``."""
         grad = as_matrix(parameter.grad, a.shape[0], b.shape[1])
-        self.tape.record(np.matmul, a, b, grad)
+        self.tape.product(a, b, grad)
 
     def column_sum(self, parameter: Parameter, grad_h: Array) -> None:
         """``grad = grad_h.sum(axis=0)``."""
