@@ -1,0 +1,48 @@
+"""Review of "fit's training scores from the steps": what the steps' scores must not lose."""
+
+import numpy as np
+import pytest
+
+import handprop as hp
+from handprop.sklearn import HandpropRegressor
+from handprop.training import FitOptions, fit
+
+
+def exploding() -> tuple[hp.Sequential, hp.SGD, tuple[np.ndarray, np.ndarray]]:
+    """y_pred = w * x with w = 1 on 2 rows x = 1, y = 0; SumSquaredError, lr 1e100, batches of 1:
+    step 1 (loss 1) moves w to -2e100, step 2 (loss 4e200) to 4e200, a finite weight whose
+    loss, (4e200)**2, overflows."""
+    model = hp.Sequential(hp.Linear(1, 1, bias=False, rng=0))
+    model.parameters()[0].data[...] = 1.0
+    return model, hp.SGD(model.parameters(), lr=1e100), (np.ones((2, 1)), np.zeros((2, 1)))
+
+
+@pytest.mark.parametrize("train_scores", ["steps", "full"])
+@pytest.mark.parametrize("on_divergence", ["stop", "rollback"])
+def test_finite_last_weights_whose_loss_overflows_are_divergence(
+    train_scores: str, on_divergence: str
+) -> None:
+    """Every step's loss is finite and so is every weight, but the epoch's last update made
+    weights whose outputs overflow: "full" saw it in its pass; the steps' scores never see
+    the last update, and fit said "completed" with useless weights."""
+    model, optimizer, data = exploding()
+    options = FitOptions(train_scores=train_scores, on_divergence=on_divergence)  # type: ignore[arg-type]
+    with np.errstate(over="ignore"):
+        history = fit(model, hp.SumSquaredError(), optimizer, data, epochs=1, batch_size=1,
+                      options=options)  # fmt: skip
+    assert history.stop_reason == "diverged"
+    assert history.logs == []
+    assert model.parameters()[0].data.item() == 1.0  # the epoch's start, the last good weights
+
+
+def test_a_regressor_whose_last_step_overflows_is_a_value_error() -> None:
+    """scikit-learn's contract: fit raises rather than return a model that predicts inf."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3))
+    y = x @ np.array([1.0, -2.0, 0.5])
+    model = HandpropRegressor(
+        hidden_layer_sizes=(4,), optimizer="sgd", momentum=0.0, learning_rate=0.2,
+        loss="sum_squared_error", max_epochs=1, batch_size=16, random_state=0, dtype="float32",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        model.fit(x, y)
