@@ -1,11 +1,14 @@
 """Review of "fit's training scores from the steps": what the steps' scores must not lose."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import handprop as hp
 from handprop.sklearn import HandpropRegressor
 from handprop.training import FitOptions, fit
+from tests.test_distributed import launch
 
 
 def exploding() -> tuple[hp.Sequential, hp.SGD, tuple[np.ndarray, np.ndarray]]:
@@ -46,3 +49,14 @@ def test_a_regressor_whose_last_step_overflows_is_a_value_error() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
         model.fit(x, y)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_over_ranks_every_rank_checks_the_last_weights_alike(tmp_path: Path, ranks: int) -> None:
+    """The check is collective (a rank of 3 holds no row of 2): every rank stops alike."""
+    out = tmp_path / "ranks.npz"
+    done = launch(ranks, "-m", "tests.review_scores_ranks", out, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with np.load(out) as saved:
+        for name in ("shards=False", "shards=True"):
+            assert saved[name].tolist() == [["diverged", "1.0"]] * ranks
