@@ -1,11 +1,13 @@
 """Review of "fit's training scores from the steps": what the steps' scores must not lose."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import handprop as hp
+from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import HandpropRegressor
 from handprop.training import FitOptions, fit
 from tests.test_distributed import launch
@@ -60,3 +62,43 @@ def test_over_ranks_every_rank_checks_the_last_weights_alike(tmp_path: Path, ran
     with np.load(out) as saved:
         for name in ("shards=False", "shards=True"):
             assert saved[name].tolist() == [["diverged", "1.0"]] * ranks
+
+
+class Rows:
+    """Rows read on demand, as a memory map is (not an ndarray): fit scores them in parts."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.array(self.a[index])
+
+
+@pytest.mark.parametrize("train_scores", ["steps", "full"])
+@pytest.mark.parametrize("classification", [True, False])
+def test_rows_read_on_demand_keep_their_sample_weights_in_the_scores(
+    train_scores: str, classification: bool
+) -> None:
+    """Rows behind a map were scored part by part, which dropped the WeightedTargets'
+    weights (np.asarray): the training scores (both settings) and validation's were the
+    unweighted ones, while the steps trained weighted."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((45, 5))
+    y = rng.integers(0, 3, 45) if classification else x @ rng.standard_normal((5, 3))
+    targets = WeightedTargets(y, rng.uniform(0, 3, 45))
+    logs = []
+    for rows in (x, Rows(x)):
+        model = hp.mlp(5, [7], 3, rng=0)
+        loss_fn = hp.SoftmaxCrossEntropy() if classification else hp.MeanSquaredError()
+        options = FitOptions(train_scores=train_scores, capture=False)  # type: ignore[arg-type]
+        history = fit(
+            model, loss_fn, hp.Adam(model.parameters(), lr=0.01), (rows, targets), epochs=2,
+            batch_size=8, rng=np.random.default_rng(0), validation=(rows, targets), options=options,
+        )  # fmt: skip
+        logs.append(
+            [(g.train_loss, g.train_metric, g.val_loss, g.val_metric) for g in history.logs]
+        )
+    np.testing.assert_allclose(logs[1], logs[0], rtol=1e-12)

@@ -257,8 +257,9 @@ class _Trainer:
             )  # fmt: skip
             self.arrays = [p.data for p in self.params] + self.buffers  # the shared weights'
         if self.options.train_scores == "steps" and len(data[0]):
-            whole = self.xp is not NUMPY or isinstance(data[0], np.ndarray)  # as _evaluate
-            self.epoch_scores = EpochScores(self.loss_fn, self.metric, data, self.comm, whole=whole)
+            self.epoch_scores = EpochScores(
+                self.loss_fn, self.metric, data, self.comm, whole=self._whole(data)
+            )
         together = False  # whether every rank leaves fit here: then the window can be freed
         try:
             history = self._run(data, validation, epochs, batch_size, rng, state)
@@ -502,10 +503,16 @@ class _Trainer:
             self.model.train()
 
     def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
-        on_torch = self.xp is not NUMPY
-        if self.comm is not None or not (on_torch or isinstance(data[0], np.ndarray)):  # a map
+        if not self._whole(data):
             return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
         return evaluate(self.model, self.loss_fn, *data, self.metric)
+
+    def _whole(self, data: tuple[Array, Array]) -> bool:
+        """Whether this process scores ``data`` whole: it holds every row (numpy arrays, torch,
+        or targets with sample weights, which scores summed part by part would drop), else
+        part by part (``PartScores``: over ranks, or rows behind a memory map)."""
+        in_memory = self.xp is not NUMPY or isinstance(data[0], np.ndarray)
+        return self.comm is None and (in_memory or isinstance(data[1], WeightedTargets))
 
     def _log(
         self, scores: tuple[float, float, float | None, float | None], state: TrainingState
