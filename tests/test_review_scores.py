@@ -10,6 +10,7 @@ import handprop as hp
 from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import HandpropRegressor
 from handprop.training import FitOptions, fit
+from handprop.training.capture import CapturedStep
 from tests.test_distributed import launch
 
 
@@ -102,3 +103,47 @@ def test_rows_read_on_demand_keep_their_sample_weights_in_the_scores(
             [(g.train_loss, g.train_metric, g.val_loss, g.val_metric) for g in history.logs]
         )
     np.testing.assert_allclose(logs[1], logs[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("last", [hp.ReLU, hp.Tanh, hp.Identity])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda p: hp.SGD(p, lr=0.05),  # fused into the backward (fold)
+        lambda p: hp.SGD(p, lr=0.05, momentum=0.9),
+        lambda p: hp.Adam(p, lr=0.01),
+    ],
+    ids=["sgd", "momentum", "adam"],
+)
+@pytest.mark.parametrize("classification", [True, False])
+def test_the_tapes_output_buffer_holds_the_predictions_after_a_replay(
+    last: type[hp.Module],
+    optimizer: Any,
+    classification: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fit reads the tape's y_pred after the whole replay (backward and update included):
+    no later call may write it, whatever the model ends in. Captured scores equal eager ones
+    bit for bit, and the replays ran."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((45, 5))
+    y = rng.integers(0, 3, 45) if classification else np.tanh(x @ rng.standard_normal((5, 3)))
+    replays = []
+    replay = CapturedStep.replay
+
+    def counted(self: CapturedStep, *args: Any) -> float:
+        replays.append(1)
+        return replay(self, *args)
+
+    monkeypatch.setattr(CapturedStep, "replay", counted)
+    logs = []
+    for capture in (True, False):
+        model = hp.Sequential(hp.Linear(5, 7, rng=0), hp.ReLU(), hp.Linear(7, 3, rng=1), last())
+        loss_fn = hp.SoftmaxCrossEntropy() if classification else hp.MeanSquaredError()
+        history = fit(
+            model, loss_fn, optimizer(model.parameters()), (x, y), epochs=2, batch_size=8,
+            options=FitOptions(capture=capture),
+        )  # fmt: skip
+        logs.append([(g.train_loss, g.train_metric) for g in history.logs])
+    assert len(replays) == 2 * 6  # every batch, the short one too, replayed
+    assert logs[0] == logs[1]
