@@ -25,18 +25,21 @@ def exploding() -> tuple[hp.Sequential, hp.SGD, tuple[np.ndarray, np.ndarray]]:
 
 @pytest.mark.parametrize("train_scores", ["steps", "full"])
 @pytest.mark.parametrize("on_divergence", ["stop", "rollback"])
+@pytest.mark.parametrize("validation", [False, True])
 def test_finite_last_weights_whose_loss_overflows_are_divergence(
-    train_scores: str, on_divergence: str
+    train_scores: str, on_divergence: str, validation: bool
 ) -> None:
     """Every step's loss is finite and so is every weight, but the epoch's last update made
     weights whose outputs overflow: "full" saw it in its pass; the steps' scores never see
-    the last update, and fit said "completed" with useless weights."""
+    the last update, and fit said "completed" with useless weights. (With validation data,
+    its loss tells; without, one batch's.)"""
     model, optimizer, data = exploding()
     options = FitOptions(train_scores=train_scores, on_divergence=on_divergence)  # type: ignore[arg-type]
     with np.errstate(over="ignore"):
         history = fit(model, hp.SumSquaredError(), optimizer, data, epochs=1, batch_size=1,
-                      options=options)  # fmt: skip
+                      options=options, validation=data if validation else None)  # fmt: skip
     assert history.stop_reason == "diverged"
+    assert "became inf" in history.message
     assert history.logs == []
     assert model.parameters()[0].data.item() == 1.0  # the epoch's start, the last good weights
 

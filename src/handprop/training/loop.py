@@ -295,7 +295,7 @@ class _Trainer:
                 with np.errstate(over="ignore", invalid="ignore"):
                     self._epoch(data, batch_size, rng, state)
                     scores = self._scores(data, validation)
-                    self._check_last_weights(state, scores[0], data, batch_size)
+                    self._check_last_weights(state, scores, data, batch_size)
                 self._check_growth(state, scores[0], batch_size)
             except TrainingDiverged as error:
                 self._restore(snapshot)
@@ -444,14 +444,22 @@ class _Trainer:
         )
 
     def _check_last_weights(
-        self, state: TrainingState, train_loss: float, data: tuple[Array, Array], batch_size: int
+        self,
+        state: TrainingState,
+        scores: tuple[float, float, float | None, float | None],
+        data: tuple[Array, Array],
+        batch_size: int,
     ) -> None:
         """Raise TrainingDiverged where every step was finite but the weights grew too far:
         finite weights whose outputs overflow. The "full" training loss tells; the steps'
-        scores never see the last update, so the last weights' loss on a batch tells."""
-        loss, what = train_loss, "the training loss"
+        scores never see the last update: the validation loss tells, else the last
+        weights' loss on a batch (one batch's forward pass)."""
+        loss, what = scores[0], "the training loss"
         if math.isfinite(loss) and self.epoch_scores is not None:  # the same on every rank
-            loss, what = self._last_loss(data, batch_size), "the last weights' loss on a batch"
+            if scores[2] is not None:
+                loss, what = scores[2], "the validation loss"
+            else:
+                loss, what = self._last_loss(data, batch_size), "the last weights' loss on a batch"
         if not math.isfinite(loss):
             raise TrainingDiverged(self._divergence(state, loss, batch_size, what))
 
