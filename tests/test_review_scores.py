@@ -31,8 +31,7 @@ def test_finite_last_weights_whose_loss_overflows_are_divergence(
 ) -> None:
     """Every step's loss is finite and so is every weight, but the epoch's last update made
     weights whose outputs overflow: "full" saw it in its pass; the steps' scores never see
-    the last update, and fit said "completed" with useless weights. (With validation data,
-    its loss tells; without, one batch's.)"""
+    the last update, and fit said "completed" with useless weights."""
     model, optimizer, data = exploding()
     options = FitOptions(train_scores=train_scores, on_divergence=on_divergence)  # type: ignore[arg-type]
     with np.errstate(over="ignore"):
@@ -150,3 +149,18 @@ def test_the_tapes_output_buffer_holds_the_predictions_after_a_replay(
         logs.append([(g.train_loss, g.train_metric) for g in history.logs])
     assert len(replays) == 2 * 6  # every batch, the short one too, replayed
     assert logs[0] == logs[1]
+
+
+def test_a_validation_row_that_makes_its_loss_nan_is_not_divergence() -> None:
+    """The last weights are checked on training rows, not validation's: a NaN there (a bad
+    row) with sound weights is logged, as before the steps' scores."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
+    bad_x = x.copy()
+    bad_x[3, 0] = np.nan
+    model = hp.Sequential(hp.Linear(2, 1, rng=0))
+    with np.errstate(invalid="ignore"):
+        history = fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.01), (x, y),
+                      epochs=2, batch_size=4, validation=(bad_x, y))  # fmt: skip
+    assert history.stop_reason == "completed"
+    assert [np.isnan(log.val_loss) for log in history.logs] == [True, True]

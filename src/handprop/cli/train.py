@@ -138,7 +138,7 @@ def add_parser(commands: Any) -> None:
         choices=["steps", "full"],
         help="the training loss and metric reported each epoch: those of the predictions each "
         "step made on its batch before its update (default; as scikit-learn and Keras report; "
-        "without validation data one batch's forward pass more), or one more pass over the "
+        "costs one batch's forward pass more), or one more pass over the "
         "training rows with the epoch's final weights, in evaluation mode (costs about a third "
         "of an epoch more at batch 32)",
     )

@@ -452,14 +452,12 @@ class _Trainer:
     ) -> None:
         """Raise TrainingDiverged where every step was finite but the weights grew too far:
         finite weights whose outputs overflow. The "full" training loss tells; the steps'
-        scores never see the last update: the validation loss tells, else the last
-        weights' loss on a batch (one batch's forward pass)."""
+        scores never see the last update, so the last weights' loss on a batch of training
+        rows tells (rows the steps trained on with finite losses; not validation's, whose
+        loss a bad row makes NaN with sound weights)."""
         loss, what = scores[0], "the training loss"
         if math.isfinite(loss) and self.epoch_scores is not None:  # the same on every rank
-            if scores[2] is not None:
-                loss, what = scores[2], "the validation loss"
-            else:
-                loss, what = self._last_loss(data, batch_size), "the last weights' loss on a batch"
+            loss, what = self._last_loss(data, batch_size), "the last weights' loss on a batch"
         if not math.isfinite(loss):
             raise TrainingDiverged(self._divergence(state, loss, batch_size, what))
 

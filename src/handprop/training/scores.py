@@ -6,8 +6,8 @@ themselves made, each batch's before its update, kept as the epoch runs (``Epoch
 every training row once, in training mode (Dropout dropping, BatchNorm on the batch's
 statistics), so the loss is the mean of the batches' losses weighted by their rows, as
 scikit-learn's ``loss_curve_``, Keras and PyTorch Lightning report it. That costs a copy
-of each batch's outputs (and, without validation data, one batch's forward pass with the
-last weights: ``fit`` checks that their outputs are finite, which no step saw).
+of each batch's outputs (and one batch's forward pass with the last weights: ``fit``
+checks that their outputs are finite, which no step saw).
 ``train_scores="full"`` scores the weights the epoch ends with, in evaluation mode: one
 more forward pass over the whole training set (about a third of an epoch's arithmetic at
 batch 32), as validation data is scored.
