@@ -84,8 +84,9 @@ def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes(
     options = hp.training.FitOptions(train_scores=train_scores)  # type: ignore[arg-type]
     hp.fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
            batch_size=2, validation=(x, y), options=options)  # fmt: skip
-    # two steps of 2 rows; then the training set (4 rows) and the validation set; "steps":
-    # the training set's scores are the steps', then the last weights on a batch are checked
+    # two steps of 2 rows; then in evaluation mode "full" scores the training set (4 rows)
+    # and the validation set (4); "steps" the validation set, then checks the last weights
+    # on one batch (2): the training set's scores are the steps'
     scored = [(False, 4), (False, 2)] if train_scores == "steps" else [(False, 4), (False, 4)]
     assert seen == [(True, 2), (True, 2), *scored]
     assert not any(m.training for m in model.modules())  # left as it came
