@@ -69,11 +69,11 @@ def test_batchnorm_eval_uses_the_running_statistics() -> None:
 def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes(
     train_scores: str,
 ) -> None:
-    seen: list[bool] = []
+    seen: list[tuple[bool, int]] = []
 
     class Spy(hp.Module):
         def forward(self, x: np.ndarray) -> np.ndarray:
-            seen.append(self.training)
+            seen.append((self.training, len(x)))
             return x
 
         def backward(self, grad_y: np.ndarray, grads: hp.Gradients = ACCUMULATE) -> np.ndarray:
@@ -84,9 +84,11 @@ def test_fit_trains_in_training_mode_scores_in_eval_mode_and_restores_modes(
     options = hp.training.FitOptions(train_scores=train_scores)  # type: ignore[arg-type]
     hp.fit(model, hp.MeanSquaredError(), hp.SGD(model.parameters(), lr=0.1), (x, y), epochs=1,
            batch_size=2, validation=(x, y), options=options)  # fmt: skip
-    # two steps; then the validation set ("steps": the training set's scores are the steps')
-    scored = [False] if train_scores == "steps" else [False, False]  # ... and the training set
-    assert seen == [True, True, *scored]
+    # two steps of 2 rows; then in evaluation mode "full" scores the training set (4 rows)
+    # and the validation set (4); "steps" the validation set, then checks the last weights
+    # on one batch (2): the training set's scores are the steps'
+    scored = [(False, 4), (False, 2)] if train_scores == "steps" else [(False, 4), (False, 4)]
+    assert seen == [(True, 2), (True, 2), *scored]
     assert not any(m.training for m in model.modules())  # left as it came
 
 

@@ -171,11 +171,21 @@ def test_graphed_cross_entropy_replays_checks_labels_and_equals_eager(torch: Mod
         assert np.allclose(graphed_array, eager_array, rtol=1e-12, atol=0)
 
 
-def test_fit_steps_scores_on_cuda_equal_numpy_float64(torch: ModuleType) -> None:
+def test_fit_steps_scores_on_cuda_equal_numpy_float64(
+    torch: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """fit on CUDA replays graphs; the training scores come from the replayed steps' own
     predictions (the graph's output buffer, copied after each replay) and equal numpy's."""
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((100, 8)), rng.integers(0, 3, 100)
+    recorded: list[int] = []
+    record = GraphedStep._record
+
+    def counted(self: GraphedStep, *args: Any) -> Any:
+        recorded.append(1)
+        return record(self, *args)
+
+    monkeypatch.setattr(GraphedStep, "_record", counted)
     logs = []
     for device in ("numpy", "cuda"):
         model = hp.mlp(8, [16], 3, rng=0).to(device)
@@ -183,4 +193,5 @@ def test_fit_steps_scores_on_cuda_equal_numpy_float64(torch: ModuleType) -> None
         history = hp.fit(model, hp.SoftmaxCrossEntropy(), optimizer, (x, y), epochs=3,
                          batch_size=16, rng=np.random.default_rng(0))  # fmt: skip
         logs.append([(log.train_loss, log.train_metric) for log in history.logs])
+    assert recorded  # the CUDA fit replayed graphs (their predictions copied after replay)
     assert _relative(logs[1], logs[0]) <= 1e-10

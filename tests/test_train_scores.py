@@ -208,3 +208,19 @@ def test_a_checkpoint_from_before_the_setting_keeps_scoring_as_it_did() -> None:
     saved["train_scores"] = "some"
     with pytest.raises(ValueError, match="saved setting train_scores must be steps or full"):
         saved_config("c.safetensors", saved)
+
+
+def test_a_resumed_run_may_change_how_it_scores_the_training_set(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "c.safetensors"
+    argv = ["train", "--data", "iris", "--quiet", "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--checkpoint-every", "1", "--epochs", "1", "--train-scores", "full"]) == 0
+    logs = {}
+    for setting in ("full", "steps"):
+        log = tmp_path / f"{setting}.jsonl"
+        resumed = ["--resume", str(checkpoint), "--epochs", "2", "--log", str(log)]
+        assert main(["train", *resumed, "--train-scores", setting, "--quiet"]) == 0
+        logs[setting] = [json.loads(line) for line in log.read_text().splitlines()]
+    full, steps = logs["full"], logs["steps"]
+    assert full[0] == steps[0]  # epoch 1, from the checkpoint
+    assert full[1]["val_loss"] == steps[1]["val_loss"]  # the same training
+    assert full[1]["train_loss"] != steps[1]["train_loss"]  # scored as asked

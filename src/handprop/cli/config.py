@@ -20,7 +20,7 @@ from handprop.optim import OPTIMIZERS
 #: does, so a checkpoint handed to a user cannot make a resumed run overwrite their files.
 OUTPUTS = frozenset({"out", "checkpoint", "checkpoint_every", "log", "plot"})
 #: What a resumed run may change: where things go, and how far it trains.
-RESUMABLE = frozenset({"data", "epochs", "quiet"} | OUTPUTS)
+RESUMABLE = frozenset({"data", "epochs", "quiet", "train_scores"} | OUTPUTS)  # not training
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ def resumed_config(source: str, saved: object, args: argparse.Namespace) -> Trai
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         raise ValueError(
             f"{flags} cannot change when resuming (the checkpoint fixes them); "
-            "only --data, --epochs, --out, --checkpoint(-every), --log, --plot and --quiet can"
+            "only --data, --epochs, --out, --checkpoint(-every), --log, --plot, --quiet and "
+            "--train-scores can"
         )
     config = replace(config, **{k: v for k, v in changes.items() if k in RESUMABLE})
     _check(config)

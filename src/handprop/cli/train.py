@@ -137,9 +137,10 @@ def add_parser(commands: Any) -> None:
         "--train-scores",
         choices=["steps", "full"],
         help="the training loss and metric reported each epoch: those of the predictions each "
-        "step made on its batch before its update (default; free; as scikit-learn and Keras "
-        "report), or one more pass over the training rows with the epoch's final weights, "
-        "in evaluation mode (costs about a third of an epoch more at batch 32)",
+        "step made on its batch before its update (default; as scikit-learn and Keras report; "
+        "costs one batch's forward pass more), or one more pass over the "
+        "training rows with the epoch's final weights, in evaluation mode (costs about a third "
+        "of an epoch more at batch 32)",
     )
     train.add_argument(
         "--drop-nonfinite",

@@ -176,7 +176,9 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._side_stream()):
             outputs: list[Any] = []  # the model's output buffer, which each replay writes
-            static_loss = self.eager(static_x, static_y, update, True, outputs.append)
+            static_loss = self.eager(
+                static_x, static_y, update, checked=True, on_predictions=outputs.append
+            )
         # the classes from the recorded step's probs: there even with warmup=0 (no eager step yet)
         if isinstance(self.loss_fn, SoftmaxCrossEntropy) and self.loss_fn.probs is not None:
             self.classes[(*_shapes(x, y), self._settings())] = self.loss_fn.probs.shape[1]

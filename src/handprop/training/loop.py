@@ -105,8 +105,9 @@ def fit(
     Training runs in training mode (``model.train()``: Dropout drops, BatchNorm uses
     the batch's statistics), validation's scores in evaluation mode; the model is left in
     the modes it came in. Each epoch's training scores are those of the predictions and
-    losses its steps made, before their updates (``FitOptions.train_scores``: "full"
-    scores the epoch's final weights in evaluation mode instead, one more pass).
+    losses its steps made, before their updates, and the final weights' loss on one batch
+    tells whether they diverged (``FitOptions.train_scores``: "full" scores the epoch's
+    final weights in evaluation mode instead, one more pass).
 
     ``comm`` (``handprop.distributed.world()``): train data-parallel on every rank of
     it, each rank passing the same arguments (the same data, a memory map of it, or
@@ -256,8 +257,9 @@ class _Trainer:
             )  # fmt: skip
             self.arrays = [p.data for p in self.params] + self.buffers  # the shared weights'
         if self.options.train_scores == "steps" and len(data[0]):
-            whole = self.xp is not NUMPY or isinstance(data[0], np.ndarray)  # as _evaluate
-            self.epoch_scores = EpochScores(self.loss_fn, self.metric, data, self.comm, whole=whole)
+            self.epoch_scores = EpochScores(
+                self.loss_fn, self.metric, data, self.comm, whole=self._whole(data)
+            )
         together = False  # whether every rank leaves fit here: then the window can be freed
         try:
             history = self._run(data, validation, epochs, batch_size, rng, state)
@@ -293,9 +295,7 @@ class _Trainer:
                 with np.errstate(over="ignore", invalid="ignore"):
                     self._epoch(data, batch_size, rng, state)
                     scores = self._scores(data, validation)
-                if not math.isfinite(scores[0]):  # finite steps, but the weights grew too far
-                    what = "the training loss"
-                    raise TrainingDiverged(self._divergence(state, scores[0], batch_size, what))
+                    self._check_last_weights(state, scores, data, batch_size)
                 self._check_growth(state, scores[0], batch_size)
             except TrainingDiverged as error:
                 self._restore(snapshot)
@@ -443,6 +443,41 @@ class _Trainer:
             f"{loss} with learning rate {lr:g}; {advice}"
         )
 
+    def _check_last_weights(
+        self,
+        state: TrainingState,
+        scores: tuple[float, float, float | None, float | None],
+        data: tuple[Array, Array],
+        batch_size: int,
+    ) -> None:
+        """Raise TrainingDiverged where every step was finite but the weights grew too far:
+        finite weights whose outputs overflow. The "full" training loss tells; the steps'
+        scores never see the last update, so the last weights' loss on a batch of training
+        rows tells (rows the steps trained on with finite losses; not validation's, whose
+        loss a bad row makes NaN with sound weights)."""
+        loss, what = scores[0], "the training loss"
+        if math.isfinite(loss) and self.epoch_scores is not None:  # the same on every rank
+            loss, what = self._last_loss(data, batch_size), "the last weights' loss on a batch"
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self._divergence(state, loss, batch_size, what))
+
+    def _last_loss(self, data: tuple[Array, Array], batch_size: int) -> float:
+        """The loss of the model, in evaluation mode, on the first ``batch_size`` training
+        rows (over ranks: of each rank's own rows; the first that is not finite of every
+        rank's). Collective: every rank calls it."""
+        x, y = data
+        mine = slice(0, len(x)) if self.comm is None else self.comm.rows(len(x))
+        first = slice(mine.start, min(mine.start + batch_size, mine.stop))
+        loss = 0.0
+        if first.start < first.stop:
+            self.model.eval()
+            try:
+                loss = self.loss_fn.forward(self.model.predict(x[first]), y[first])
+            finally:
+                self.model.train()
+        losses = [loss] if self.comm is None else self.comm.allgather(loss)
+        return next((value for value in losses if not math.isfinite(value)), loss)
+
     def _check_growth(self, state: TrainingState, loss: float, batch_size: int) -> None:
         """A finite loss that grew past ``divergence_factor`` times the first epoch's diverged."""
         if not state.logs:
@@ -474,10 +509,16 @@ class _Trainer:
             self.model.train()
 
     def _evaluate(self, data: tuple[Array, Array]) -> tuple[float, float]:
-        on_torch = self.xp is not NUMPY
-        if self.comm is not None or not (on_torch or isinstance(data[0], np.ndarray)):  # a map
+        if not self._whole(data):
             return sharded_evaluate(self.comm, self.model, self.loss_fn, *data, self.metric)
         return evaluate(self.model, self.loss_fn, *data, self.metric)
+
+    def _whole(self, data: tuple[Array, Array]) -> bool:
+        """Whether this process scores ``data`` whole: it holds every row (numpy arrays, torch,
+        or targets with sample weights, which scores summed part by part would drop), else
+        part by part (``PartScores``: over ranks, or rows behind a memory map)."""
+        in_memory = self.xp is not NUMPY or isinstance(data[0], np.ndarray)
+        return self.comm is None and (in_memory or isinstance(data[1], WeightedTargets))
 
     def _log(
         self, scores: tuple[float, float, float | None, float | None], state: TrainingState

@@ -6,9 +6,11 @@ is the mean of the batches' losses, weighted by their rows, as scikit-learn's
 ``loss_curve_``, Keras and PyTorch Lightning report it, and the metric is that of the
 predictions each step made before its update, kept as the epoch runs: every training row
 once, in training mode (Dropout dropping, BatchNorm on the batch's statistics). That
-costs a copy of each batch's outputs. ``train_scores="full"`` scores the weights the
-epoch ends with, in evaluation mode: one more forward pass over the whole training set
-(about a third of an epoch's arithmetic at batch 32), as validation data is scored.
+costs a copy of each batch's outputs (and one batch's forward pass with the last weights:
+``fit`` checks that their outputs are finite, which no step saw). ``train_scores="full"``
+scores the weights the epoch ends with, in evaluation mode: one more forward pass over
+the whole training set (about a third of an epoch's arithmetic at batch 32), as
+validation data is scored.
 
 Over ranks, or on data read through a memory map, each process sums what the metric needs
 part by part (``PartScores``) and the parts are merged: no process holds every row.
@@ -165,19 +167,21 @@ class EpochScores:
         weighted = class_weights(loss_fn) is not None or hasattr(self.y, "sample_weight")
         self.steps_loss = not weighted  # else the loss over the predictions
         self.sum = loss_fn.reduction == "sum"
-        self.begin()
-
-    def begin(self) -> None:
         self.filled = 0  # predictions kept
         self.batches: list[Array] = []  # their rows' indices, batch by batch
-        self.total, self.rows = 0.0, 0  # the steps' losses times their rows; the rows
+        self.total, self.count = 0.0, 0  # the steps' losses times their rows; the rows
+        self.parts: PartScores | None = None  # what was summed up (not whole)
+
+    def begin(self) -> None:
+        """Forget the last epoch's: nothing kept, nothing counted."""
+        self.filled, self.batches, self.total, self.count = 0, [], 0.0, 0
         if not self.whole:
             self.parts = PartScores(None if self.steps_loss else self.loss_fn, self.metric)
 
     def add_loss(self, rows: int, loss: float) -> None:
         """A step's loss, of a batch of ``rows`` rows (every rank's)."""
         self.total += loss if self.sum else loss * rows
-        self.rows += rows
+        self.count += rows
 
     def add_predictions(self, batch: Array, y_pred: Array) -> None:
         """A step's output on this process's rows of ``batch``, before the update."""
@@ -197,10 +201,11 @@ class EpochScores:
         self.batches.append(rows)
 
     def result(self) -> tuple[float, float] | None:
-        if not self.rows:
+        """The epoch's (loss, metric), None without a step. Collective over ranks."""
+        if not self.count:
             return None
-        loss = self.total if self.sum else self.total / self.rows
-        if self.whole:
+        loss = self.total if self.sum else self.total / self.count
+        if self.parts is None:  # whole
             assert self.predictions is not None
             order = np.concatenate(self.batches)  # WeightedTargets take their weights along
             y = self.y[order] if isinstance(self.y, np.ndarray) else self.xp.rows(self.y, order)
@@ -213,8 +218,8 @@ class EpochScores:
         return loss if self.steps_loss else parts_loss, metric
 
     def _sum_up(self) -> None:
-        """Add the kept predictions to the parts' sums, and keep none."""
-        if self.filled:
+        """Add the kept predictions to the parts' sums, and keep none (not whole)."""
+        if self.filled and self.parts is not None:
             assert self.predictions is not None
             y = np.asarray(self.y[np.concatenate(self.batches)])
             self.parts.add(self.predictions[: self.filled], y)

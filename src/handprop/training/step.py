@@ -60,7 +60,8 @@ def train_step(
     exchange sums the other gradients.
 
     ``on_predictions(y_pred)`` is called with the model's output right after the forward
-    pass, before anything else (``fit`` keeps a copy to score the epoch, training/scores.py).
+    pass, before anything else (``fit`` keeps a copy to score the epoch, training/scores.py):
+    a layer's work buffer, which its next forward overwrites, so keep a copy, not ``y_pred``.
     """
     if exchange is not None:
         return _exchanged_step(
