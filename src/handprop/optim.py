@@ -433,6 +433,11 @@ class Adam(Optimizer):
         """
         if grad is None:
             raise tape.cannot("Adam without the gradients")
+        # step computes in its state's dtype: a model.to(dtype) after Adam was built leaves
+        # it in the old one, which the tape's buffers are not
+        state = zip(self.params, self.m, self.v, self.scratch, strict=True)
+        if any(a.dtype != p.data.dtype for p, m, v, (g, s) in state for a in (m, v, g, s)):
+            raise tape.cannot("Adam whose state has another dtype than its parameters")
         xp = tape.xp
         names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2")
         names += ("eps_hat", "alpha", "weight_decay", "decay")
