@@ -2,6 +2,7 @@
 taking a stretch of a larger buffer, np.dot for small products): what it must still do."""
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,18 @@ from handprop.training.tape import Tape, same_gemm
 N, D_IN, H, D_OUT = 8, 5, 7, 3
 
 
+OPTIMIZERS: dict[str, Callable[[list[hp.Parameter]], hp.Optimizer]] = {
+    "adam": lambda p: hp.Adam(p, lr=1e-2),
+    "sgd": lambda p: hp.SGD(p, lr=1e-2),
+    "sgd-momentum-decay": lambda p: hp.SGD(p, lr=1e-2, momentum=0.9, weight_decay=1e-2),
+}
+
+
 def twins(
-    dtype: str = "float64", single: bool = False
+    dtype: str = "float64", single: bool = False, optimizer: str = "adam"
 ) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
-    """Two equal models (``single``: one weight, no bias) with cross-entropy and Adam each."""
+    """Two equal models (``single``: one weight, no bias) with cross-entropy and an
+    optimizer (Adam by default) each."""
     if single:
         model = hp.Sequential(hp.Linear(D_IN, D_OUT, bias=False, rng=1, dtype=dtype))
     else:
@@ -29,8 +38,8 @@ def twins(
         )
     copied = copy.deepcopy(model)
     return (
-        (model, hp.SoftmaxCrossEntropy(), hp.Adam(model.parameters(), lr=1e-2)),
-        (copied, hp.SoftmaxCrossEntropy(), hp.Adam(copied.parameters(), lr=1e-2)),
+        (model, hp.SoftmaxCrossEntropy(), OPTIMIZERS[optimizer](model.parameters())),
+        (copied, hp.SoftmaxCrossEntropy(), OPTIMIZERS[optimizer](copied.parameters())),
     )
 
 
@@ -43,9 +52,11 @@ def batches(count: int, dtype: str = "float64") -> list[tuple[np.ndarray, np.nda
 
 
 def assert_same_state(left: tuple[Any, Any, Any], right: tuple[Any, Any, Any]) -> None:
-    (model_a, _, adam_a), (model_b, _, adam_b) = left, right
-    arrays_a = [p.data for p in model_a.parameters()] + adam_a.m + adam_a.v
-    arrays_b = [p.data for p in model_b.parameters()] + adam_b.m + adam_b.v
+    """The weights and the optimizers' state (``slots``) equal, bit for bit."""
+    arrays_a, arrays_b = (
+        [p.data for p in model.parameters()] + [a for s in opt.slots().values() for a in s]
+        for model, _, opt in (left, right)
+    )
     for a, b in zip(arrays_a, arrays_b, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
@@ -84,11 +95,15 @@ def test_adam_moments_replaced_by_strided_views_train_as_train_step() -> None:
     assert_same_state(eager, captured)
 
 
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize(("built", "moved"), [("float64", "float32"), ("float32", "float64")])
-def test_adam_built_before_model_to_trains_captured_as_eager(built: str, moved: str) -> None:
-    """Adam built, then model.to(another dtype): its state keeps the old dtype, in which
-    step computes; the tape's buffers do not, so fit trains it eagerly (same bits)."""
-    eager, captured = twins(built)
+def test_an_optimizer_built_before_model_to_trains_captured_as_eager(
+    optimizer: str, built: str, moved: str
+) -> None:
+    """The optimizer built, then model.to(another dtype): its state (Adam's moments, SGD's
+    scratch and velocities) keeps the old dtype, in which step computes; the tape's
+    buffers do not, so fit trains it eagerly (the same bits)."""
+    eager, captured = twins(built, optimizer=optimizer)
     for model, _, _ in (eager, captured):
         model.to(moved)
     rng = np.random.default_rng(5)
