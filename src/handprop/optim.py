@@ -189,6 +189,8 @@ class SGD(Optimizer):
         def structure() -> tuple[bool, ...]:
             return (self.momentum != 0, self.nesterov, self.weight_decay != 0)
 
+        if _other_dtype(self.params, self.velocities, self.scratch, self.decayed):
+            raise tape.cannot("SGD whose state has another dtype than its parameters")
         recorded, xp = structure(), tape.xp
         if grad is None:
             return lambda: structure() == recorded
@@ -248,6 +250,14 @@ class SGD(Optimizer):
 
     def slots(self) -> dict[str, list[Array]]:
         return {"velocity": self.velocities}
+
+
+def _other_dtype(params: list[Parameter], *states: list[Array]) -> bool:
+    """Whether an array of ``states`` (lists aligned with ``params``) has another dtype than
+    its parameter: a ``model.to(dtype)`` after the optimizer was built leaves them so, and
+    ``step`` computes in their dtype, which a captured step's buffers do not."""
+    pairs = (zip(params, state, strict=False) for state in states)  # a slot may be unused: []
+    return any(a.dtype != p.data.dtype for pair in pairs for p, a in pair)
 
 
 def views_of(flat: Any, arrays: list[Any]) -> list[Any]:
@@ -433,6 +443,9 @@ class Adam(Optimizer):
         """
         if grad is None:
             raise tape.cannot("Adam without the gradients")
+        scratch = [[g for g, _ in self.scratch], [s for _, s in self.scratch]]
+        if _other_dtype(self.params, self.m, self.v, *scratch):
+            raise tape.cannot("Adam whose state has another dtype than its parameters")
         xp = tape.xp
         names: tuple[str, ...] = ("beta1", "beta2", "one_minus_beta1", "one_minus_beta2")
         names += ("eps_hat", "alpha", "weight_decay", "decay")

@@ -171,7 +171,7 @@ class Tape:
             return None
         size, itemsize = math.prod(first.shape), _itemsize(base)
         start, misaligned = divmod(_address(first) - _address(base), itemsize)
-        if misaligned or not (_contiguous(base) and _contiguous(first) and base.ndim == 1):
+        if misaligned or base.ndim != 1 or not all(map(_contiguous, (base, first, second))):
             return None
         if _address(second) != _address(first) + size * itemsize:
             return None
@@ -225,8 +225,11 @@ def check_optimizer(optimizer: "Optimizer") -> None:
 
 
 def _base(array: Any) -> Any:
-    """The array whose memory ``array`` views (numpy's ``base``, torch's ``_base``), or None."""
-    return array.base if isinstance(array, np.ndarray) else getattr(array, "_base", None)
+    """The array whose memory ``array`` views (numpy's ``base``, torch's ``_base``), or None
+    (also for numpy's other owners of memory: bytes, an mmap, from ``np.frombuffer``)."""
+    if isinstance(array, np.ndarray):
+        return array.base if isinstance(array.base, np.ndarray) else None
+    return getattr(array, "_base", None)
 
 
 def _address(array: Any) -> int:
@@ -243,9 +246,12 @@ def _contiguous(array: Any) -> bool:
 
 def _spanned(arrays: list[Any]) -> Any:
     """The stretch of one 1-d buffer of which ``arrays`` are ``views_of``, in order (the
-    whole buffer, or a part of it: Adam's ``m`` and ``v`` share one), or None."""
+    whole buffer, or a part of it: Adam's ``m`` and ``v`` share one), or None. Each must be
+    contiguous: a strided or transposed view that starts where a part would is no part."""
     base = _base(arrays[0])
-    if base is None or base.ndim != 1 or base.dtype != arrays[0].dtype or not _contiguous(base):
+    if base is None or base.ndim != 1 or base.dtype != arrays[0].dtype:
+        return None
+    if not (_contiguous(base) and all(_contiguous(a) for a in arrays)):
         return None
     start, misaligned = divmod(_address(arrays[0]) - _address(base), _itemsize(base))
     size = sum(math.prod(a.shape) for a in arrays)
@@ -254,7 +260,7 @@ def _spanned(arrays: list[Any]) -> Any:
     flat = base[start : start + size]
     expected = views_of(flat, arrays)
     same = all(
-        _base(a) is base and _address(a) == _address(e) and a.shape == e.shape
+        _base(a) is base and _address(a) == _address(e) and (a.shape, a.dtype) == (e.shape, e.dtype)
         for a, e in zip(arrays, expected, strict=True)
     )
     return flat if same else None
