@@ -12,6 +12,7 @@ from handprop.sklearn import HandpropRegressor
 from handprop.training import FitOptions, fit
 from handprop.training.capture import CapturedStep
 from tests.test_distributed import launch
+from tests.test_train_scores import Rows
 
 
 def exploding() -> tuple[hp.Sequential, hp.SGD, tuple[np.ndarray, np.ndarray]]:
@@ -65,19 +66,6 @@ def test_over_ranks_every_rank_checks_the_last_weights_alike(tmp_path: Path, ran
     with np.load(out) as saved:
         for name in ("shards=False", "shards=True"):
             assert saved[name].tolist() == [["diverged", "1.0"]] * ranks
-
-
-class Rows:
-    """Rows read on demand, as a memory map is (not an ndarray): fit scores them in parts."""
-
-    def __init__(self, a: np.ndarray) -> None:
-        self.a, self.shape, self.dtype = a, a.shape, a.dtype
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.array(self.a[index])
 
 
 @pytest.mark.parametrize("train_scores", ["steps", "full"])
