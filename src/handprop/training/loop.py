@@ -5,7 +5,7 @@ learning-rate schedules, gradient clipping and divergence handling.
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -342,7 +342,7 @@ class _Trainer:
             return
         captured = self._captured(data, batch_size)
         for batch in batches(len(x), batch_size, rng):
-            keep = None if kept is None else partial(kept.add_predictions, batch)
+            keep = self._keeper(batch)
             if self.exchange is not None:  # this rank's slice of the batch
                 loss = sharded_step(
                     self.exchange, self.model, self.loss_fn, self.optimizer, data, batch,
@@ -415,10 +415,7 @@ class _Trainer:
         assert self.deferred is not None
         rows, step, kept = self.xp.rows, self.deferred.step, self.epoch_scores
         parts = list(batches(len(x), batch_size, rng))
-        losses = [
-            step(rows(x, b), rows(y, b), None if kept is None else partial(kept.add_predictions, b))
-            for b in parts
-        ]
+        losses = [step(rows(x, b), rows(y, b), self._keeper(b)) for b in parts]
         for batch, loss in zip(parts, read_losses(losses), strict=True):
             state.step += 1
             if kept is not None:
@@ -442,6 +439,13 @@ class _Trainer:
             f"training diverged in epoch {state.epoch + 1} at step {state.step}: {what} became "
             f"{loss} with learning rate {lr:g}; {advice}"
         )
+
+    def _keeper(self, batch: Array) -> Callable[[Array], None] | None:
+        """What a step on ``batch`` hands its predictions to (``train_step``'s
+        ``on_predictions``): the epoch's scores, which keep a copy; None without them."""
+        if self.epoch_scores is None:
+            return None
+        return partial(self.epoch_scores.add_predictions, batch)
 
     def _check_last_weights(
         self,
@@ -498,10 +502,10 @@ class _Trainer:
         """The training set's loss and metric (``train_scores``: the steps' predictions, else
         scored as validation is); validation's in evaluation mode (Dropout off, BatchNorm's
         running statistics)."""
-        kept = None if self.epoch_scores is None else self.epoch_scores.result()
+        steps = None if self.epoch_scores is None else self.epoch_scores.result()
         self.model.eval()
         try:
-            train_loss, train_metric = kept or self._evaluate(data)
+            train_loss, train_metric = steps or self._evaluate(data)
             if validation is None:
                 return train_loss, train_metric, None, None
             return (train_loss, train_metric, *self._evaluate(validation))
