@@ -20,7 +20,7 @@ from handprop.checkpoint import build_optimizer, load_checkpoint, save_checkpoin
 from handprop.training import FitOptions, fit, train_step
 from handprop.training import capture as capture_module
 from handprop.training import graphed as graphed_module
-from handprop.training.capture import CapturedStep, NotCapturable, capture_step
+from handprop.training.capture import NotCapturable, capture_step
 from handprop.training.graphed import GraphedStep, RecordedUpdate
 
 N, D_IN, H, D_OUT, STEPS = 8, 5, 7, 3, 30
@@ -191,17 +191,22 @@ def test_an_optimizer_on_other_parameters_is_not_captured() -> None:
         capture_step(model, hp.MeanSquaredError(), optimizer, (N, D_IN), (N, D_OUT))
 
 
+def counted_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[int]:
+    """A list that grows by one at each call of the method ``owner.name`` (which still runs)."""
+    calls: list[int] = []
+    method = getattr(owner, name)
+
+    def counted(self: Any, *args: Any, **keywords: Any) -> Any:
+        calls.append(1)
+        return method(self, *args, **keywords)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count CapturedStep.replay calls."""
-    calls: list[int] = []
-    replay = CapturedStep.replay
-
-    def counted(self: CapturedStep, *args: Any) -> float:
-        calls.append(1)
-        return replay(self, *args)
-
-    monkeypatch.setattr(capture_module.CapturedStep, "replay", counted)
-    return calls
+    return counted_calls(monkeypatch, capture_module.CapturedStep, "replay")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import handprop as hp
 from handprop.training.graphed import GraphedStep, read_losses
 from handprop.training.step import train_step
 from handprop.warmup import WarmupConfig, make_problem, run_warmup
+from tests.test_capture import counted_calls
 
 
 def _cuda() -> bool:
@@ -178,14 +179,7 @@ def test_fit_steps_scores_on_cuda_equal_numpy_float64(
     predictions (the graph's output buffer, copied after each replay) and equal numpy's."""
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((100, 8)), rng.integers(0, 3, 100)
-    recorded: list[int] = []
-    record = GraphedStep._record
-
-    def counted(self: GraphedStep, *args: Any) -> Any:
-        recorded.append(1)
-        return record(self, *args)
-
-    monkeypatch.setattr(GraphedStep, "_record", counted)
+    recorded = counted_calls(monkeypatch, GraphedStep, "_record")
     logs = []
     for device in ("numpy", "cuda"):
         model = hp.mlp(8, [16], 3, rng=0).to(device)

@@ -11,6 +11,7 @@ from handprop.sample_weight import WeightedTargets
 from handprop.sklearn import HandpropRegressor
 from handprop.training import FitOptions, fit
 from handprop.training.capture import CapturedStep
+from tests.test_capture import counted_calls
 from tests.test_distributed import launch
 from tests.test_train_scores import Rows
 
@@ -118,14 +119,7 @@ def test_the_tapes_output_buffer_holds_the_predictions_after_a_replay(
     rng = np.random.default_rng(5)
     x = rng.standard_normal((45, 5))
     y = rng.integers(0, 3, 45) if classification else np.tanh(x @ rng.standard_normal((5, 3)))
-    replays = []
-    replay = CapturedStep.replay
-
-    def counted(self: CapturedStep, *args: Any) -> float:
-        replays.append(1)
-        return replay(self, *args)
-
-    monkeypatch.setattr(CapturedStep, "replay", counted)
+    replays = counted_calls(monkeypatch, CapturedStep, "replay")
     logs = []
     for capture in (True, False):
         model = hp.Sequential(hp.Linear(5, 7, rng=0), hp.ReLU(), hp.Linear(7, 3, rng=1), last())
